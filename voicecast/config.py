@@ -1,0 +1,301 @@
+"""Configuration: ``voicecast.toml``, then environment overrides, into one typed object.
+
+Layers, later ones win:
+
+1. defaults embedded here (they target the sandbox PBX, SQLite and the simulated network);
+2. the TOML file: ``--config PATH``, else ``$VOICECAST_CONFIG``, else ``./voicecast.toml``
+   when it exists;
+3. environment variables ``VOICECAST_<SECTION>__<KEY>`` (e.g. ``VOICECAST_AMI__SECRET``,
+   ``VOICECAST_DATABASE__URL``); values are parsed as TOML scalars when they parse,
+   as strings otherwise.
+
+Relative paths (database file, audio store, sandbox folder) are resolved against the folder
+of the config file, or the current directory when there is no file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from voicecast.errors import ConfigError
+
+ENV_PREFIX = "VOICECAST_"
+DEFAULT_FILE = "voicecast.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DatabaseSettings(_Section):
+    """Where voicecast keeps its data. SQLite (WAL mode) by default."""
+
+    url: str = "sqlite:///var/voicecast.db"
+
+
+class AmiSettings(_Section):
+    """The Asterisk Manager Interface account of the controller (see asterisk-conf/manager.conf).
+
+    Ignored while ``[sandbox] enabled`` is true: the sandbox PBX provides its own.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = Field(5038, ge=1, le=65535)
+    username: str = "voicecast"
+    secret: str = ""
+    connect_timeout: float = Field(5.0, gt=0, description="seconds")
+    action_timeout: float = Field(10.0, gt=0, description="seconds")
+
+
+class FastAgiSettings(_Section):
+    """The FastAGI server the controller runs; Asterisk connects to it for each answered call."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(4573, ge=1, le=65535)
+    url: str = Field(
+        "",
+        description="agi:// URL Asterisk uses to reach this server; empty = agi://host:port",
+    )
+    command_timeout: float = Field(120.0, gt=0, description="seconds one AGI command may take")
+
+    @property
+    def agi_url(self) -> str:
+        """The ``agi://host:port`` URL passed to Asterisk on each Originate."""
+        return self.url or f"agi://{self.host}:{self.port}"
+
+
+class PbxSettings(_Section):
+    """How calls leave the PBX and where it finds voicecast's audio.
+
+    Ignored while ``[sandbox] enabled`` is true (the sandbox dials its simulated network).
+    """
+
+    dial_string: str = "PJSIP/{number}@trunk"
+    originate_context: str = "voicecast-outbound"
+    sounds_dir: str = "/var/lib/asterisk/sounds/voicecast"
+    sounds_dir_on_pbx: str = Field(
+        "", description="the same folder as Asterisk sees it; empty = sounds_dir"
+    )
+
+    @field_validator("dial_string")
+    @classmethod
+    def _has_number(cls, value: str) -> str:
+        if "{number}" not in value:
+            raise ValueError("dial_string must contain {number}")
+        return value
+
+
+class AudioSettings(_Section):
+    """The audio library (messages converted to 8 kHz mono 16-bit WAV)."""
+
+    store_dir: str = "var/audio"
+    max_duration: float = Field(180.0, gt=0, description="seconds; longer files are refused")
+    silence_threshold_dbfs: float = Field(
+        -50.0, description="a file whose loudest peak is below this is refused as silent"
+    )
+
+
+class DialerSettings(_Section):
+    """Defaults of a new campaign's pacing and retry policy."""
+
+    max_channels: int = Field(10, ge=1, le=10000)
+    cps: float = Field(1.0, gt=0, le=1000, description="calls started per second")
+    ring_timeout: float = Field(30.0, ge=5, le=300, description="seconds")
+    retries: int = Field(2, ge=0, le=20)
+    retry_delay: float = Field(600.0, ge=0, description="seconds")
+    max_call_duration: float = Field(600.0, gt=0, description="seconds before a call is cut")
+
+
+class SandboxSettings(_Section):
+    """The local sandbox Asterisk with the simulated telephone network."""
+
+    enabled: bool = True
+    dir: str = "var/sandbox"
+    ami_port: int = Field(5038, ge=1, le=65535)
+    mirror: str = "http://deb.debian.org/debian"
+    suite: str = "sid"
+
+
+class ReportSettings(_Section):
+    """How reports show times."""
+
+    timezone: str = Field("", description="IANA zone for report timestamps; empty = system zone")
+
+
+class Settings(_Section):
+    """The whole configuration, built once and passed down."""
+
+    database: DatabaseSettings = DatabaseSettings()
+    ami: AmiSettings = AmiSettings()
+    fastagi: FastAgiSettings = FastAgiSettings()
+    pbx: PbxSettings = PbxSettings()
+    audio: AudioSettings = AudioSettings()
+    dialer: DialerSettings = DialerSettings()
+    sandbox: SandboxSettings = SandboxSettings()
+    report: ReportSettings = ReportSettings()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Not read from the file: where the file was (or the cwd), for relative paths.
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+    source: Path | None = Field(None, exclude=True)
+
+    def path(self, value: str) -> Path:
+        """Resolve a configured path: absolute as is, relative against :attr:`base_dir`."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    def database_url(self) -> str:
+        """The SQLAlchemy URL with a relative SQLite path made absolute against base_dir."""
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self.path(url[len(prefix) :]))
+        return url
+
+
+def _parse_env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or "__" not in key:
+            continue
+        section, _, name = key[len(ENV_PREFIX) :].lower().partition("__")
+        out.setdefault(section, {})[name] = _parse_env_value(raw)
+    return out
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The config file to read: explicit path, ``$VOICECAST_CONFIG``, or ``./voicecast.toml``.
+
+    Raises:
+        ConfigError: an explicitly named file does not exist.
+    """
+    named = explicit or os.environ.get("VOICECAST_CONFIG")
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        return path.resolve()
+    default = Path.cwd() / DEFAULT_FILE
+    return default.resolve() if default.is_file() else None
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None
+) -> Settings:
+    """Build :class:`Settings` from defaults, the TOML file and the environment.
+
+    Args:
+        path: explicit config file; see :func:`find_config_file` for the search order.
+        environ: environment to read overrides from (default ``os.environ``).
+
+    Raises:
+        ConfigError: unreadable TOML, an unknown section or key, or an invalid value; the
+            message names the file and the key.
+    """
+    env = dict(os.environ if environ is None else environ)
+    file = find_config_file(path)
+    data: dict[str, Any] = {}
+    if file is not None:
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{file}: cannot read the configuration: {exc}") from exc
+    data = _merge(data, _env_overrides(env))
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        where = str(file) if file else "environment"
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{where}: invalid configuration: {details}") from exc
+    settings.base_dir = file.parent if file else Path.cwd()
+    settings.source = file
+    return settings
+
+
+DEFAULT_CONFIG_TEXT = """\
+# voicecast configuration. Every key is optional: the values shown are the defaults.
+# Environment variables override keys: VOICECAST_<SECTION>__<KEY>, e.g. VOICECAST_AMI__SECRET.
+# Relative paths are relative to this file's folder.
+
+log_level = "INFO"
+
+[database]
+# SQLAlchemy URL. SQLite (WAL mode) for one node; postgresql+psycopg://... when several
+# controllers share the work.
+url = "sqlite:///var/voicecast.db"
+
+[sandbox]
+# true: use the local sandbox Asterisk and its simulated telephone network
+# (`voicecast sandbox up`); nothing leaves this machine. Set to false to use [ami] and [pbx].
+enabled = true
+dir = "var/sandbox"
+ami_port = 5038
+mirror = "http://deb.debian.org/debian"
+suite = "sid"
+
+[ami]
+# Your Asterisk's AMI account (asterisk-conf/manager.conf, user [voicecast]).
+host = "127.0.0.1"
+port = 5038
+username = "voicecast"
+secret = ""
+connect_timeout = 5.0      # seconds
+action_timeout = 10.0      # seconds
+
+[fastagi]
+# The FastAGI server voicecast runs; Asterisk connects here for each answered call.
+host = "127.0.0.1"
+port = 4573
+url = ""                   # how Asterisk reaches it; empty = agi://host:port
+command_timeout = 120.0    # seconds
+
+[pbx]
+# Dial string of the carrier trunk; {number} is the callee in E.164 (+ and digits only).
+dial_string = "PJSIP/{number}@trunk"
+originate_context = "voicecast-outbound"
+# Where voicecast copies campaign audio so that Asterisk can play it, and the same folder as
+# Asterisk sees it (differs only when Asterisk runs in a chroot or a container).
+sounds_dir = "/var/lib/asterisk/sounds/voicecast"
+sounds_dir_on_pbx = ""
+
+[audio]
+store_dir = "var/audio"
+max_duration = 180.0          # seconds
+silence_threshold_dbfs = -50.0
+
+[dialer]
+# Defaults for new campaigns.
+max_channels = 10
+cps = 1.0                     # calls started per second
+ring_timeout = 30.0           # seconds
+retries = 2                   # extra attempts for busy / no_answer / congestion
+retry_delay = 600.0           # seconds
+max_call_duration = 600.0     # seconds
+
+[report]
+timezone = ""                 # IANA zone for report times; empty = this machine's zone
+"""

@@ -1,0 +1,214 @@
+"""SQLAlchemy 2 typed models.
+
+All timestamps are stored in UTC (:class:`UTCDateTime` refuses naive datetimes on write and
+returns aware ones on read). Phone numbers are E.164 strings (``+33199000010``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A DateTime column that only ever holds UTC.
+
+    Raises:
+        ValueError: on write of a naive datetime (its zone would be a guess).
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every voicecast table."""
+
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class ContactList(Base):
+    """A named list of contacts (one import target)."""
+
+    __tablename__ = "contact_lists"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    contacts: Mapped[list[Contact]] = relationship(back_populates="contact_list")
+
+
+class Contact(Base):
+    """One callee of a list: an E.164 number and the fields the user mapped at import."""
+
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("list_id", "phone_e164", name="uq_contact_list_phone"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("contact_lists.id", ondelete="CASCADE"))
+    phone_e164: Mapped[str] = mapped_column(String(16), index=True)
+    fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    source_line: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    contact_list: Mapped[ContactList] = relationship(back_populates="contacts")
+
+
+class AudioMessage(Base):
+    """A message converted for Asterisk (8 kHz mono 16-bit WAV) kept in the audio store."""
+
+    __tablename__ = "audio_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    file_name: Mapped[str] = mapped_column(String(200))
+    sha256: Mapped[str] = mapped_column(String(64))
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    source_name: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Campaign(Base):
+    """A broadcast of one message to one contact list, with its pacing and retry policy.
+
+    ``status``: ``draft`` -> ``running`` -> ``completed`` (or ``paused`` / ``stopped``).
+    Units: ``cps`` calls started per second; ``ring_timeout``, ``retry_delay`` seconds.
+    """
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("contact_lists.id"))
+    message_id: Mapped[int] = mapped_column(ForeignKey("audio_messages.id"))
+    voicemail_message_id: Mapped[int | None] = mapped_column(ForeignKey("audio_messages.id"))
+    caller_id: Mapped[str] = mapped_column(String(16))
+    max_channels: Mapped[int] = mapped_column(Integer)
+    cps: Mapped[float] = mapped_column(Float)
+    ring_timeout: Mapped[float] = mapped_column(Float)
+    retries: Mapped[int] = mapped_column(Integer)
+    retry_delay: Mapped[float] = mapped_column(Float)
+    retry_outcomes: Mapped[list[Any]] = mapped_column(default=list)
+    amd: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="draft", index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+    contact_list: Mapped[ContactList] = relationship()
+    message: Mapped[AudioMessage] = relationship(foreign_keys=[message_id])
+    voicemail_message: Mapped[AudioMessage | None] = relationship(
+        foreign_keys=[voicemail_message_id]
+    )
+
+
+class CampaignContact(Base):
+    """One contact's progress through one campaign.
+
+    ``state``: ``pending`` (waiting for ``next_attempt_at``, UTC), ``dialing`` (an attempt is
+    in flight), ``done`` (``outcome`` is final).
+    """
+
+    __tablename__ = "campaign_contacts"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "contact_id", name="uq_campaign_contact"),
+        Index("ix_campaign_contacts_due", "campaign_id", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    phone_e164: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    outcome: Mapped[str | None] = mapped_column(String(30))
+    last_attempt_id: Mapped[str | None] = mapped_column(String(36))
+
+    contact: Mapped[Contact] = relationship()
+
+
+class CallAttempt(Base):
+    """One dial: created (and committed) before its Originate is sent.
+
+    ``id`` is sent to Asterisk as the Originate ``ChannelId`` (the channel's Uniqueid), so
+    every AMI event and FastAGI request of the call names it. ``state``: ``originating`` ->
+    ``answered`` -> ``ended``; ``outcome`` is set when ``ended``. ``hangup_cause`` is the
+    Q.850 cause; ``originate_reason`` the OriginateResponse Reason code.
+    """
+
+    __tablename__ = "call_attempts"
+    __table_args__ = (Index("ix_call_attempts_state", "state"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    campaign_contact_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign_contacts.id", ondelete="CASCADE"), index=True
+    )
+    number: Mapped[str] = mapped_column(String(16))
+    attempt_no: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(20), default="originating")
+    controller: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    originate_sent_at: Mapped[datetime | None] = mapped_column()
+    answered_at: Mapped[datetime | None] = mapped_column()
+    ended_at: Mapped[datetime | None] = mapped_column()
+    outcome: Mapped[str | None] = mapped_column(String(30))
+    originate_reason: Mapped[int | None] = mapped_column(Integer)
+    hangup_cause: Mapped[int | None] = mapped_column(Integer)
+    hangup_cause_text: Mapped[str | None] = mapped_column(String(100))
+    amd_status: Mapped[str | None] = mapped_column(String(20))
+    amd_cause: Mapped[str | None] = mapped_column(String(60))
+    played: Mapped[list[Any]] = mapped_column(default=list)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class ControllerLease(Base):
+    """Which controller process dials for this database (one row, id 1).
+
+    A lease whose ``heartbeat_at`` (UTC) is older than the timeout, or whose process is gone
+    on this host, may be taken over.
+    """
+
+    __tablename__ = "controller_lease"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    holder: Mapped[str] = mapped_column(String(100))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    heartbeat_at: Mapped[datetime] = mapped_column()
