@@ -1,0 +1,189 @@
+"""Composition root: builds the database, the PBX backend and the dialer from Settings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from voicecast.config import Settings
+from voicecast.dialer.controller import Dialer
+from voicecast.dialer.flow import FlowPlan
+from voicecast.errors import ConfigError
+from voicecast.pbx.asterisk import AsteriskBackend, AsteriskEndpoint
+from voicecast.pbx.base import AmdParams
+from voicecast.sandbox import Sandbox, SandboxView
+from voicecast.storage.db import make_engine, migrate, session_factory
+from voicecast.storage.models import AudioMessage, Campaign
+
+log = logging.getLogger(__name__)
+
+DRAIN_GRACE = 30.0  # seconds calls in progress may take to finish on SIGTERM
+
+
+@dataclass
+class Runtime:
+    """What every command needs: settings, the migrated database, the PBX facts."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    sandbox: SandboxView | None
+
+    @property
+    def sounds_dir(self) -> Path:
+        """Host folder where campaign audio is published for the PBX."""
+        if self.sandbox is not None:
+            return self.sandbox.sounds_dir
+        return self.settings.path(self.settings.pbx.sounds_dir)
+
+    @property
+    def sounds_dir_on_pbx(self) -> str:
+        """The same folder as Asterisk sees it."""
+        if self.sandbox is not None:
+            return self.sandbox.sounds_dir_on_pbx
+        pbx = self.settings.pbx
+        return pbx.sounds_dir_on_pbx or str(self.settings.path(pbx.sounds_dir))
+
+    @property
+    def audio_store(self) -> Path:
+        """voicecast's own audio library folder."""
+        return self.settings.path(self.settings.audio.store_dir)
+
+    def report_zone(self) -> tzinfo:
+        """The report's zone (``[report] timezone``, else this machine's local zone).
+
+        Raises:
+            ConfigError: an unknown IANA zone name.
+        """
+        name = self.settings.report.timezone
+        if not name:
+            local = datetime.now(UTC).astimezone().tzinfo
+            return local if local is not None else UTC
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ConfigError(f"[report] timezone: unknown zone {name!r}") from exc
+
+
+def open_runtime(settings: Settings) -> Runtime:
+    """Open (and migrate) the database; read the sandbox's facts when it is enabled."""
+    engine = make_engine(settings.database_url())
+    migrate(engine)
+    view = Sandbox(settings).view() if settings.sandbox.enabled else None
+    return Runtime(settings, engine, session_factory(engine), view)
+
+
+def endpoint(runtime: Runtime) -> AsteriskEndpoint:
+    """The Asterisk to drive: the sandbox's, or ``[ami]`` + ``[pbx]``."""
+    s = runtime.settings
+    view = runtime.sandbox
+    return AsteriskEndpoint(
+        ami_host="127.0.0.1" if view else s.ami.host,
+        ami_port=view.ami_port if view else s.ami.port,
+        username="voicecast" if view else s.ami.username,
+        secret=view.secret if view else s.ami.secret,
+        agi_host=s.fastagi.host,
+        agi_port=s.fastagi.port,
+        agi_url=s.fastagi.agi_url,
+        dial_string=view.dial_string if view else s.pbx.dial_string,
+        context=s.pbx.originate_context,
+        connect_timeout=s.ami.connect_timeout,
+        action_timeout=s.ami.action_timeout,
+        agi_timeout=s.fastagi.command_timeout,
+    )
+
+
+def plan_builder(runtime: Runtime) -> Callable[[Campaign], FlowPlan]:
+    """Build a campaign's call-flow plan (PBX sound paths, AMD settings)."""
+    from voicecast.audio.library import pbx_playback_name
+
+    def build(campaign: Campaign) -> FlowPlan:
+        with runtime.sessions() as s:
+            message = s.get(AudioMessage, campaign.message_id)
+            voicemail = (
+                s.get(AudioMessage, campaign.voicemail_message_id)
+                if campaign.voicemail_message_id
+                else None
+            )
+        if message is None:
+            raise ConfigError(f"campaign {campaign.name}: its message audio was deleted")
+        sound = pbx_playback_name(message, runtime.sounds_dir_on_pbx)
+        vm_sound = pbx_playback_name(voicemail, runtime.sounds_dir_on_pbx) if voicemail else sound
+        amd = dict(campaign.amd or {})
+        return FlowPlan(
+            message=sound,
+            voicemail_message=vm_sound,
+            amd=AmdParams(),
+            on_notsure=str(amd.get("on_notsure", "human")),
+            on_silence=str(amd.get("on_silence", "machine")),
+        )
+
+    return build
+
+
+def make_dialer(runtime: Runtime) -> Dialer:
+    """A dialer on the configured PBX (not started)."""
+    return Dialer(
+        runtime.sessions,
+        AsteriskBackend(endpoint(runtime)),
+        plan_builder(runtime),
+        max_call_duration=runtime.settings.dialer.max_call_duration,
+    )
+
+
+async def run_dialer(
+    runtime: Runtime,
+    campaign_names: list[str] | None = None,
+    *,
+    on_started: Callable[[Dialer], Coroutine[Any, Any, None]] | None = None,
+) -> None:
+    """Start the dialer and run it until the named campaigns finish (or forever when None).
+
+    SIGTERM/SIGINT stop new Originates and let calls in progress finish (up to
+    :data:`DRAIN_GRACE` seconds) before returning.
+    """
+    dialer = make_dialer(runtime)
+    await dialer.start()
+    loop = asyncio.get_running_loop()
+    runner = asyncio.create_task(dialer.run(campaign_names))
+    stop_requested = asyncio.Event()
+
+    def request_stop() -> None:
+        log.warning("stop requested: finishing calls in progress (up to %ss)", DRAIN_GRACE)
+        stop_requested.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, request_stop)
+    watcher: asyncio.Task[None] | None = None
+    if on_started is not None:
+        watcher = asyncio.create_task(on_started(dialer))
+    stopper = asyncio.create_task(stop_requested.wait())
+    try:
+        await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+        stopper.cancel()
+        await dialer.stop(grace=DRAIN_GRACE if stop_requested.is_set() else 0.0)
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+    if runner.done() and not runner.cancelled() and runner.exception() is not None:
+        raise runner.exception()  # type: ignore[misc]

@@ -1,0 +1,1 @@
+"""Campaigns: creation, start/pause/stop, reports."""

@@ -1,0 +1,310 @@
+"""Campaigns: create, start, pause/stop, and the per-contact report.
+
+Units: ``cps`` calls started per second; ``ring_timeout`` and ``retry_delay`` seconds;
+stored times are UTC, report times are ISO 8601 with the offset of the report's zone.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Any
+
+import phonenumbers
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from voicecast.dialer.outcomes import DEFAULT_RETRY_OUTCOMES, NEVER_RETRY, Outcome
+from voicecast.errors import NotFoundError, VoicecastError
+from voicecast.storage.models import (
+    AudioMessage,
+    CallAttempt,
+    Campaign,
+    CampaignContact,
+    Contact,
+    ContactList,
+    utcnow,
+)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$")
+AMD_CHOICES_SILENCE = ("machine", "no_answer")
+AMD_CHOICES_NOTSURE = ("human", "machine", "hangup")
+
+
+class CampaignError(VoicecastError):
+    """A campaign cannot be created or changed as asked; the message says which field."""
+
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    """What ``voicecast campaign create`` asks for.
+
+    Attributes:
+        caller_id: as typed (national or international); normalised to E.164.
+        ring_timeout, retry_delay: seconds. cps: calls per second.
+        retry_outcomes: outcomes retried (never ``human``, ``machine``, ``invalid_number``).
+        amd_on_silence: ``machine`` or ``no_answer``. amd_on_notsure: ``human``, ``machine``
+            or ``hangup``.
+    """
+
+    name: str
+    list_name: str
+    message: str
+    caller_id: str
+    voicemail_message: str | None = None
+    max_channels: int = 10
+    cps: float = 1.0
+    ring_timeout: float = 30.0
+    retries: int = 2
+    retry_delay: float = 600.0
+    retry_outcomes: tuple[str, ...] = tuple(o.value for o in DEFAULT_RETRY_OUTCOMES)
+    amd_on_silence: str = "machine"
+    amd_on_notsure: str = "human"
+    default_region: str = "FR"
+
+
+def normalize_caller_id(raw: str, default_region: str = "FR") -> str:
+    """The caller ID (CLI) in E.164.
+
+    Raises:
+        CampaignError: not a valid phone number (letters, too short, wrong country...).
+    """
+    text = raw.strip()
+    if not re.fullmatch(r"[+0-9 ().-]{3,30}", text):
+        raise CampaignError(f"caller ID {raw!r}: only digits, spaces and + are allowed")
+    try:
+        parsed = phonenumbers.parse(text, default_region.upper())
+    except phonenumbers.NumberParseException as exc:
+        raise CampaignError(f"caller ID {raw!r}: {exc}") from exc
+    if not phonenumbers.is_valid_number(parsed):
+        raise CampaignError(f"caller ID {raw!r} is not a valid phone number")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _audio(session: Session, name: str, field: str) -> AudioMessage:
+    audio = session.scalar(select(AudioMessage).where(AudioMessage.name == name))
+    if audio is None:
+        raise CampaignError(f"{field}: no audio named {name!r} (add it: voicecast audio add)")
+    return audio
+
+
+def create_campaign(session: Session, spec: CampaignSpec) -> Campaign:
+    """Create a campaign in ``draft`` status (does not commit).
+
+    Raises:
+        CampaignError: a field is invalid or refers to a missing list or audio; the
+            message names the field.
+    """
+    if not NAME_RE.match(spec.name):
+        raise CampaignError(
+            f"name {spec.name!r}: use letters, digits, space, '_', '.', '-' (max 100)"
+        )
+    if session.scalar(select(Campaign.id).where(Campaign.name == spec.name)) is not None:
+        raise CampaignError(f"name: a campaign named {spec.name!r} already exists")
+    clist = session.scalar(select(ContactList).where(ContactList.name == spec.list_name))
+    if clist is None:
+        raise CampaignError(
+            f"list: no contact list named {spec.list_name!r} (import one: voicecast "
+            "contacts import FILE --list NAME)"
+        )
+    message = _audio(session, spec.message, "message")
+    voicemail = (
+        _audio(session, spec.voicemail_message, "voicemail message")
+        if spec.voicemail_message
+        else None
+    )
+    if not 1 <= spec.max_channels <= 10000:
+        raise CampaignError("max-channels must be between 1 and 10000")
+    if not 0 < spec.cps <= 1000:
+        raise CampaignError("cps must be > 0 and <= 1000 calls per second")
+    if not 5 <= spec.ring_timeout <= 300:
+        raise CampaignError("ring-timeout must be between 5 and 300 seconds")
+    if not 0 <= spec.retries <= 20:
+        raise CampaignError("retries must be between 0 and 20")
+    if spec.retry_delay < 0:
+        raise CampaignError("retry-delay must be >= 0 seconds")
+    known = {o.value for o in Outcome}
+    for outcome in spec.retry_outcomes:
+        if outcome not in known:
+            raise CampaignError(f"retry outcome {outcome!r} unknown (one of {sorted(known)})")
+        if Outcome(outcome) in NEVER_RETRY:
+            raise CampaignError(f"retry outcome {outcome!r} is never retried")
+    if spec.amd_on_silence not in AMD_CHOICES_SILENCE:
+        raise CampaignError(f"amd-on-silence must be one of {AMD_CHOICES_SILENCE}")
+    if spec.amd_on_notsure not in AMD_CHOICES_NOTSURE:
+        raise CampaignError(f"amd-on-notsure must be one of {AMD_CHOICES_NOTSURE}")
+    campaign = Campaign(
+        name=spec.name,
+        list_id=clist.id,
+        message_id=message.id,
+        voicemail_message_id=voicemail.id if voicemail else None,
+        caller_id=normalize_caller_id(spec.caller_id, spec.default_region),
+        max_channels=spec.max_channels,
+        cps=spec.cps,
+        ring_timeout=spec.ring_timeout,
+        retries=spec.retries,
+        retry_delay=spec.retry_delay,
+        retry_outcomes=list(spec.retry_outcomes),
+        amd={"on_silence": spec.amd_on_silence, "on_notsure": spec.amd_on_notsure},
+        status="draft",
+    )
+    session.add(campaign)
+    session.flush()
+    return campaign
+
+
+def get_campaign(session: Session, name: str) -> Campaign:
+    """The campaign named ``name``.
+
+    Raises:
+        NotFoundError: no such campaign.
+    """
+    campaign = session.scalar(select(Campaign).where(Campaign.name == name))
+    if campaign is None:
+        raise NotFoundError(f"no campaign named {name!r} (see: voicecast campaign list)")
+    return campaign
+
+
+def start_campaign(session: Session, name: str) -> tuple[Campaign, int]:
+    """Mark the campaign ``running`` and queue every contact of its list not yet queued.
+
+    Returns (campaign, number of contacts queued now). Does not commit.
+
+    Raises:
+        NotFoundError: no such campaign.
+        CampaignError: the campaign is completed, or its list is empty.
+    """
+    campaign = get_campaign(session, name)
+    if campaign.status == "completed":
+        raise CampaignError(f"campaign {name!r} is completed; create a new campaign")
+    now = utcnow()
+    already = select(CampaignContact.contact_id).where(CampaignContact.campaign_id == campaign.id)
+    rows = session.execute(
+        select(Contact.id, Contact.phone_e164).where(
+            Contact.list_id == campaign.list_id, Contact.id.not_in(already)
+        )
+    ).all()
+    session.add_all(
+        CampaignContact(
+            campaign_id=campaign.id,
+            contact_id=cid,
+            phone_e164=phone,
+            state="pending",
+            next_attempt_at=now,
+        )
+        for cid, phone in rows
+    )
+    total = (
+        session.scalar(select(func.count()).where(CampaignContact.campaign_id == campaign.id)) or 0
+    )
+    if total + len(rows) == 0:
+        raise CampaignError(f"campaign {name!r}: its contact list is empty")
+    campaign.status = "running"
+    campaign.started_at = campaign.started_at or now
+    campaign.finished_at = None
+    session.flush()
+    return campaign, len(rows)
+
+
+def set_status(session: Session, name: str, status: str) -> Campaign:
+    """Pause (``paused``) or stop (``stopped``) a campaign; calls up now finish normally.
+
+    Raises:
+        CampaignError: unknown status. NotFoundError: no such campaign.
+    """
+    if status not in ("paused", "stopped"):
+        raise CampaignError(f"unknown status {status!r}")
+    campaign = get_campaign(session, name)
+    if campaign.status in ("running", "paused", "draft"):
+        campaign.status = status
+    return campaign
+
+
+def progress(session: Session, campaign_id: int) -> dict[str, int]:
+    """Counts of the campaign's contacts by state (``pending``, ``dialing``, ``done``)."""
+    rows = session.execute(
+        select(CampaignContact.state, func.count())
+        .where(CampaignContact.campaign_id == campaign_id)
+        .group_by(CampaignContact.state)
+    ).all()
+    counts = {"pending": 0, "dialing": 0, "done": 0}
+    counts.update({state: n for state, n in rows})
+    return counts
+
+
+REPORT_COLUMNS = (
+    "number",
+    "first_name",
+    "last_name",
+    "outcome",
+    "state",
+    "attempts",
+    "amd_status",
+    "amd_cause",
+    "q850_cause",
+    "q850_text",
+    "message_ms",
+    "first_attempt_at",
+    "last_attempt_at",
+    "next_attempt_at",
+    "error",
+)
+
+
+def _iso(value: datetime | None, zone: tzinfo) -> str:
+    return value.astimezone(zone).isoformat(timespec="seconds") if value else ""
+
+
+def report_rows(session: Session, name: str, zone: tzinfo) -> list[dict[str, Any]]:
+    """One row per contact of the campaign (columns :data:`REPORT_COLUMNS`).
+
+    ``outcome`` is the final outcome, or empty while the contact is not done; the AMD and
+    Q.850 columns come from the last attempt; times are ISO 8601 in ``zone`` with offset.
+
+    Raises:
+        NotFoundError: no such campaign.
+    """
+    campaign = get_campaign(session, name)
+    ccs = session.execute(
+        select(CampaignContact, Contact)
+        .join(Contact, Contact.id == CampaignContact.contact_id)
+        .where(CampaignContact.campaign_id == campaign.id)
+        .order_by(Contact.source_line, Contact.id)
+    ).all()
+    attempts: dict[int, list[CallAttempt]] = {}
+    for attempt in session.scalars(
+        select(CallAttempt)
+        .where(CallAttempt.campaign_id == campaign.id)
+        .order_by(CallAttempt.attempt_no, CallAttempt.created_at)
+    ):
+        attempts.setdefault(attempt.campaign_contact_id, []).append(attempt)
+    rows: list[dict[str, Any]] = []
+    for cc, contact in ccs:
+        tries = attempts.get(cc.id, [])
+        last = tries[-1] if tries else None
+        played = sum(int(p.get("ms", 0)) for p in (last.played if last else []))
+        rows.append(
+            {
+                "number": cc.phone_e164,
+                "first_name": contact.fields.get("first_name", ""),
+                "last_name": contact.fields.get("last_name", ""),
+                "outcome": cc.outcome if cc.state == "done" else "",
+                "state": cc.state,
+                "attempts": len(tries),
+                "amd_status": (last.amd_status if last else None) or "",
+                "amd_cause": (last.amd_cause if last else None) or "",
+                "q850_cause": "" if not last or last.hangup_cause is None else last.hangup_cause,
+                "q850_text": (last.hangup_cause_text if last else None) or "",
+                "message_ms": played if last else "",
+                "first_attempt_at": _iso(tries[0].originate_sent_at or tries[0].created_at, zone)
+                if tries
+                else "",
+                "last_attempt_at": _iso(last.originate_sent_at or last.created_at, zone)
+                if last
+                else "",
+                "next_attempt_at": _iso(cc.next_attempt_at, zone) if cc.state == "pending" else "",
+                "error": (last.error if last else None) or "",
+            }
+        )
+    return rows

@@ -1,0 +1,729 @@
+"""The ``voicecast`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import select
+
+from voicecast import __version__
+from voicecast.config import DEFAULT_CONFIG_TEXT, DEFAULT_FILE, Settings, load_settings
+from voicecast.errors import VoicecastError
+
+F = TypeVar("F", bound=Callable[..., Any])
+console = Console()
+err_console = Console(stderr=True)
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+SOUNDS_DIR = Path(__file__).resolve().parent.parent / "sounds"
+
+
+class Ctx:
+    """Per-invocation state: the config path and, lazily, the settings."""
+
+    def __init__(self, config: str | None) -> None:
+        self.config = config
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config)
+        return self._settings
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+class VoicecastGroup(click.Group):
+    """Prints a VoicecastError as one clear line and exits 1 instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except VoicecastError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            sys.exit(1)
+
+
+@click.group(cls=VoicecastGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "-c",
+    metavar="PATH",
+    envvar="VOICECAST_CONFIG",
+    help="Config file (default: ./voicecast.toml when it exists).",
+)
+@click.option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
+@click.version_option(__version__, prog_name="voicecast")
+@click.pass_context
+def main(ctx: click.Context, config: str | None, verbose: int) -> None:
+    """voicecast: voice broadcasting through your own Asterisk.
+
+    \b
+    Typical run:
+      voicecast init
+      voicecast sandbox up
+      voicecast audio add message.mp3 --name welcome
+      voicecast contacts import clients.csv --list clients
+      voicecast campaign create spring --list clients --message welcome --caller-id 0162000000
+      voicecast campaign start spring --wait
+      voicecast report spring
+    """
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(
+        level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    ctx.obj = Ctx(config)
+
+
+def _runtime(ctx: Ctx) -> Any:
+    from voicecast.app import open_runtime
+
+    return open_runtime(ctx.settings)
+
+
+# --- init ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--force", is_flag=True, help="Overwrite an existing voicecast.toml.")
+@pass_ctx
+def init(ctx: Ctx, force: bool) -> None:
+    """Write a commented voicecast.toml (if missing) and create/upgrade the database."""
+    target = Path(ctx.config) if ctx.config else Path.cwd() / DEFAULT_FILE
+    if target.exists() and not force:
+        console.print(f"config: {target} exists (kept)")
+    else:
+        target.write_text(DEFAULT_CONFIG_TEXT, encoding="utf-8")
+        target.chmod(0o600)
+        console.print(f"config: wrote {target}")
+    ctx.config = str(target)
+    runtime = _runtime(ctx)
+    console.print(f"database: {runtime.settings.database_url()} is up to date")
+
+
+# --- sandbox ---------------------------------------------------------------------------------
+
+
+@main.group()
+def sandbox() -> None:
+    """The local sandbox Asterisk with the simulated telephone network."""
+
+
+def _sandbox(ctx: Ctx) -> Any:
+    from voicecast.sandbox import Sandbox
+
+    return Sandbox(ctx.settings, log=lambda m: err_console.print(m, highlight=False))
+
+
+def _print_status(status: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(status, indent=2))
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in status.items():
+        table.add_row(key, "" if value is None else str(value))
+    console.print(table)
+
+
+@sandbox.command("up")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@pass_ctx
+def sandbox_up(ctx: Ctx, as_json: bool) -> None:
+    """Provision (once) and (re)start the sandbox Asterisk with the current asterisk-conf/."""
+    _print_status(_sandbox(ctx).up(), as_json)
+
+
+@sandbox.command("down")
+@pass_ctx
+def sandbox_down(ctx: Ctx) -> None:
+    """Stop the sandbox Asterisk."""
+    stopped = _sandbox(ctx).down()
+    console.print("sandbox stopped" if stopped else "sandbox was not running")
+
+
+@sandbox.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@pass_ctx
+def sandbox_status(ctx: Ctx, as_json: bool) -> None:
+    """Say what runs where: AMI and FastAGI addresses, Asterisk version, folders."""
+    _print_status(_sandbox(ctx).status(), as_json)
+
+
+# --- audio -----------------------------------------------------------------------------------
+
+
+@main.group()
+def audio() -> None:
+    """The audio library (messages converted to 8 kHz mono 16-bit WAV for Asterisk)."""
+
+
+@audio.command("add")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--name", required=True, help="Name to refer to it (letters, digits, _ -).")
+@click.option("--replace", is_flag=True, help="Replace an existing audio of that name.")
+@pass_ctx
+def audio_add(ctx: Ctx, file: Path, name: str, replace: bool) -> None:
+    """Convert FILE (WAV, MP3, OGG...) and add it to the library as NAME."""
+    from voicecast.audio.library import add_audio
+
+    runtime = _runtime(ctx)
+    a = runtime.settings.audio
+    with runtime.sessions() as s, s.begin():
+        msg = add_audio(
+            s,
+            runtime.audio_store,
+            file,
+            name,
+            max_duration=a.max_duration,
+            silence_threshold_dbfs=a.silence_threshold_dbfs,
+            replace=replace,
+        )
+        console.print(
+            f"audio {msg.name}: {msg.duration_ms / 1000:.1f} s, 8 kHz mono "
+            f"16-bit WAV ({runtime.audio_store / msg.file_name})"
+        )
+
+
+@audio.command("list")
+@pass_ctx
+def audio_list(ctx: Ctx) -> None:
+    """List the audio library."""
+    from voicecast.storage.models import AudioMessage
+
+    runtime = _runtime(ctx)
+    table = Table("name", "seconds", "source", "added")
+    with runtime.sessions() as s:
+        for msg in s.scalars(select(AudioMessage).order_by(AudioMessage.name)):
+            table.add_row(
+                msg.name,
+                f"{msg.duration_ms / 1000:.1f}",
+                msg.source_name,
+                msg.created_at.isoformat(timespec="seconds"),
+            )
+    console.print(table)
+
+
+# --- contacts --------------------------------------------------------------------------------
+
+
+@main.group()
+def contacts() -> None:
+    """Contact lists."""
+
+
+@contacts.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--list", "list_name", required=True, help="List to import into (created).")
+@click.option(
+    "--default-region",
+    default="FR",
+    show_default=True,
+    help="Country (ISO 3166 code) of numbers written without +country code.",
+)
+@click.option("--phone-column", help="Header of the phone column (default: recognised).")
+@click.option(
+    "--map",
+    "mappings",
+    multiple=True,
+    metavar="FIELD=HEADER",
+    help="Map a field (first_name, last_name, company, region) to a header.",
+)
+@click.option(
+    "--rejects",
+    type=click.Path(path_type=Path),
+    help="Where to write rejected rows (default: FILE-rejects.csv beside FILE).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_ctx
+def contacts_import(
+    ctx: Ctx,
+    file: Path,
+    list_name: str,
+    default_region: str,
+    phone_column: str | None,
+    mappings: tuple[str, ...],
+    rejects: Path | None,
+    as_json: bool,
+) -> None:
+    """Import a CSV (or .xlsx) of contacts into a list, in one transaction.
+
+    Numbers are normalised to E.164; duplicates are merged; invalid rows are written with
+    their line number and reason to a rejects CSV. Only the phone and the mapped fields are
+    kept (data minimisation): other columns are dropped and listed in the summary.
+    """
+    from voicecast.contacts.importer import parse_contacts_file, write_rejects_csv
+    from voicecast.contacts.service import ImportSummary, import_contacts
+
+    field_map: dict[str, str] = {}
+    for item in mappings:
+        key, sep, header = item.partition("=")
+        if not sep or not key.strip() or not header.strip():
+            raise click.BadParameter(f"{item!r}: expected FIELD=HEADER", param_hint="--map")
+        field_map[key.strip()] = header.strip()
+    runtime = _runtime(ctx)
+    result = parse_contacts_file(
+        file,
+        default_region=default_region.upper(),
+        phone_column=phone_column,
+        field_map=field_map or None,
+    )
+    with runtime.sessions() as s, s.begin():
+        imported, updated, dup_in_list = import_contacts(s, list_name, result)
+    rejects_path: Path | None = None
+    if result.rejects:
+        rejects_path = rejects or file.with_name(f"{file.stem}-rejects.csv")
+        write_rejects_csv(result, rejects_path)
+    summary = ImportSummary(
+        list_name=list_name,
+        file=str(file),
+        rows_read=result.rows_read,
+        imported=imported,
+        updated=updated,
+        duplicates=result.duplicates + dup_in_list,
+        rejected=len(result.rejects),
+        phone_column=result.phone_column,
+        field_columns=result.field_columns,
+        ignored_columns=result.ignored_columns,
+        encoding=result.encoding,
+        delimiter=result.delimiter,
+        rejects_file=str(rejects_path) if rejects_path else None,
+    )
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
+        return
+    console.print(
+        f"list {list_name}: {imported} imported, {updated} updated, "
+        f"{summary.duplicates} duplicates merged, {summary.rejected} rejected "
+        f"({result.rows_read} rows read; phone column {result.phone_column!r})",
+        highlight=False,
+    )
+    if result.ignored_columns:
+        console.print(f"columns not kept: {', '.join(result.ignored_columns)}", highlight=False)
+    if rejects_path:
+        console.print(f"rejected rows: {rejects_path}", highlight=False)
+
+
+@contacts.command("lists")
+@pass_ctx
+def contacts_lists(ctx: Ctx) -> None:
+    """List the contact lists and their sizes."""
+    from sqlalchemy import func
+
+    from voicecast.storage.models import Contact, ContactList
+
+    runtime = _runtime(ctx)
+    table = Table("list", "contacts", "created")
+    with runtime.sessions() as s:
+        for clist, n in s.execute(
+            select(ContactList, func.count(Contact.id))
+            .outerjoin(Contact, Contact.list_id == ContactList.id)
+            .group_by(ContactList.id)
+            .order_by(ContactList.name)
+        ):
+            table.add_row(clist.name, str(n), clist.created_at.isoformat(timespec="seconds"))
+    console.print(table)
+
+
+# --- campaigns -------------------------------------------------------------------------------
+
+
+@main.group()
+def campaign() -> None:
+    """Create, start and watch campaigns."""
+
+
+@campaign.command("create")
+@click.argument("name")
+@click.option("--list", "list_name", required=True, help="Contact list to call.")
+@click.option("--message", required=True, help="Audio played to people.")
+@click.option("--voicemail-message", help="Audio left on answering machines (default: --message).")
+@click.option("--caller-id", required=True, help="Number presented to callees (CLI).")
+@click.option("--max-channels", type=int, help="Calls up at once at most.")
+@click.option("--cps", type=float, help="Calls started per second at most.")
+@click.option("--ring-timeout", type=float, help="Seconds to let a number ring.")
+@click.option("--retries", type=int, help="Extra attempts for busy / no answer / congestion.")
+@click.option("--retry-delay", type=float, help="Seconds between attempts.")
+@click.option(
+    "--retry-on", help="Comma-separated outcomes to retry (default busy,no_answer,congestion)."
+)
+@click.option(
+    "--amd-on-silence",
+    type=click.Choice(["machine", "no_answer"]),
+    default="machine",
+    show_default=True,
+    help="A silent answer counts as a machine, or as no answer.",
+)
+@click.option(
+    "--amd-on-notsure",
+    type=click.Choice(["human", "machine", "hangup"]),
+    default="human",
+    show_default=True,
+    help="What AMD's NOTSURE means.",
+)
+@click.option(
+    "--default-region",
+    default="FR",
+    show_default=True,
+    help="Country of a caller ID written without +country code.",
+)
+@pass_ctx
+def campaign_create(
+    ctx: Ctx,
+    name: str,
+    list_name: str,
+    message: str,
+    voicemail_message: str | None,
+    caller_id: str,
+    max_channels: int | None,
+    cps: float | None,
+    ring_timeout: float | None,
+    retries: int | None,
+    retry_delay: float | None,
+    retry_on: str | None,
+    amd_on_silence: str,
+    amd_on_notsure: str,
+    default_region: str,
+) -> None:
+    """Create campaign NAME (draft): who to call, what they hear, how fast, retries."""
+    from voicecast.campaigns.service import CampaignSpec, create_campaign
+
+    runtime = _runtime(ctx)
+    d = runtime.settings.dialer
+    spec = CampaignSpec(
+        name=name,
+        list_name=list_name,
+        message=message,
+        voicemail_message=voicemail_message,
+        caller_id=caller_id,
+        max_channels=max_channels if max_channels is not None else d.max_channels,
+        cps=cps if cps is not None else d.cps,
+        ring_timeout=ring_timeout if ring_timeout is not None else d.ring_timeout,
+        retries=retries if retries is not None else d.retries,
+        retry_delay=retry_delay if retry_delay is not None else d.retry_delay,
+        amd_on_silence=amd_on_silence,
+        amd_on_notsure=amd_on_notsure,
+        default_region=default_region.upper(),
+        **(
+            {"retry_outcomes": tuple(x.strip() for x in retry_on.split(",") if x.strip())}
+            if retry_on is not None
+            else {}
+        ),
+    )
+    with runtime.sessions() as s, s.begin():
+        c = create_campaign(s, spec)
+        console.print(
+            f"campaign {c.name} created (draft): list {list_name}, caller ID {c.caller_id}, "
+            f"{c.max_channels} channels, {c.cps:g} calls/s, {c.retries} retries every "
+            f"{c.retry_delay:g} s",
+            highlight=False,
+        )
+
+
+@campaign.command("list")
+@pass_ctx
+def campaign_list(ctx: Ctx) -> None:
+    """List campaigns with their status and progress."""
+    from voicecast.campaigns.service import progress
+    from voicecast.storage.models import Campaign
+
+    runtime = _runtime(ctx)
+    table = Table("campaign", "status", "done", "pending", "dialing", "created")
+    with runtime.sessions() as s:
+        for c in s.scalars(select(Campaign).order_by(Campaign.created_at)):
+            p = progress(s, c.id)
+            table.add_row(
+                c.name,
+                c.status,
+                str(p["done"]),
+                str(p["pending"]),
+                str(p["dialing"]),
+                c.created_at.isoformat(timespec="seconds"),
+            )
+    console.print(table)
+
+
+def publish_campaign_audio(runtime: Any, name: str) -> None:
+    """Copy the campaign's audio where the PBX plays it from."""
+    from voicecast.audio.library import publish
+    from voicecast.campaigns.service import get_campaign
+    from voicecast.storage.models import AudioMessage
+
+    with runtime.sessions() as s:
+        c = get_campaign(s, name)
+        for audio_id in {c.message_id, c.voicemail_message_id} - {None}:
+            msg = s.get(AudioMessage, audio_id)
+            if msg is not None:
+                publish(msg, runtime.audio_store, runtime.sounds_dir)
+
+
+def start_and_wait(runtime: Any, name: str, wait: bool, show_progress: bool = True) -> None:
+    """Start campaign ``name``; with ``wait``, dial until every contact has an outcome."""
+    from voicecast.app import run_dialer
+    from voicecast.campaigns.service import progress, start_campaign
+    from voicecast.dialer.controller import lease_holder
+
+    publish_campaign_audio(runtime, name)
+    with runtime.sessions() as s, s.begin():
+        c, queued = start_campaign(s, name)
+        campaign_id = c.id
+    console.print(f"campaign {name}: running ({queued} contacts queued)", highlight=False)
+    if not wait:
+        console.print("a running `voicecast serve` will dial it", highlight=False)
+        return
+
+    def counts() -> tuple[int, int]:
+        with runtime.sessions() as s:
+            p = progress(s, campaign_id)
+        return p["done"], sum(p.values())
+
+    async def watch(progress_bar: Progress | None) -> None:
+        task = progress_bar.add_task(name, total=counts()[1]) if progress_bar else None
+        while True:
+            done, total = counts()
+            if progress_bar is not None and task is not None:
+                progress_bar.update(task, completed=done, total=total)
+            await asyncio.sleep(0.5)
+
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=not show_progress,
+    )
+    with runtime.sessions() as s:
+        holder = lease_holder(s)
+    with bar:
+        if holder is not None:
+            console.print(f"dialing is done by the running controller {holder}", highlight=False)
+
+            async def poll() -> None:
+                watcher = asyncio.create_task(watch(bar))
+                try:
+                    while True:
+                        with runtime.sessions() as s:
+                            status = get_status(s, campaign_id)
+                        if status != "running":
+                            return
+                        await asyncio.sleep(1.0)
+                finally:
+                    watcher.cancel()
+
+            asyncio.run(poll())
+        else:
+
+            async def on_started(_dialer: Any) -> None:
+                await watch(bar)
+
+            asyncio.run(run_dialer(runtime, [name], on_started=on_started))
+
+
+def get_status(session: Any, campaign_id: int) -> str:
+    from voicecast.storage.models import Campaign
+
+    c = session.get(Campaign, campaign_id)
+    return c.status if c is not None else "missing"
+
+
+@campaign.command("start")
+@click.argument("name")
+@click.option(
+    "--wait", is_flag=True, help="Dial now, until every contact has a final outcome (progress bar)."
+)
+@pass_ctx
+def campaign_start(ctx: Ctx, name: str, wait: bool) -> None:
+    """Start (or resume) campaign NAME."""
+    start_and_wait(_runtime(ctx), name, wait)
+
+
+@campaign.command("pause")
+@click.argument("name")
+@pass_ctx
+def campaign_pause(ctx: Ctx, name: str) -> None:
+    """Pause: no new calls; calls up now finish. `campaign start` resumes."""
+    from voicecast.campaigns.service import set_status
+
+    runtime = _runtime(ctx)
+    with runtime.sessions() as s, s.begin():
+        set_status(s, name, "paused")
+    console.print(f"campaign {name}: paused", highlight=False)
+
+
+@campaign.command("stop")
+@click.argument("name")
+@pass_ctx
+def campaign_stop(ctx: Ctx, name: str) -> None:
+    """Stop: no new calls; calls up now finish."""
+    from voicecast.campaigns.service import set_status
+
+    runtime = _runtime(ctx)
+    with runtime.sessions() as s, s.begin():
+        set_status(s, name, "stopped")
+    console.print(f"campaign {name}: stopped", highlight=False)
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def render_report(rows: list[dict[str, Any]], fmt: str) -> str:
+    """Render report rows as ``table`` (text), ``csv`` or ``json``."""
+    from voicecast.campaigns.service import REPORT_COLUMNS
+
+    if fmt == "json":
+        return json.dumps(rows, indent=2, ensure_ascii=False)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(REPORT_COLUMNS), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buf.getvalue()
+    table = Table(
+        "number", "outcome", "tries", "AMD", "AMD cause", "Q.850", "msg s", "last attempt", "note"
+    )
+    for r in rows:
+        table.add_row(
+            r["number"],
+            r["outcome"] or f"({r['state']})",
+            str(r["attempts"]),
+            r["amd_status"],
+            r["amd_cause"],
+            str(r["q850_cause"]),
+            f"{r['message_ms'] / 1000:.1f}" if isinstance(r["message_ms"], int) else "",
+            r["last_attempt_at"],
+            r["error"][:60],
+        )
+    out = Console(width=200, record=True, file=io.StringIO())
+    out.print(table)
+    return out.export_text()
+
+
+@main.command()
+@click.argument("name")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write to a file.")
+@pass_ctx
+def report(ctx: Ctx, name: str, fmt: str, output: Path | None) -> None:
+    """Per-contact results of campaign NAME: outcome, attempts, AMD, Q.850 cause, times."""
+    from voicecast.campaigns.service import report_rows
+
+    runtime = _runtime(ctx)
+    zone = runtime.report_zone()
+    with runtime.sessions() as s:
+        rows = report_rows(s, name, zone)
+    text = render_report(rows, fmt)
+    if output:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"report written to {output}", highlight=False)
+    else:
+        click.echo(text, nl=not text.endswith("\n"))
+
+
+# --- serve -----------------------------------------------------------------------------------
+
+
+@main.command()
+@pass_ctx
+def serve(ctx: Ctx) -> None:
+    """Run the long-lived server: the dialer for every running campaign, and FastAGI.
+
+    SIGTERM stops new calls and lets calls in progress finish (up to 30 s).
+    """
+    from voicecast.app import run_dialer
+
+    runtime = _runtime(ctx)
+    logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
+    asyncio.run(run_dialer(runtime, None))
+
+
+# --- demo ------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--keep-sandbox", is_flag=True, help="Leave the sandbox Asterisk running.")
+@pass_ctx
+def demo(ctx: Ctx, keep_sandbox: bool) -> None:
+    """Call the shipped example list through the sandbox and print the report.
+
+    Uses the sandbox Asterisk and its simulated network: nothing leaves this machine.
+    """
+    from voicecast.audio.library import add_audio
+    from voicecast.campaigns.service import CampaignSpec, create_campaign, report_rows
+    from voicecast.contacts.importer import parse_contacts_file
+    from voicecast.contacts.service import import_contacts
+    from voicecast.sandbox import Sandbox
+
+    settings = ctx.settings
+    if not settings.sandbox.enabled:
+        raise VoicecastError("the demo runs on the sandbox: set [sandbox] enabled = true")
+    sb = Sandbox(settings, log=lambda m: err_console.print(m, highlight=False))
+    err_console.print("starting the sandbox Asterisk...")
+    status = sb.up()
+    err_console.print(
+        f"{status['version']} on AMI {status['ami']}, FastAGI {status['fastagi']}", highlight=False
+    )
+    try:
+        runtime = _runtime(ctx)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        name = f"demo-{stamp}"
+        a = settings.audio
+        result = parse_contacts_file(EXAMPLES_DIR / "contacts.csv", default_region="FR")
+        with runtime.sessions() as s, s.begin():
+            add_audio(
+                s,
+                runtime.audio_store,
+                SOUNDS_DIR / "example-message.wav",
+                "demo-message",
+                max_duration=a.max_duration,
+                silence_threshold_dbfs=a.silence_threshold_dbfs,
+                replace=True,
+            )
+            import_contacts(s, name, result)
+            create_campaign(
+                s,
+                CampaignSpec(
+                    name=name,
+                    list_name=name,
+                    message="demo-message",
+                    caller_id="+33162000000",
+                    max_channels=10,
+                    cps=5,
+                    ring_timeout=15,
+                    retries=1,
+                    retry_delay=5,
+                ),
+            )
+        err_console.print(
+            f"calling {len(result.contacts)} fictional numbers "
+            "(last digit = simulated behaviour)...",
+            highlight=False,
+        )
+        start_and_wait(runtime, name, wait=True)
+        zone = runtime.report_zone()
+        with runtime.sessions() as s:
+            rows = report_rows(s, name, zone)
+        click.echo(render_report(rows, "table"))
+        click.echo(f"(report again: voicecast report {name} --format csv)")
+    finally:
+        if not keep_sandbox:
+            sb.down()

@@ -1,0 +1,672 @@
+"""The dialer controller: paces Originates per campaign and follows each attempt to its end.
+
+One asyncio task per running campaign picks due contacts (``next_attempt_at`` <= now, UTC),
+waits for a free channel (``max_channels``) and for its CPS pacer, writes the attempt row
+(committed *before* the Originate is sent), sends the Originate and follows the attempt from
+the PBX's events and the call flow until a final outcome is stored. A retry is a new attempt
+due ``retry_delay`` seconds after the previous one ended.
+
+Crash safety: an attempt left unfinished by a previous controller (killed) is never re-sent;
+at start-up it is reconciled from the PBX's own channel list (still up: hung up) and closed
+with the outcome its stored AMD verdict gives, or ``failed`` with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from voicecast.dialer.flow import Answerer, FlowPlan, FlowReport, classify_amd, run_outbound_flow
+from voicecast.dialer.outcomes import (
+    Outcome,
+    next_attempt_time,
+    outcome_of_unanswered,
+    should_retry,
+)
+from voicecast.errors import UnsafeValueError, VoicecastError
+from voicecast.pbx.base import (
+    CallFlowSession,
+    OriginateRejected,
+    OriginateRequest,
+    OriginateUnknown,
+    PbxBackend,
+    PbxError,
+    PbxUnavailable,
+)
+from voicecast.storage.models import (
+    CallAttempt,
+    Campaign,
+    CampaignContact,
+    ControllerLease,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+PlanBuilder = Callable[[Campaign], FlowPlan]
+FlowDecisionHook = Callable[[FlowReport], None]
+
+LEASE_TIMEOUT = timedelta(seconds=20)
+UNANSWERED_HANGUP_GRACE = 2.0  # seconds to wait for the Hangup after a failed Originate
+FLOW_END_GRACE = 15.0  # seconds for the call flow to finish after the hangup
+ORIGINATE_RESPONSE_MARGIN = 20.0  # seconds beyond the ring timeout
+
+
+class LeaseHeld(VoicecastError):
+    """Another live controller dials for this database."""
+
+
+@dataclass
+class Pacer:
+    """Calls-per-second limit: :meth:`wait` returns at most ``cps`` times per second."""
+
+    cps: float
+    _next: float = 0.0
+
+    async def wait(self) -> None:
+        """Sleep until the next call may start (monotonic clock)."""
+        now = time.monotonic()
+        if self._next > now:
+            await asyncio.sleep(self._next - now)
+            now = time.monotonic()
+        self._next = max(now, self._next) + 1.0 / self.cps
+
+
+@dataclass
+class CampaignRuntime:
+    """A running campaign's settings and the attempts it has in flight."""
+
+    campaign_id: int
+    name: str
+    caller_id: str
+    max_channels: int
+    ring_timeout: float
+    retries: int
+    retry_delay: float
+    retry_outcomes: list[str]
+    plan: FlowPlan
+    pacer: Pacer
+    inflight: set[str] = field(default_factory=set)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class Tracker:
+    """What is known of one attempt in flight."""
+
+    attempt_id: str
+    runtime: CampaignRuntime
+    cc_id: int
+    number: str
+    originated: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    flow_done: asyncio.Event = field(default_factory=asyncio.Event)
+    answered: bool = False
+    reason: int | None = None
+    causes: list[int] = field(default_factory=list)
+    cause_text: str = ""
+    flow_started: bool = False
+    report: FlowReport | None = None
+    not_sent: str | None = None
+    send_error: str | None = None
+    never_retry: bool = False
+    note: str | None = None
+
+
+def _controller_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def acquire_lease(session: Session, holder: str, *, now: datetime | None = None) -> None:
+    """Take the controller lease (row id 1) or raise :class:`LeaseHeld`.
+
+    The lease is free when absent, held by ``holder``, older than :data:`LEASE_TIMEOUT`, or
+    held by a process of this host that no longer exists. Commits.
+    """
+    now = now or utcnow()
+    lease = session.get(ControllerLease, 1, with_for_update=True)
+    host = socket.gethostname()
+    if lease is not None and lease.holder != holder:
+        fresh = now - lease.heartbeat_at < LEASE_TIMEOUT
+        alive = lease.host != host or _pid_alive(lease.pid)
+        if fresh and alive:
+            raise LeaseHeld(
+                f"another voicecast controller ({lease.holder}) is dialing for this database"
+            )
+    if lease is None:
+        session.add(
+            ControllerLease(id=1, holder=holder, host=host, pid=os.getpid(), heartbeat_at=now)
+        )
+    else:
+        lease.holder, lease.host, lease.pid, lease.heartbeat_at = holder, host, os.getpid(), now
+    session.commit()
+
+
+def lease_holder(session: Session, *, now: datetime | None = None) -> str | None:
+    """The holder of a live lease, or None when no controller is running."""
+    now = now or utcnow()
+    lease = session.get(ControllerLease, 1)
+    if lease is None or now - lease.heartbeat_at >= LEASE_TIMEOUT:
+        return None
+    if lease.host == socket.gethostname() and not _pid_alive(lease.pid):
+        return None
+    return lease.holder
+
+
+class Dialer:
+    """The controller. Implements :class:`~voicecast.pbx.base.PbxListener`.
+
+    Args:
+        sessions: SQLAlchemy session factory.
+        pbx: the PBX backend (not yet started).
+        plan_for: builds a campaign's :class:`FlowPlan` from its row.
+        max_call_duration: seconds after which an answered call is hung up.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        pbx: PbxBackend,
+        plan_for: PlanBuilder,
+        *,
+        max_call_duration: float = 600.0,
+    ) -> None:
+        self.sessions = sessions
+        self.pbx = pbx
+        self.plan_for = plan_for
+        self.max_call_duration = max_call_duration
+        self.controller_id = _controller_id()
+        self.trackers: dict[str, Tracker] = {}
+        self.runtimes: dict[int, CampaignRuntime] = {}
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._followers: set[asyncio.Task[None]] = set()
+        self._connected = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._draining = False
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Take the lease, start the PBX backend, close attempts a dead controller left.
+
+        Raises:
+            LeaseHeld: another controller is running.
+            PbxUnavailable: the PBX cannot be reached.
+        """
+        with self.sessions() as s:
+            acquire_lease(s, self.controller_id)
+        await self.pbx.start(self, self._serve_flow)
+        await self.recover()
+
+    async def stop(self, *, grace: float = 0.0) -> None:
+        """Stop dialing; wait up to ``grace`` seconds for calls in progress to end."""
+        self._draining = True
+        self._stopping.set()
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        if grace > 0 and self._followers:
+            await asyncio.wait(list(self._followers), timeout=grace)
+        await self.pbx.stop(grace=1.0)
+        for task in list(self._followers):
+            task.cancel()
+        await asyncio.gather(*self._followers, return_exceptions=True)
+        with self.sessions() as s, s.begin():
+            s.execute(
+                update(ControllerLease)
+                .where(ControllerLease.holder == self.controller_id)
+                .values(heartbeat_at=utcnow() - LEASE_TIMEOUT)
+            )
+
+    async def run(self, campaign_names: Iterable[str] | None = None) -> None:
+        """Dial running campaigns until :meth:`stop`, or until the named ones are finished.
+
+        Args:
+            campaign_names: when given, return once each named campaign is no longer
+                ``running`` (completed, paused or stopped); otherwise run until stopped.
+        """
+        names = set(campaign_names) if campaign_names is not None else None
+        while not self._stopping.is_set():
+            with self.sessions() as s:
+                acquire_lease(s, self.controller_id)
+                running = s.scalars(select(Campaign).where(Campaign.status == "running")).all()
+                if names is not None:
+                    watched = s.scalars(select(Campaign).where(Campaign.name.in_(names))).all()
+                    if all(c.status != "running" for c in watched) and not any(
+                        self._tasks.get(c.id) for c in watched
+                    ):
+                        return
+            for campaign in running:
+                if names is not None and campaign.name not in names:
+                    continue
+                if campaign.id not in self._tasks:
+                    self._start_campaign(campaign)
+            for cid, task in list(self._tasks.items()):
+                if task.done():
+                    del self._tasks[cid]
+                    self.runtimes.pop(cid, None)
+                    if not task.cancelled() and task.exception() is not None:
+                        log.error("campaign task %s failed", cid, exc_info=task.exception())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), 1.0)
+
+    def _start_campaign(self, campaign: Campaign) -> None:
+        rt = CampaignRuntime(
+            campaign_id=campaign.id,
+            name=campaign.name,
+            caller_id=campaign.caller_id,
+            max_channels=campaign.max_channels,
+            ring_timeout=campaign.ring_timeout,
+            retries=campaign.retries,
+            retry_delay=campaign.retry_delay,
+            retry_outcomes=list(campaign.retry_outcomes),
+            plan=self.plan_for(campaign),
+            pacer=Pacer(campaign.cps),
+        )
+        self.runtimes[campaign.id] = rt
+        self._tasks[campaign.id] = asyncio.create_task(
+            self._campaign_loop(rt), name=f"campaign-{campaign.name}"
+        )
+        log.info("campaign %s: dialing", campaign.name)
+
+    # --- the campaign loop ------------------------------------------------------------------
+
+    async def _campaign_loop(self, rt: CampaignRuntime) -> None:
+        while not self._stopping.is_set():
+            rt.wake.clear()
+            if not self._connected.is_set():
+                await self._sleep(rt, 1.0)
+                continue
+            free = rt.max_channels - len(rt.inflight)
+            now = utcnow()
+            with self.sessions() as s:
+                status = s.scalar(select(Campaign.status).where(Campaign.id == rt.campaign_id))
+                if status != "running":
+                    log.info("campaign %s: %s", rt.name, status)
+                    break
+                due = (
+                    s.scalars(
+                        select(CampaignContact.id)
+                        .where(
+                            CampaignContact.campaign_id == rt.campaign_id,
+                            CampaignContact.state == "pending",
+                            CampaignContact.next_attempt_at <= now,
+                        )
+                        .order_by(CampaignContact.next_attempt_at, CampaignContact.id)
+                        .limit(max(free, 0))
+                    ).all()
+                    if free > 0
+                    else []
+                )
+                if not due:
+                    left = s.scalar(
+                        select(func.count()).where(
+                            CampaignContact.campaign_id == rt.campaign_id,
+                            CampaignContact.state != "done",
+                        )
+                    )
+                    if not left and not rt.inflight:
+                        self._complete(s, rt)
+                        break
+                    next_due = s.scalar(
+                        select(func.min(CampaignContact.next_attempt_at)).where(
+                            CampaignContact.campaign_id == rt.campaign_id,
+                            CampaignContact.state == "pending",
+                        )
+                    )
+            if not due:
+                wait = 1.0
+                if next_due is not None:
+                    wait = min(wait, max(0.0, (next_due - utcnow()).total_seconds()))
+                await self._sleep(rt, wait)
+                continue
+            for cc_id in due:
+                await rt.pacer.wait()
+                if self._stopping.is_set() or not self._connected.is_set():
+                    break
+                await self._place(rt, cc_id)
+
+    async def _sleep(self, rt: CampaignRuntime, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(rt.wake.wait(), seconds)
+
+    def _complete(self, s: Session, rt: CampaignRuntime) -> None:
+        campaign = s.get(Campaign, rt.campaign_id)
+        if campaign is not None and campaign.status == "running":
+            campaign.status = "completed"
+            campaign.finished_at = utcnow()
+            s.commit()
+            log.info("campaign %s: completed", rt.name)
+
+    async def _place(self, rt: CampaignRuntime, cc_id: int) -> None:
+        attempt_id = uuid.uuid4().hex
+        with self.sessions() as s, s.begin():
+            cc = s.get(CampaignContact, cc_id)
+            if cc is None or cc.state != "pending":
+                return
+            cc.state = "dialing"
+            cc.attempts += 1
+            cc.last_attempt_id = attempt_id
+            s.add(
+                CallAttempt(
+                    id=attempt_id,
+                    campaign_id=rt.campaign_id,
+                    campaign_contact_id=cc.id,
+                    number=cc.phone_e164,
+                    attempt_no=cc.attempts,
+                    state="originating",
+                    controller=self.controller_id,
+                    originate_sent_at=utcnow(),
+                )
+            )
+            number = cc.phone_e164
+        tracker = Tracker(attempt_id, rt, cc_id, number)
+        self.trackers[attempt_id] = tracker
+        rt.inflight.add(attempt_id)
+        follower = asyncio.create_task(self._follow(tracker), name=f"attempt-{attempt_id}")
+        self._followers.add(follower)
+        follower.add_done_callback(self._followers.discard)
+        request = OriginateRequest(
+            attempt_id=attempt_id,
+            number=number,
+            caller_id=rt.caller_id,
+            ring_timeout=rt.ring_timeout,
+        )
+        try:
+            await self.pbx.originate(request)
+        except PbxUnavailable as exc:
+            tracker.not_sent = str(exc)
+            tracker.originated.set()
+        except (OriginateRejected, UnsafeValueError) as exc:
+            tracker.send_error = str(exc)
+            tracker.never_retry = isinstance(exc, UnsafeValueError)
+            tracker.originated.set()
+            tracker.ended.set()
+        except OriginateUnknown as exc:
+            log.warning("attempt %s: %s; following it from the PBX's state", attempt_id, exc)
+            tracker.note = str(exc)
+
+    # --- following an attempt ---------------------------------------------------------------
+
+    async def _follow(self, t: Tracker) -> None:
+        try:
+            await self._follow_inner(t)
+        except asyncio.CancelledError:
+            if not self._draining:
+                raise
+        except Exception as exc:
+            log.exception("attempt %s: follower crashed", t.attempt_id)
+            self._finish(t, Outcome.FAILED, f"internal error while following the call: {exc}")
+
+    async def _follow_inner(self, t: Tracker) -> None:
+        wait_answer = t.runtime.ring_timeout + ORIGINATE_RESPONSE_MARGIN
+        try:
+            await asyncio.wait_for(t.originated.wait(), wait_answer)
+        except TimeoutError:
+            if not await self._channel_up(t.attempt_id):
+                self._finish(t, Outcome.FAILED, t.note or "the PBX never reported this call")
+                return
+            t.answered = True  # up for longer than it can ring: it was answered
+        if t.not_sent is not None:
+            self._finish(t, Outcome.FAILED, f"not sent: {t.not_sent}", not_sent=True)
+            return
+        if t.send_error is not None:
+            self._finish(t, Outcome.FAILED, t.send_error)
+            return
+        if not t.answered:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(t.ended.wait(), UNANSWERED_HANGUP_GRACE)
+            self._finish(t, outcome_of_unanswered(t.reason, t.causes), None)
+            return
+        try:
+            await asyncio.wait_for(t.ended.wait(), self.max_call_duration)
+        except TimeoutError:
+            log.warning(
+                "attempt %s: longer than %ss, hanging up", t.attempt_id, self.max_call_duration
+            )
+            with contextlib.suppress(PbxError):
+                await self.pbx.hangup(t.attempt_id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(t.ended.wait(), 10.0)
+        if t.flow_started:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(t.flow_done.wait(), FLOW_END_GRACE)
+        outcome, error = self._answered_outcome(t)
+        self._finish(t, outcome, error)
+
+    @staticmethod
+    def _answered_outcome(t: Tracker) -> tuple[Outcome, str | None]:
+        report = t.report
+        if report is None or not t.flow_started:
+            return Outcome.FAILED, (
+                "answered, but the call flow never ran (can Asterisk reach voicecast's "
+                "FastAGI server?)"
+            )
+        if any(p.get("missing") for p in report.played):
+            return Outcome.FAILED, "the message file is missing on the PBX"
+        if report.answerer is Answerer.HANGUP:
+            return Outcome.HUMAN, "the callee hung up during answering-machine detection"
+        if report.answerer is Answerer.NO_ANSWER:
+            return Outcome.NO_ANSWER, report.note or None
+        outcome = Outcome.HUMAN if report.answerer is Answerer.HUMAN else Outcome.MACHINE
+        return outcome, report.note or None
+
+    async def _channel_up(self, attempt_id: str) -> bool:
+        try:
+            return any(c.attempt_id == attempt_id for c in await self.pbx.list_channels())
+        except PbxError:
+            return False
+
+    def _finish(
+        self, t: Tracker, outcome: Outcome, error: str | None, *, not_sent: bool = False
+    ) -> None:
+        """Store the attempt's final outcome and move its contact on (retry or done)."""
+        if self.trackers.pop(t.attempt_id, None) is None:
+            return
+        rt = t.runtime
+        ended_at = utcnow()
+        report = t.report
+        cause = next((c for c in t.causes if c), t.causes[0] if t.causes else None)
+        with self.sessions() as s, s.begin():
+            attempt = s.get(CallAttempt, t.attempt_id)
+            cc = s.get(CampaignContact, t.cc_id)
+            if attempt is None or cc is None:
+                return
+            attempt.state = "ended"
+            attempt.ended_at = ended_at
+            attempt.outcome = outcome.value
+            attempt.originate_reason = t.reason
+            attempt.hangup_cause = cause
+            attempt.hangup_cause_text = t.cause_text or None
+            attempt.error = error
+            if not_sent:
+                attempt.originate_sent_at = None
+            if report is not None:
+                attempt.amd_status = report.amd_status or None
+                attempt.amd_cause = report.amd_cause or None
+                attempt.played = list(report.played)
+            if not_sent:
+                cc.state = "pending"
+                cc.attempts -= 1
+            elif not t.never_retry and should_retry(
+                outcome, cc.attempts, rt.retries, rt.retry_outcomes
+            ):
+                cc.state = "pending"
+                cc.outcome = outcome.value
+                cc.next_attempt_at = next_attempt_time(ended_at, rt.retry_delay)
+            else:
+                cc.state = "done"
+                cc.outcome = outcome.value
+        rt.inflight.discard(t.attempt_id)
+        rt.wake.set()
+        log.info(
+            "attempt %s to %s: %s%s",
+            t.attempt_id,
+            t.number,
+            outcome.value,
+            f" ({error})" if error else "",
+        )
+
+    # --- PbxListener ------------------------------------------------------------------------
+
+    def on_originate_result(self, attempt_id: str, answered: bool, reason: int) -> None:
+        """OriginateResponse: the call was answered, or failed with ``reason``."""
+        t = self.trackers.get(attempt_id)
+        if t is None:
+            return
+        t.reason = reason
+        t.answered = t.answered or answered
+        t.originated.set()
+
+    def on_hangup(self, attempt_id: str, cause: int, cause_text: str, primary: bool) -> None:
+        """Hangup of one of the attempt's channels (Q.850 ``cause``)."""
+        t = self.trackers.get(attempt_id)
+        if t is None:
+            return
+        t.causes.append(cause)
+        if cause and not t.cause_text:
+            t.cause_text = cause_text
+        if primary:
+            t.ended.set()
+
+    def on_connection(self, connected: bool) -> None:
+        """Pause dialing while the PBX is down; reconcile calls in flight when it is back."""
+        if connected:
+            self._connected.set()
+            if self.trackers:
+                task = asyncio.get_running_loop().create_task(self._reconcile_inflight())
+                self._followers.add(task)
+                task.add_done_callback(self._followers.discard)
+        else:
+            self._connected.clear()
+            log.warning("PBX connection lost: dialing paused")
+        for rt in self.runtimes.values():
+            rt.wake.set()
+
+    async def _reconcile_inflight(self) -> None:
+        """After a reconnect: attempts whose channel is gone ended while we were away."""
+        try:
+            up = {c.attempt_id for c in await self.pbx.list_channels() if c.attempt_id}
+        except PbxError:
+            return
+        for t in list(self.trackers.values()):
+            if t.attempt_id in up or t.ended.is_set():
+                continue
+            t.note = "the PBX connection was lost during the call"
+            t.originated.set()
+            t.ended.set()
+
+    # --- the call flow (FastAGI) ------------------------------------------------------------
+
+    async def _serve_flow(self, call: CallFlowSession) -> None:
+        t = self.trackers.get(call.attempt_id)
+        if t is None:
+            log.warning("call flow for unknown attempt %s: hanging up", call.attempt_id)
+            await call.hangup()
+            return
+        t.flow_started = True
+        t.answered = True
+        t.originated.set()
+        with self.sessions() as s, s.begin():
+            attempt = s.get(CallAttempt, t.attempt_id)
+            if attempt is not None:
+                attempt.state = "answered"
+                attempt.answered_at = utcnow()
+        t.report = FlowReport()
+        try:
+            await run_outbound_flow(call, t.runtime.plan, t.report, self._save_decision(t))
+        except Exception as exc:
+            log.exception("attempt %s: call flow failed", t.attempt_id)
+            t.report.note = f"call flow error: {exc}"
+            with contextlib.suppress(Exception):
+                await call.hangup()
+        finally:
+            t.flow_done.set()
+
+    def _save_decision(self, t: Tracker) -> FlowDecisionHook:
+        def save(report: FlowReport) -> None:
+            with self.sessions() as s, s.begin():
+                attempt = s.get(CallAttempt, t.attempt_id)
+                if attempt is not None:
+                    attempt.amd_status = report.amd_status or None
+                    attempt.amd_cause = report.amd_cause or None
+
+        return save
+
+    # --- recovery ---------------------------------------------------------------------------
+
+    async def recover(self) -> int:
+        """Close attempts a previous controller left unfinished. Returns how many.
+
+        A channel of such an attempt still up on the PBX is hung up (its flow is gone). The
+        attempt is never re-sent: its outcome is what was stored (AMD verdict) or ``failed``.
+        """
+        with self.sessions() as s:
+            stale = s.scalars(
+                select(CallAttempt).where(
+                    CallAttempt.state != "ended", CallAttempt.id.not_in(list(self.trackers))
+                )
+            ).all()
+        if not stale:
+            return 0
+        try:
+            up = {c.attempt_id for c in await self.pbx.list_channels() if c.attempt_id}
+        except PbxError:
+            up = set()
+        for attempt in stale:
+            if attempt.id in up:
+                with contextlib.suppress(PbxError):
+                    await self.pbx.hangup(attempt.id)
+            self._close_interrupted(attempt.id)
+        log.warning("recovered %d attempt(s) left by a stopped controller", len(stale))
+        return len(stale)
+
+    def _close_interrupted(self, attempt_id: str) -> None:
+        with self.sessions() as s, s.begin():
+            attempt = s.get(CallAttempt, attempt_id)
+            if attempt is None or attempt.state == "ended":
+                return
+            campaign = s.get(Campaign, attempt.campaign_id)
+            cc = s.get(CampaignContact, attempt.campaign_contact_id)
+            outcome = Outcome.FAILED
+            if attempt.amd_status and campaign is not None:
+                who = classify_amd(
+                    attempt.amd_status, attempt.amd_cause or "", self.plan_for(campaign)
+                )
+                outcome = {
+                    Answerer.HUMAN: Outcome.HUMAN,
+                    Answerer.MACHINE: Outcome.MACHINE,
+                    Answerer.NO_ANSWER: Outcome.NO_ANSWER,
+                }.get(who, Outcome.HUMAN)
+            attempt.state = "ended"
+            attempt.ended_at = utcnow()
+            attempt.outcome = outcome.value
+            attempt.error = (
+                "interrupted: the controller stopped during this call; not re-dialled "
+                "(outcome from what was recorded before the stop)"
+            )
+            if cc is not None and cc.state == "dialing" and cc.last_attempt_id == attempt_id:
+                cc.state = "done"
+                cc.outcome = outcome.value
+

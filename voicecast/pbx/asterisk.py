@@ -1,0 +1,373 @@
+"""The Asterisk backend: AMI for Originate and call events, FastAGI for the call flow.
+
+Correlation: each attempt's id is sent as the Originate ``ChannelId`` (so it becomes the
+channel's ``Uniqueid``), as ``OtherChannelId`` + ``-b`` for the second leg of a Local channel,
+as the Originate's ``ActionID`` (the OriginateResponse ``Uniqueid`` can be junk on failure),
+and as the first FastAGI argument. References: Asterisk documentation, AMI action
+``Originate``, events ``OriginateResponse`` and ``Hangup``, application ``AMD``,
+``WaitForSilence``, AGI command ``STREAM FILE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from voicecast.agi.server import AgiError, AgiHangup, AgiSession, FastAgiServer
+from voicecast.ami.client import AmiClient, AmiConnectionError, AmiError
+from voicecast.ami.protocol import AmiMessage
+from voicecast.pbx.base import (
+    AmdParams,
+    CallFlowHandler,
+    ChannelInfo,
+    OriginateRejected,
+    OriginateRequest,
+    OriginateUnknown,
+    PbxListener,
+    PbxUnavailable,
+    PlayResult,
+)
+from voicecast.pbx.validation import build_dial_string, caller_id_header, check_attempt_id
+
+log = logging.getLogger(__name__)
+
+SECOND_LEG_SUFFIX = "-b"
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)
+SAMPLES_PER_MS = 8  # STREAM FILE reports endpos in samples at 8 kHz
+
+InboundHandler = Callable[[AgiSession], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class AsteriskEndpoint:
+    """Where and how to reach one Asterisk.
+
+    Attributes:
+        ami_host, ami_port, username, secret: the AMI account (manager.conf).
+        agi_host, agi_port: where voicecast's FastAGI server listens.
+        agi_url: how Asterisk reaches that server (``agi://host:port``).
+        dial_string: template such as ``PJSIP/{number}@trunk``.
+        context: the dialplan context answered calls enter (``voicecast-outbound``).
+        connect_timeout, action_timeout, agi_timeout: seconds.
+    """
+
+    ami_host: str
+    ami_port: int
+    username: str
+    secret: str
+    agi_host: str
+    agi_port: int
+    agi_url: str
+    dial_string: str
+    context: str = "voicecast-outbound"
+    connect_timeout: float = 5.0
+    action_timeout: float = 10.0
+    agi_timeout: float = 120.0
+
+
+def attempt_of(unique_id: str) -> tuple[str, bool] | None:
+    """Map a channel Uniqueid to (attempt id, is_primary_leg), or None if not ours."""
+    if unique_id.endswith(SECOND_LEG_SUFFIX):
+        base = unique_id[: -len(SECOND_LEG_SUFFIX)]
+        primary = False
+    else:
+        base, primary = unique_id, True
+    try:
+        return check_attempt_id(base), primary
+    except ValueError:
+        return None
+
+
+class AsteriskCallFlow:
+    """:class:`~voicecast.pbx.base.CallFlowSession` over one FastAGI session."""
+
+    def __init__(self, session: AgiSession, attempt_id: str) -> None:
+        self._agi = session
+        self.attempt_id = attempt_id
+
+    @property
+    def hung_up(self) -> bool:
+        """True once Asterisk reported the hangup."""
+        return self._agi.hung_up
+
+    async def detect_machine(self, params: AmdParams) -> tuple[str, str]:
+        """``EXEC AMD`` with ``params``; returns (AMDSTATUS, AMDCAUSE)."""
+        args = ",".join(
+            str(int(v))
+            for v in (
+                params.initial_silence,
+                params.greeting,
+                params.after_greeting_silence,
+                params.total_analysis_time,
+                params.min_word_length,
+                params.between_words_silence,
+                params.maximum_number_of_words,
+                params.silence_threshold,
+                params.maximum_word_length,
+            )
+        )
+        try:
+            await self._agi.exec("AMD", args, timeout=params.total_analysis_time / 1000 + 10)
+            status = await self._agi.get_variable("AMDSTATUS") or "NOTSURE"
+            cause = await self._agi.get_variable("AMDCAUSE") or ""
+        except AgiHangup:
+            return "HANGUP", ""
+        return status, cause
+
+    async def wait_for_silence(self, silence_ms: int, timeout: float) -> bool:
+        """``WaitForSilence(silence_ms,1,timeout)``; True when the silence was heard."""
+        try:
+            await self._agi.exec(
+                "WaitForSilence",
+                f"{int(silence_ms)},1,{max(1, int(timeout))}",
+                timeout=timeout + 10,
+            )
+            status = await self._agi.get_variable("WAITSTATUS")
+        except AgiHangup:
+            return False
+        return status == "SILENCE"
+
+    async def sound_exists(self, sound: str) -> bool:
+        """Whether ``sound``.wav exists as Asterisk sees it (``STAT(e,...)``)."""
+        try:
+            res = await self._agi.command("GET FULL VARIABLE", f"${{STAT(e,{sound}.wav)}}")
+        except AgiHangup:
+            return True
+        return res.data == "1"
+
+    async def play(self, sound: str, escape_digits: str = "") -> PlayResult:
+        """``STREAM FILE sound escape_digits``; reports ms played and the key pressed."""
+        try:
+            res = await self._agi.command("STREAM FILE", sound, escape_digits)
+        except AgiHangup:
+            return PlayResult(0, False)
+        played_ms = int(res.extra.get("endpos", "0") or 0) // SAMPLES_PER_MS
+        if res.result == "0":
+            return PlayResult(played_ms, not self._agi.hung_up)
+        if res.result.isdigit() and int(res.result) > 0:
+            return PlayResult(played_ms, False, chr(int(res.result)))
+        return PlayResult(played_ms, False)
+
+    async def hangup(self) -> None:
+        """``HANGUP`` (ignored if already gone)."""
+        with contextlib.suppress(AgiError):
+            await self._agi.command("HANGUP")
+
+
+class AsteriskBackend:
+    """:class:`~voicecast.pbx.base.PbxBackend` for one Asterisk over AMI + FastAGI.
+
+    Reconnects AMI with back-off after a loss (logging in before anything else) and reports
+    the connection state to the listener; an action pending at the loss is never re-sent.
+    """
+
+    def __init__(self, endpoint: AsteriskEndpoint, *, inbound: InboundHandler | None = None):
+        self.endpoint = endpoint
+        self._inbound = inbound
+        self._client: AmiClient | None = None
+        self._agi: FastAgiServer | None = None
+        self._listener: PbxListener | None = None
+        self._flow: CallFlowHandler | None = None
+        self._reconnect_task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def connected(self) -> bool:
+        """True while AMI is logged in."""
+        return self._client is not None and self._client.connected
+
+    async def start(self, listener: PbxListener, flow: CallFlowHandler) -> None:
+        """Connect AMI and start the FastAGI server.
+
+        Raises:
+            PbxUnavailable: AMI unreachable or login refused, or the FastAGI port is taken.
+        """
+        self._listener, self._flow = listener, flow
+        self._stopping = False
+        ep = self.endpoint
+        self._agi = FastAgiServer(
+            {"flow": self._serve_flow, "inbound": self._serve_inbound},
+            command_timeout=ep.agi_timeout,
+        )
+        try:
+            await self._agi.start(ep.agi_host, ep.agi_port)
+        except OSError as exc:
+            raise PbxUnavailable(
+                f"cannot listen for FastAGI on {ep.agi_host}:{ep.agi_port}: {exc}"
+            ) from exc
+        try:
+            await self._connect()
+        except PbxUnavailable:
+            await self._agi.close()
+            raise
+
+    async def _connect(self) -> None:
+        ep = self.endpoint
+        client = AmiClient(
+            ep.ami_host,
+            ep.ami_port,
+            ep.username,
+            ep.secret,
+            connect_timeout=ep.connect_timeout,
+            action_timeout=ep.action_timeout,
+        )
+        client.on("OriginateResponse", self._on_originate_response)
+        client.on("Hangup", self._on_hangup)
+        client.on_disconnect(self._on_disconnect)
+        try:
+            await client.connect()
+        except AmiConnectionError as exc:
+            raise PbxUnavailable(str(exc)) from exc
+        self._client = client
+        if self._listener is not None:
+            self._listener.on_connection(True)
+
+    def _on_disconnect(self, _exc: Exception | None) -> None:
+        if self._listener is not None:
+            self._listener.on_connection(False)
+        if not self._stopping and self._reconnect_task is None:
+            self._reconnect_task = asyncio.create_task(self._reconnect(), name="ami-reconnect")
+
+    async def _reconnect(self) -> None:
+        attempt = 0
+        try:
+            while not self._stopping:
+                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+                await asyncio.sleep(delay)
+                try:
+                    await self._connect()
+                    log.info("AMI reconnected after %d tries", attempt + 1)
+                    return
+                except PbxUnavailable as exc:
+                    attempt += 1
+                    log.warning("AMI reconnect failed (%s); next try in %.1fs", exc, delay)
+        finally:
+            self._reconnect_task = None
+
+    async def stop(self, *, grace: float = 0.0) -> None:
+        """Stop serving calls and disconnect."""
+        self._stopping = True
+        if self._reconnect_task is not None:
+            self._reconnect_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnect_task
+        if self._agi is not None:
+            await self._agi.close(grace=grace)
+        if self._client is not None:
+            await self._client.close()
+
+    async def originate(self, request: OriginateRequest) -> None:
+        """Send an async Originate (see :meth:`voicecast.pbx.base.PbxBackend.originate`)."""
+        ep = self.endpoint
+        attempt_id = check_attempt_id(request.attempt_id)
+        variables = {"VC_ATTEMPT": attempt_id, "VC_AGI": ep.agi_url, **request.variables}
+        headers = {
+            "Channel": build_dial_string(ep.dial_string, request.number),
+            "Context": ep.context,
+            "Exten": "s",
+            "Priority": "1",
+            "CallerID": caller_id_header(request.caller_id, request.caller_name),
+            "Timeout": str(int(request.ring_timeout * 1000)),
+            "Async": "true",
+            "ChannelId": attempt_id,
+            "OtherChannelId": attempt_id + SECOND_LEG_SUFFIX,
+            "Variable": [f"{k}={v}" for k, v in variables.items()],
+        }
+        client = self._client
+        if client is None or not client.connected:
+            raise PbxUnavailable("not connected to Asterisk (AMI)")
+        try:
+            resp = await client.send_action("Originate", headers, action_id=attempt_id)
+        except AmiConnectionError as exc:
+            raise OriginateUnknown(f"AMI connection lost during Originate: {exc}") from exc
+        except AmiError as exc:
+            raise OriginateUnknown(f"Originate not acknowledged: {exc}") from exc
+        if not resp.success:
+            raise OriginateRejected(
+                f"Asterisk refused the Originate: {resp.message.get('Message') or 'error'}"
+            )
+
+    async def list_channels(self) -> list[ChannelInfo]:
+        """``CoreShowChannels``: the channels up now, with our attempt ids.
+
+        Raises:
+            PbxUnavailable: not connected or no answer.
+        """
+        client = self._client
+        if client is None or not client.connected:
+            raise PbxUnavailable("not connected to Asterisk (AMI)")
+        try:
+            resp = await client.send_action("CoreShowChannels", collect_list=True)
+        except AmiError as exc:
+            raise PbxUnavailable(f"CoreShowChannels failed: {exc}") from exc
+        out = []
+        for ev in resp.events:
+            if ev.event != "CoreShowChannel":
+                continue
+            uid = ev.get("Uniqueid") or ""
+            ours = attempt_of(uid)
+            out.append(
+                ChannelInfo(
+                    channel=ev.get("Channel") or "",
+                    unique_id=uid,
+                    state=ev.get("ChannelStateDesc") or "",
+                    attempt_id=ours[0] if ours and ours[1] else None,
+                )
+            )
+        return out
+
+    async def hangup(self, attempt_id: str, cause: int = 16) -> None:
+        """Hang up the attempt's primary channel if it is up (``Hangup`` action)."""
+        for ch in await self.list_channels():
+            if ch.attempt_id == attempt_id and self._client is not None:
+                with contextlib.suppress(AmiError):
+                    await self._client.send_action(
+                        "Hangup", {"Channel": ch.channel, "Cause": str(int(cause))}
+                    )
+
+    # --- AMI events -> listener ------------------------------------------------------------
+
+    def _on_originate_response(self, msg: AmiMessage) -> None:
+        if self._listener is None:
+            return
+        ours = attempt_of(msg.get("ActionID") or "") or attempt_of(msg.get("Uniqueid") or "")
+        if ours is None:
+            return
+        reason = int(msg.get("Reason") or 0) if (msg.get("Reason") or "0").isdigit() else 0
+        answered = (msg.get("Response") or "").lower() == "success"
+        self._listener.on_originate_result(ours[0], answered, reason)
+
+    def _on_hangup(self, msg: AmiMessage) -> None:
+        if self._listener is None:
+            return
+        ours = attempt_of(msg.get("Uniqueid") or "")
+        if ours is None:
+            return
+        raw = msg.get("Cause") or "0"
+        cause = int(raw) if raw.isdigit() else 0
+        self._listener.on_hangup(ours[0], cause, msg.get("Cause-txt") or "", ours[1])
+
+    # --- FastAGI routes --------------------------------------------------------------------
+
+    async def _serve_flow(self, session: AgiSession) -> None:
+        raw = session.args[0] if session.args else ""
+        try:
+            attempt_id = check_attempt_id(raw)
+        except ValueError:
+            log.warning("FastAGI flow request without a valid attempt id (%r)", raw)
+            with contextlib.suppress(AgiError):
+                await session.command("HANGUP")
+            return
+        assert self._flow is not None
+        await self._flow(AsteriskCallFlow(session, attempt_id))
+
+    async def _serve_inbound(self, session: AgiSession) -> None:
+        if self._inbound is not None:
+            await self._inbound(session)
+            return
+        with contextlib.suppress(AgiError):
+            await session.command("STREAM FILE", "vm-goodbye", "")
+            await session.command("HANGUP")

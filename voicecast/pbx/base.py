@@ -1,0 +1,175 @@
+"""What the dialer needs from a PBX, independent of Asterisk.
+
+Shapes and units: numbers are E.164 strings; durations in seconds (float) unless the name
+says ``_ms``; ``cause`` values are Q.850 cause codes (ITU-T Q.850), e.g. 16 normal
+clearing, 17 user busy, 19 no answer, 34 congestion, 1 unallocated number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from voicecast.errors import VoicecastError
+
+
+class PbxError(VoicecastError):
+    """The PBX could not be reached or refused an operation."""
+
+
+class PbxUnavailable(PbxError):
+    """Not connected to the PBX (nothing was sent)."""
+
+
+class OriginateRejected(PbxError):
+    """The PBX answered the Originate with an error (the call was not placed)."""
+
+
+class OriginateUnknown(PbxError):
+    """The Originate was written but its answer was lost (timeout or connection loss):
+    the call may or may not be up. Never re-send: reconcile from the PBX's channels."""
+
+
+@dataclass(frozen=True)
+class OriginateRequest:
+    """One outbound call to place.
+
+    Attributes:
+        attempt_id: voicecast's id of this dial; the PBX's channel id (AMI ``ChannelId``).
+        number: the callee, E.164.
+        caller_id: the number presented (CLI), E.164.
+        ring_timeout: seconds to wait for an answer.
+        variables: extra channel variables (names and values already validated).
+    """
+
+    attempt_id: str
+    number: str
+    caller_id: str
+    ring_timeout: float
+    caller_name: str = ""
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChannelInfo:
+    """A channel up on the PBX now, as the PBX itself reports it."""
+
+    channel: str
+    unique_id: str
+    state: str
+    attempt_id: str | None
+
+
+@dataclass(frozen=True)
+class AmdParams:
+    """Answering-machine detection parameters, in milliseconds (Asterisk ``AMD()`` order).
+
+    Defaults are Asterisk's (amd.conf) except ``maximum_number_of_words`` (3).
+    """
+
+    initial_silence: int = 2500
+    greeting: int = 1500
+    after_greeting_silence: int = 800
+    total_analysis_time: int = 5000
+    min_word_length: int = 100
+    between_words_silence: int = 50
+    maximum_number_of_words: int = 3
+    silence_threshold: int = 256
+    maximum_word_length: int = 5000
+
+
+@dataclass(frozen=True)
+class PlayResult:
+    """What a play step did: ``played_ms`` of audio, stopped by ``digit`` or a hangup."""
+
+    played_ms: int
+    completed: bool
+    digit: str | None = None
+
+
+class CallFlowSession(Protocol):
+    """An answered call handed to voicecast (the call-flow hook)."""
+
+    attempt_id: str
+
+    @property
+    def hung_up(self) -> bool:
+        """True once the callee (or the network) hung up."""
+        ...
+
+    async def detect_machine(self, params: AmdParams) -> tuple[str, str]:
+        """Run AMD; returns (status, cause), e.g. ("MACHINE", "LONGGREETING-1500-1500")."""
+        ...
+
+    async def wait_for_silence(self, silence_ms: int, timeout: float) -> bool:
+        """Wait until ``silence_ms`` of silence is heard; False after ``timeout`` seconds."""
+        ...
+
+    async def sound_exists(self, sound: str) -> bool:
+        """Whether the PBX has ``sound`` (a sound path without extension)."""
+        ...
+
+    async def play(self, sound: str, escape_digits: str = "") -> PlayResult:
+        """Play ``sound`` (a PBX sound path without extension) to the callee."""
+        ...
+
+    async def hangup(self) -> None:
+        """Hang the call up."""
+        ...
+
+
+class PbxListener(Protocol):
+    """Receives the PBX's call events (implemented by the dialer)."""
+
+    def on_originate_result(self, attempt_id: str, answered: bool, reason: int) -> None:
+        """The Originate ended: answered, or failed with an OriginateResponse ``Reason``."""
+        ...
+
+    def on_hangup(self, attempt_id: str, cause: int, cause_text: str, primary: bool) -> None:
+        """A channel of the attempt hung up with Q.850 ``cause``; ``primary`` is our leg
+        (the call is over), otherwise the far leg of a Local channel."""
+        ...
+
+    def on_connection(self, connected: bool) -> None:
+        """The PBX connection came up or went down."""
+        ...
+
+
+CallFlowHandler = Callable[[CallFlowSession], Awaitable[None]]
+
+
+class PbxBackend(Protocol):
+    """A PBX the dialer can drive."""
+
+    @property
+    def connected(self) -> bool:
+        """True while calls can be placed."""
+        ...
+
+    async def start(self, listener: PbxListener, flow: CallFlowHandler) -> None:
+        """Connect, subscribe ``listener`` and serve answered calls with ``flow``."""
+        ...
+
+    async def stop(self, *, grace: float = 0.0) -> None:
+        """Disconnect; wait up to ``grace`` seconds for calls in their flow."""
+        ...
+
+    async def originate(self, request: OriginateRequest) -> None:
+        """Start one call without waiting for the answer.
+
+        Raises:
+            PbxUnavailable: not connected (nothing sent).
+            OriginateRejected: the PBX refused it (no call).
+            OriginateUnknown: sent, but the answer was lost.
+            voicecast.errors.UnsafeValueError: a value is unsafe (nothing sent).
+        """
+        ...
+
+    async def list_channels(self) -> list[ChannelInfo]:
+        """The channels up on the PBX now."""
+        ...
+
+    async def hangup(self, attempt_id: str, cause: int = 16) -> None:
+        """Hang up the attempt's channel if it is still up."""
+        ...

@@ -1,0 +1,71 @@
+"""Validation of every value that reaches the PBX (AMI headers, AGI arguments, dial strings).
+
+A contact's field must never become an AMI header or a dialplan instruction: numbers are
+E.164 digits only, dial strings are built from a template by substituting that number, and
+caller-ID names are limited to printable characters without quotes or angle brackets.
+"""
+
+from __future__ import annotations
+
+import re
+
+from voicecast.errors import UnsafeValueError
+
+E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_DIALABLE_RE = re.compile(r"^\+?[0-9]{3,20}$")
+_TEMPLATE_RE = re.compile(r"^[A-Za-z0-9/@_.+:;-]*\{number\}[A-Za-z0-9/@_.+:;-]*$")
+_ID_RE = re.compile(r"^[A-Za-z0-9-]{8,64}$")
+_CALLER_NAME_RE = re.compile(r"^[\w .,'&-]{0,40}$")
+
+
+def check_e164(number: str, what: str = "number") -> str:
+    """Return ``number`` if it is E.164 (``+`` then 7 to 15 digits).
+
+    Raises:
+        UnsafeValueError: anything else (letters, spaces, dialplan characters, CR/LF).
+    """
+    if not isinstance(number, str) or not E164_RE.match(number):
+        raise UnsafeValueError(f"{what} is not an E.164 number: {number!r}")
+    return number
+
+
+def build_dial_string(template: str, number: str) -> str:
+    """Substitute ``number`` into a dial-string template such as ``PJSIP/{number}@trunk``.
+
+    Args:
+        template: holds ``{number}`` once, and otherwise only ``A-Za-z0-9/@_.+:;-``.
+        number: digits with an optional leading ``+`` (3 to 20 digits).
+
+    Raises:
+        UnsafeValueError: the number holds anything but digits and ``+``, or the template
+            has other characters (``&``, ``,``, ``(``, spaces... would let Dial() fan out).
+    """
+    if not isinstance(number, str) or not _DIALABLE_RE.match(number):
+        raise UnsafeValueError(f"refusing to dial {number!r}: only digits and + are allowed")
+    if not _TEMPLATE_RE.match(template) or template.count("{number}") != 1:
+        raise UnsafeValueError(f"invalid dial-string template {template!r}")
+    return template.replace("{number}", number)
+
+
+def check_attempt_id(value: str) -> str:
+    """Return ``value`` if it is a valid attempt id (letters, digits, ``-``; 8 to 64 chars).
+
+    Raises:
+        UnsafeValueError: otherwise.
+    """
+    if not isinstance(value, str) or not _ID_RE.match(value):
+        raise UnsafeValueError(f"invalid attempt id {value!r}")
+    return value
+
+
+def caller_id_header(number: str, name: str = "") -> str:
+    """The AMI ``CallerID`` value: ``"Name" <+33...>`` or ``<+33...>``.
+
+    Raises:
+        UnsafeValueError: the number is not E.164, or the name has quotes, angle brackets,
+            control characters or more than 40 characters.
+    """
+    check_e164(number, "caller ID")
+    if not _CALLER_NAME_RE.match(name):
+        raise UnsafeValueError(f"caller ID name not allowed: {name!r}")
+    return f'"{name}" <{number}>' if name else f"<{number}>"

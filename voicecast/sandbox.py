@@ -1,0 +1,456 @@
+"""The sandbox PBX: a local Asterisk 22 with the simulated telephone network.
+
+Two ways to get an Asterisk (see ASTERISK-NOTES):
+
+- ``host``: an ``asterisk`` binary is installed (Ubuntu, Alpine, your own build): it runs
+  with a private configuration, spool, run and log folder under the sandbox folder, so an
+  existing PBX on the machine is not touched;
+- ``chroot``: otherwise (Debian 12 has no Asterisk package) Debian sid is provisioned once
+  with ``debootstrap --variant=minbase --include=asterisk,asterisk-core-sounds-en`` into
+  ``<sandbox dir>/rootfs`` (about a minute, about 500 MB, cached) and Asterisk runs inside
+  it with ``chroot``. The chroot shares the host's network: AMI and FastAGI meet on loopback.
+
+At every ``up`` the project's ``asterisk-conf/`` is copied in, with the sandbox overlay
+(``asterisk-conf/sandbox/``: the simulated network) and the sandbox's own AMI secret, so
+config edits apply. Needs root (``chroot``) unless an ``asterisk`` binary is installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from voicecast.config import Settings
+from voicecast.errors import VoicecastError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "asterisk-conf"
+SIM_DIAL_STRING = "Local/{number}@sim-pstn"
+SIM_RECORDINGS = "voicecast-sim"
+START_TIMEOUT = 60.0
+ASTERISK_IN_CHROOT = "/usr/sbin/asterisk"
+
+
+class SandboxError(VoicecastError):
+    """The sandbox cannot be provisioned, started or stopped; the message says why."""
+
+
+@dataclass(frozen=True)
+class SandboxView:
+    """The sandbox's connection facts, as the controller needs them.
+
+    Attributes:
+        ami_port, secret: AMI on 127.0.0.1 with user ``voicecast``.
+        dial_string: ``Local/{number}@sim-pstn``.
+        sounds_dir: host path where voicecast publishes audio for this Asterisk.
+        sounds_dir_on_pbx: the same folder as Asterisk sees it.
+        recordings_dir: host path of the simulated callees' recordings.
+    """
+
+    ami_port: int
+    secret: str
+    dial_string: str
+    sounds_dir: Path
+    sounds_dir_on_pbx: str
+    recordings_dir: Path
+
+
+def _find_host_asterisk() -> str | None:
+    return shutil.which("asterisk")
+
+
+def _first_existing(candidates: list[str], marker: str) -> str | None:
+    for c in candidates:
+        if (Path(c) / marker).exists():
+            return c
+    return None
+
+
+class Sandbox:
+    """Provision, start, stop and describe the sandbox PBX.
+
+    Args:
+        settings: the configuration (``[sandbox]``, ``[fastagi]``).
+        log: where progress lines go (e.g. ``print``).
+    """
+
+    def __init__(self, settings: Settings, log: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self.dir = settings.path(settings.sandbox.dir)
+        self.rootfs = self.dir / "rootfs"
+        self.state_file = self.dir / "state.json"
+        self.log_file = self.dir / "asterisk.log"
+        self.secret_file = self.dir / "ami-secret"
+        self._log = log or (lambda _msg: None)
+
+    # --- facts ------------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        """``host`` when an ``asterisk`` binary is installed, else ``chroot``."""
+        return "host" if _find_host_asterisk() else "chroot"
+
+    @property
+    def _root(self) -> Path:
+        """The folder that Asterisk sees as ``/`` (the rootfs in chroot mode)."""
+        return self.rootfs if self.mode == "chroot" else Path("/")
+
+    def _private(self) -> Path:
+        return self.dir / "host"
+
+    def _dirs(self) -> dict[str, str]:
+        """asterisk.conf [directories] as Asterisk sees them."""
+        if self.mode == "chroot":
+            return {
+                "astetcdir": "/etc/asterisk",
+                "astmoddir": "/usr/lib/x86_64-linux-gnu/asterisk/modules",
+                "astvarlibdir": "/var/lib/asterisk",
+                "astdbdir": "/var/lib/asterisk",
+                "astkeydir": "/var/lib/asterisk",
+                "astdatadir": "/usr/share/asterisk",
+                "astagidir": "/usr/share/asterisk/agi-bin",
+                "astspooldir": "/var/spool/asterisk",
+                "astrundir": "/run/asterisk",
+                "astlogdir": "/var/log/asterisk",
+                "astsbindir": "/usr/sbin",
+            }
+        p = self._private()
+        moddir = _first_existing(
+            [
+                "/usr/lib/x86_64-linux-gnu/asterisk/modules",
+                "/usr/lib/aarch64-linux-gnu/asterisk/modules",
+                "/usr/lib/asterisk/modules",
+                "/usr/lib64/asterisk/modules",
+            ],
+            "app_amd.so",
+        )
+        datadir = _first_existing(["/usr/share/asterisk", "/var/lib/asterisk"], "sounds")
+        if moddir is None or datadir is None:
+            raise SandboxError(
+                "an asterisk binary is installed but its modules or sounds were not found"
+            )
+        return {
+            "astetcdir": str(p / "etc"),
+            "astmoddir": moddir,
+            "astvarlibdir": str(p / "lib"),
+            "astdbdir": str(p / "lib"),
+            "astkeydir": str(p / "lib"),
+            "astdatadir": datadir,
+            "astagidir": str(p / "agi-bin"),
+            "astspooldir": str(p / "spool"),
+            "astrundir": str(p / "run"),
+            "astlogdir": str(p / "log"),
+            "astsbindir": str(Path(_find_host_asterisk() or "/usr/sbin/asterisk").parent),
+        }
+
+    def _host_path(self, pbx_path: str) -> Path:
+        return self._root / pbx_path.lstrip("/")
+
+    def view(self) -> SandboxView:
+        """Connection facts for the controller (creates the AMI secret if needed)."""
+        dirs = self._dirs()
+        sounds_on_pbx = f"{dirs['astvarlibdir']}/sounds/voicecast"
+        return SandboxView(
+            ami_port=self.settings.sandbox.ami_port,
+            secret=self.ami_secret(),
+            dial_string=SIM_DIAL_STRING,
+            sounds_dir=self._host_path(sounds_on_pbx),
+            sounds_dir_on_pbx=sounds_on_pbx,
+            recordings_dir=self._host_path(f"{dirs['astspooldir']}/{SIM_RECORDINGS}"),
+        )
+
+    def ami_secret(self) -> str:
+        """The sandbox's AMI secret (random, made once, stored with mode 0600)."""
+        if self.secret_file.is_file():
+            return self.secret_file.read_text().strip()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(24)
+        fd = os.open(self.secret_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secret + "\n")
+        return secret
+
+    # --- provisioning -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def provisioned(self) -> bool:
+        """True when an Asterisk is available (installed, or the rootfs is complete)."""
+        if self.mode == "host":
+            return True
+        return (self.rootfs / ASTERISK_IN_CHROOT.lstrip("/")).is_file() and (
+            self.rootfs / ".voicecast-complete"
+        ).is_file()
+
+    def provision(self) -> None:
+        """Make an Asterisk available: nothing to do in host mode, else debootstrap sid.
+
+        Raises:
+            SandboxError: not root, debootstrap missing, or debootstrap failed (its last
+                output lines are in the message).
+        """
+        if self.provisioned():
+            return
+        if os.geteuid() != 0:
+            raise SandboxError(
+                "provisioning the sandbox Asterisk needs root (debootstrap + chroot), "
+                "or install an asterisk package"
+            )
+        if shutil.which("debootstrap") is None:
+            raise SandboxError("debootstrap is not installed: apt-get install debootstrap")
+        tmp = self.dir / f"rootfs.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        sb = self.settings.sandbox
+        self._log(f"provisioning Asterisk: debootstrap {sb.suite} into {self.rootfs} (~1 min)")
+        cmd = [
+            "debootstrap",
+            "--variant=minbase",
+            "--include=asterisk,asterisk-core-sounds-en",
+            sb.suite,
+            str(tmp),
+            sb.mirror,
+        ]
+        with open(self.dir / "debootstrap.log", "w") as out:
+            rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT)
+        if rc != 0:
+            tail = (self.dir / "debootstrap.log").read_text(errors="replace").splitlines()[-8:]
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise SandboxError(
+                f"debootstrap failed (exit {rc}); see {self.dir / 'debootstrap.log'}:\n"
+                + "\n".join(tail)
+            )
+        (tmp / ".voicecast-complete").write_text("ok\n")
+        shutil.rmtree(self.rootfs, ignore_errors=True)
+        os.replace(tmp, self.rootfs)
+
+    # --- configuration ----------------------------------------------------------------------
+
+    def render_config(self) -> Path:
+        """Write the Asterisk configuration the sandbox runs with; returns its folder (host
+        path). Production files from ``asterisk-conf/``, then the sandbox overlay."""
+        dirs = self._dirs()
+        etc = self._host_path(dirs["astetcdir"])
+        shutil.rmtree(etc, ignore_errors=True)
+        etc.mkdir(parents=True)
+        for src in sorted(CONF_DIR.glob("*.conf")):
+            shutil.copyfile(src, etc / src.name)
+        for src in sorted((CONF_DIR / "sandbox").glob("*.conf")):
+            shutil.copyfile(src, etc / src.name)
+        view = self.view()
+        manager = (etc / "manager.conf").read_text()
+        manager = manager.replace("port = 5038", f"port = {view.ami_port}", 1)
+        manager = manager.replace("secret = CHANGE-ME", f"secret = {view.secret}", 1)
+        _write_private(etc / "manager.conf", manager)
+        ext = (etc / "extensions.conf").read_text()
+        ext = ext.replace(
+            "VOICECAST_AGI = agi://127.0.0.1:4573",
+            f"VOICECAST_AGI = {self.settings.fastagi.agi_url}",
+            1,
+        )
+        (etc / "extensions.conf").write_text(ext)
+        (etc / "asterisk.conf").write_text(
+            "[directories](!)\n"
+            + "".join(f"{k} => {v}\n" for k, v in dirs.items())
+            + "\n[options]\nverbose = 0\ndebug = 0\nmaxfiles = 4096\n"
+            + "defaultlanguage = en\ndocumentation_language = en_US\n"
+            + "hideconnect = yes\n"
+        )
+        for key in ("astvarlibdir", "astspooldir", "astrundir", "astlogdir", "astagidir"):
+            self._host_path(dirs[key]).mkdir(parents=True, exist_ok=True)
+        self._host_path(f"{dirs['astspooldir']}/{SIM_RECORDINGS}").mkdir(
+            parents=True, exist_ok=True
+        )
+        view.sounds_dir.mkdir(parents=True, exist_ok=True)
+        return etc
+
+    # --- process ----------------------------------------------------------------------------
+
+    def _state(self) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads(self.state_file.read_text())
+            return data
+        except (OSError, ValueError):
+            return None
+
+    def running_pid(self) -> int | None:
+        """The sandbox Asterisk's pid when it runs, else None."""
+        state = self._state()
+        if not state:
+            return None
+        pid = int(state.get("pid", 0))
+        try:
+            os.kill(pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return pid
+        return pid if b"asterisk" in cmdline else None
+
+    def _command(self, *args: str) -> list[str]:
+        if self.mode == "chroot":
+            return ["chroot", str(self.rootfs), ASTERISK_IN_CHROOT, *args]
+        conf = self._private() / "etc" / "asterisk.conf"
+        return [_find_host_asterisk() or "asterisk", "-C", str(conf), *args]
+
+    def up(self) -> dict[str, Any]:
+        """Provision if needed, write the config, (re)start Asterisk, wait for AMI.
+
+        Returns the status dict (see :meth:`status`).
+
+        Raises:
+            SandboxError: provisioning failed, the AMI port is taken by something else, or
+                Asterisk did not accept AMI logins within a minute (log tail in the message).
+        """
+        with self._lock():
+            self.provision()
+            if self.running_pid() is not None:
+                self._stop()
+            if _port_open(self.settings.sandbox.ami_port):
+                raise SandboxError(
+                    f"port {self.settings.sandbox.ami_port} is already in use: another "
+                    "Asterisk? Stop it or set [sandbox] ami_port"
+                )
+            self.render_config()
+            log_fh = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child process
+            proc = subprocess.Popen(
+                self._command("-f", "-n"),
+                stdin=subprocess.DEVNULL,
+                stdout=log_fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            log_fh.close()
+            self.state_file.write_text(
+                json.dumps({"pid": proc.pid, "mode": self.mode, "started": time.time()})
+            )
+            deadline = time.monotonic() + START_TIMEOUT
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    break
+                if _ami_ready(self.settings.sandbox.ami_port) and self._booted():
+                    return self.status()
+                time.sleep(0.3)
+            tail = self.log_file.read_text(errors="replace").splitlines()[-15:]
+            self._stop()
+            raise SandboxError("the sandbox Asterisk did not start:\n" + "\n".join(tail))
+
+    def _booted(self) -> bool:
+        res = subprocess.run(
+            self._command("-rx", "core waitfullybooted"),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        return res.returncode == 0
+
+    def down(self) -> bool:
+        """Stop the sandbox Asterisk. Returns False when it was not running."""
+        with self._lock():
+            return self._stop()
+
+    def _stop(self) -> bool:
+        pid = self.running_pid()
+        if pid is None:
+            self.state_file.unlink(missing_ok=True)
+            return False
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(
+                self._command("-rx", "core stop now"), capture_output=True, timeout=10, check=False
+            )
+        for sig, wait in ((None, 5.0), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            if sig is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+                if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
+                    self.state_file.unlink(missing_ok=True)
+                    return True
+                time.sleep(0.1)
+        raise SandboxError(f"could not stop the sandbox Asterisk (pid {pid})")
+
+    def version(self) -> str | None:
+        """``asterisk -V`` of the sandbox's Asterisk, or None when not provisioned."""
+        if not self.provisioned():
+            return None
+        try:
+            res = subprocess.run(
+                self._command("-V"), capture_output=True, text=True, timeout=10, check=False
+            )
+        except OSError:
+            return None
+        return res.stdout.strip() or None
+
+    def status(self) -> dict[str, Any]:
+        """What runs where: mode, pid, AMI and FastAGI addresses, version, folders."""
+        view = self.view()
+        pid = self.running_pid()
+        fa = self.settings.fastagi
+        return {
+            "running": pid is not None,
+            "pid": pid,
+            "mode": self.mode,
+            "provisioned": self.provisioned(),
+            "version": self.version(),
+            "ami": f"127.0.0.1:{view.ami_port}",
+            "ami_user": "voicecast",
+            "fastagi": f"{fa.host}:{fa.port}",
+            "fastagi_url": fa.agi_url,
+            "dial_string": view.dial_string,
+            "dir": str(self.dir),
+            "recordings": str(view.recordings_dir),
+            "log": str(self.log_file),
+        }
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _ami_ready(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
+            return s.recv(64).startswith(b"Asterisk Call Manager")
+    except OSError:
+        return False
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
