@@ -127,6 +127,9 @@ class AgiSession:
         if not _COMMAND_RE.match(name):
             raise UnsafeValueError(f"invalid AGI command {name!r}")
         line = " ".join([name, *(quote_arg(a) for a in args)])
+        return await self._send_line(line, name, timeout)
+
+    async def _send_line(self, line: str, name: str, timeout: float | None) -> AgiResult:
         if self.hung_up:
             raise AgiHangup("channel already hung up")
         try:
@@ -173,6 +176,20 @@ class AgiSession:
         if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", app):
             raise UnsafeValueError(f"invalid application name {app!r}")
         return await self.command("EXEC", app, data, timeout=timeout)
+
+    async def evaluate_function(self, function: str, *args: str) -> str:
+        """Evaluate a dialplan function, e.g. ``STAT(e,/path/file.wav)`` (``GET FULL VARIABLE``).
+
+        Raises:
+            UnsafeValueError: a name or argument outside ``A-Za-z0-9/_.-``.
+        """
+        if not re.fullmatch(r"[A-Z][A-Z_]*", function) or not all(
+            re.fullmatch(r"[A-Za-z0-9/_.-]*", a) for a in args
+        ):
+            raise UnsafeValueError(f"unsafe dialplan function call {function}{args!r}")
+        line = f'GET FULL VARIABLE "${{{function}({",".join(args)})}}"'
+        result = await self._send_line(line, "GET FULL VARIABLE", None)
+        return result.data if result.result == "1" else ""
 
     async def get_variable(self, name: str) -> str | None:
         """The channel variable ``name``, or None when unset."""

@@ -133,10 +133,9 @@ class AsteriskCallFlow:
     async def sound_exists(self, sound: str) -> bool:
         """Whether ``sound``.wav exists as Asterisk sees it (``STAT(e,...)``)."""
         try:
-            res = await self._agi.command("GET FULL VARIABLE", f"${{STAT(e,{sound}.wav)}}")
+            return await self._agi.evaluate_function("STAT", "e", f"{sound}.wav") == "1"
         except AgiHangup:
             return True
-        return res.data == "1"
 
     async def play(self, sound: str, escape_digits: str = "") -> PlayResult:
         """``STREAM FILE sound escape_digits``; reports ms played and the key pressed."""
@@ -152,9 +151,9 @@ class AsteriskCallFlow:
         return PlayResult(played_ms, False)
 
     async def hangup(self) -> None:
-        """``HANGUP`` (ignored if already gone)."""
+        """``Hangup(16)``: normal clearing (ignored if already gone)."""
         with contextlib.suppress(AgiError):
-            await self._agi.command("HANGUP")
+            await self._agi.exec("Hangup", "16")
 
 
 class AsteriskBackend:
