@@ -327,34 +327,49 @@ class Sandbox:
             self.provision()
             if self.running_pid() is not None:
                 self._stop()
+            self.state_file.unlink(missing_ok=True)
             if _port_open(self.settings.sandbox.ami_port):
                 raise SandboxError(
                     f"port {self.settings.sandbox.ami_port} is already in use: another "
                     "Asterisk? Stop it or set [sandbox] ami_port"
                 )
             self.render_config()
-            log_fh = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child process
-            proc = subprocess.Popen(
-                self._command("-f", "-n"),
-                stdin=subprocess.DEVNULL,
-                stdout=log_fh,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            log_fh.close()
-            self.state_file.write_text(
-                json.dumps({"pid": proc.pid, "mode": self.mode, "started": time.time()})
-            )
+            pid_file = self._host_path(f"{self._dirs()['astrundir']}/asterisk.pid")
+            pid_file.unlink(missing_ok=True)
+            # Asterisk daemonises itself (no -f): nothing of ours stays attached to it.
+            with open(self.log_file, "ab") as log_fh:
+                rc = subprocess.call(
+                    self._command("-n"),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_fh,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    timeout=60,
+                )
+            if rc != 0:
+                tail = self.log_file.read_text(errors="replace").splitlines()[-15:]
+                raise SandboxError(f"asterisk exited {rc} at start:\n" + "\n".join(tail))
             deadline = time.monotonic() + START_TIMEOUT
             while time.monotonic() < deadline:
-                if proc.poll() is not None:
-                    break
+                if pid_file.is_file() and not self.state_file.is_file():
+                    pid = int(pid_file.read_text().strip() or 0)
+                    self.state_file.write_text(
+                        json.dumps({"pid": pid, "mode": self.mode, "started": time.time()})
+                    )
                 if _ami_ready(self.settings.sandbox.ami_port) and self._booted():
                     return self.status()
                 time.sleep(0.3)
-            tail = self.log_file.read_text(errors="replace").splitlines()[-15:]
+            tail = self._messages_tail()
             self._stop()
             raise SandboxError("the sandbox Asterisk did not start:\n" + "\n".join(tail))
+
+    def _messages_tail(self) -> list[str]:
+        log = self._host_path(f"{self._dirs()['astlogdir']}/messages.log")
+        lines: list[str] = []
+        for f in (self.log_file, log):
+            with contextlib.suppress(OSError):
+                lines += f.read_text(errors="replace").splitlines()[-10:]
+        return lines
 
     def _booted(self) -> bool:
         res = subprocess.run(

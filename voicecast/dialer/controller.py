@@ -669,4 +669,3 @@ class Dialer:
             if cc is not None and cc.state == "dialing" and cc.last_attempt_id == attempt_id:
                 cc.state = "done"
                 cc.outcome = outcome.value
-
