@@ -6,6 +6,7 @@ independent AMI observer's view of the channels.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import time
@@ -146,7 +147,7 @@ def test_busy_is_retried_after_its_delay_and_an_invalid_number_never(
 
     busy = _attempts(ws, "+33199000023")
     assert [a.outcome for a in busy] == ["busy", "busy", "busy"]
-    for before, after in zip(busy, busy[1:], strict=False):
+    for before, after in itertools.pairwise(busy):
         assert before.ended_at is not None and after.originate_sent_at is not None
         gap = (after.originate_sent_at - before.ended_at).total_seconds()
         assert 4.0 <= gap <= 5.5, f"retry after {gap:.2f}s, expected 4 s (to the second)"
