@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from voicecast.audio.convert import voiced_span, wav_duration_ms
+from voicecast.dialer.controller import lease_holder
 from voicecast.storage.models import CallAttempt, CampaignContact, Contact, ContactList
 
 from .amimon import AmiMonitor
@@ -344,3 +345,47 @@ def test_killed_controller_resumes_without_calling_anyone_twice(
     # and a person who was already called is not called again after the restart
     for number in numbers:
         assert len([a for a in attempts if a.number == number]) == 1
+
+
+def test_serve_dials_a_campaign_started_without_wait_and_stops_on_sigterm(
+    workspace: Workspace, short_message: Path
+) -> None:
+    ws = workspace
+    ws.vc("audio", "add", str(short_message), "--name", "short")
+    csv = ws.write_contacts("c.csv", ["+33199000040", "+33199000042", "+33199000043"])
+    ws.vc("contacts", "import", str(csv), "--list", "l")
+    ws.vc(
+        "campaign",
+        "create",
+        "served",
+        "--list",
+        "l",
+        "--message",
+        "short",
+        "--caller-id",
+        "+33162000000",
+        "--retries",
+        "0",
+        "--cps",
+        "5",
+    )
+    server = ws.popen("serve")
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:  # the server holds the controller lease
+            with ws.sessions() as s:
+                if lease_holder(s) is not None:
+                    break
+            time.sleep(0.2)
+        out = ws.vc("campaign", "start", "served", "--wait").stdout
+        assert "dialing is done by the running controller" in out
+        outcomes = {r["number"]: r["outcome"] for r in ws.report("served")}
+        assert outcomes == {
+            "+33199000040": "human",
+            "+33199000042": "machine",
+            "+33199000043": "busy",
+        }
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=60)
+    assert server.returncode == 0, output
