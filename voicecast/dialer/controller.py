@@ -268,8 +268,11 @@ class Dialer:
                     self.runtimes.pop(cid, None)
                     if not task.cancelled() and task.exception() is not None:
                         log.error("campaign task %s failed", cid, exc_info=task.exception())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), 1.0)
+            stop = asyncio.ensure_future(self._stopping.wait())
+            await asyncio.wait(
+                {stop, *self._tasks.values()}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
+            )
+            stop.cancel()
 
     def _start_campaign(self, campaign: Campaign) -> None:
         rt = CampaignRuntime(

@@ -1,0 +1,340 @@
+"""The controller's logic against a fake PBX: pacing, retries, failures, recovery, lease."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from voicecast.dialer.controller import (
+    LEASE_TIMEOUT,
+    Dialer,
+    LeaseHeld,
+    acquire_lease,
+    lease_holder,
+)
+from voicecast.dialer.flow import FlowPlan
+from voicecast.pbx.base import (
+    AmdParams,
+    CallFlowHandler,
+    ChannelInfo,
+    OriginateRejected,
+    OriginateRequest,
+    PbxListener,
+    PbxUnavailable,
+    PlayResult,
+)
+from voicecast.storage.db import make_engine, migrate, session_factory
+from voicecast.storage.models import (
+    AudioMessage,
+    CallAttempt,
+    Campaign,
+    CampaignContact,
+    Contact,
+    ContactList,
+    ControllerLease,
+    utcnow,
+)
+
+
+class FakeCall:
+    def __init__(self, attempt_id: str, amd: tuple[str, str]) -> None:
+        self.attempt_id = attempt_id
+        self._amd = amd
+        self.hung_up = False
+        self.played: list[str] = []
+
+    async def detect_machine(self, params: AmdParams) -> tuple[str, str]:
+        await asyncio.sleep(0.01)
+        return self._amd
+
+    async def wait_for_silence(self, silence_ms: int, timeout: float) -> bool:
+        return True
+
+    async def sound_exists(self, sound: str) -> bool:
+        return True
+
+    async def play(self, sound: str, escape_digits: str = "") -> PlayResult:
+        self.played.append(sound)
+        await asyncio.sleep(0.05)
+        return PlayResult(1000, True)
+
+    async def hangup(self) -> None:
+        self.hung_up = True
+
+
+@dataclass
+class FakePbx:
+    """Behaves by last digit like the sandbox's simulated network, in milliseconds."""
+
+    call_seconds: float = 0.1
+    unavailable_first: int = 0
+    reject: bool = False
+    connected: bool = True
+    originates: list[tuple[float, OriginateRequest]] = field(default_factory=list)
+    up: set[str] = field(default_factory=set)
+    peak: int = 0
+    hangups: list[str] = field(default_factory=list)
+    listener: PbxListener | None = None
+    flow: CallFlowHandler | None = None
+
+    async def start(self, listener: PbxListener, flow: CallFlowHandler) -> None:
+        self.listener, self.flow = listener, flow
+        listener.on_connection(True)
+
+    async def stop(self, *, grace: float = 0.0) -> None:
+        return None
+
+    async def originate(self, request: OriginateRequest) -> None:
+        if self.unavailable_first > 0:
+            self.unavailable_first -= 1
+            raise PbxUnavailable("AMI down (test)")
+        if self.reject:
+            raise OriginateRejected("Asterisk refused the Originate: Extension does not exist")
+        self.originates.append((time.monotonic(), request))
+        self.up.add(request.attempt_id)
+        self.peak = max(self.peak, len(self.up))
+        asyncio.get_running_loop().create_task(self._simulate(request))
+
+    async def _simulate(self, req: OriginateRequest) -> None:
+        assert self.listener is not None and self.flow is not None
+        digit = req.number[-1]
+        await asyncio.sleep(0.02)
+        if digit == "3":
+            self.listener.on_originate_result(req.attempt_id, False, 5)
+            self.listener.on_hangup(req.attempt_id, 17, "User busy", False)
+        elif digit == "6":
+            self.listener.on_originate_result(req.attempt_id, False, 0)
+        else:
+            self.listener.on_originate_result(req.attempt_id, True, 4)
+            await self.flow(FakeCall(req.attempt_id, ("HUMAN", "HUMAN-800-800")))
+            await asyncio.sleep(self.call_seconds)
+        self.up.discard(req.attempt_id)
+        cause = {"3": 0, "6": 1}.get(digit, 16)
+        self.listener.on_hangup(req.attempt_id, cause, "", True)
+
+    async def list_channels(self) -> list[ChannelInfo]:
+        return [ChannelInfo(f"Local/x-{a};1", a, "Up", a) for a in self.up]
+
+    async def hangup(self, attempt_id: str, cause: int = 16) -> None:
+        self.hangups.append(attempt_id)
+        self.up.discard(attempt_id)
+
+
+def _plan(_c: Campaign) -> FlowPlan:
+    return FlowPlan(message="/snd/msg", voicemail_message="/snd/msg")
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> sessionmaker[Session]:
+    engine = make_engine(f"sqlite:///{tmp_path}/t.db")
+    migrate(engine)
+    return session_factory(engine)
+
+
+def _campaign(sessions: sessionmaker[Session], numbers: list[str], **kw: Any) -> str:
+    with sessions() as s, s.begin():
+        clist = ContactList(name="l")
+        audio = AudioMessage(
+            name="m", file_name="m.wav", sha256="0" * 64, duration_ms=1000, source_name="m.wav"
+        )
+        s.add_all([clist, audio])
+        s.flush()
+        c = Campaign(
+            name="c",
+            list_id=clist.id,
+            message_id=audio.id,
+            caller_id="+33162000000",
+            max_channels=kw.get("max_channels", 5),
+            cps=kw.get("cps", 100.0),
+            ring_timeout=10,
+            retries=kw.get("retries", 0),
+            retry_delay=kw.get("retry_delay", 0.0),
+            retry_outcomes=["busy", "no_answer", "congestion"],
+            amd={},
+            status="running",
+        )
+        s.add(c)
+        s.flush()
+        for i, n in enumerate(numbers):
+            contact = Contact(list_id=clist.id, phone_e164=n, fields={}, source_line=i + 2)
+            s.add(contact)
+            s.flush()
+            s.add(
+                CampaignContact(
+                    campaign_id=c.id,
+                    contact_id=contact.id,
+                    phone_e164=n,
+                    state="pending",
+                    next_attempt_at=utcnow(),
+                )
+            )
+    return "c"
+
+
+def _run(
+    sessions: sessionmaker[Session], pbx: FakePbx, before: Callable[[Dialer], None] | None = None
+) -> Dialer:
+    async def main() -> Dialer:
+        dialer = Dialer(sessions, pbx, _plan)  # type: ignore[arg-type]
+        if before:
+            before(dialer)
+        await dialer.start()
+        await asyncio.wait_for(dialer.run(["c"]), 30)
+        await dialer.stop()
+        return dialer
+
+    return asyncio.run(main())
+
+
+def _attempts(sessions: sessionmaker[Session]) -> list[CallAttempt]:
+    with sessions() as s:
+        return list(s.scalars(select(CallAttempt).order_by(CallAttempt.created_at)))
+
+
+def test_every_contact_gets_an_outcome_and_the_campaign_completes(
+    sessions: sessionmaker[Session],
+) -> None:
+    _campaign(sessions, ["+33199000010", "+33199000013", "+33199000016"])
+    _run(sessions, FakePbx())
+    outcomes = {a.number: a.outcome for a in _attempts(sessions)}
+    assert outcomes == {
+        "+33199000010": "human",
+        "+33199000013": "busy",
+        "+33199000016": "invalid_number",
+    }
+    with sessions() as s:
+        assert s.scalar(select(Campaign.status)) == "completed"
+        assert {c.state for c in s.scalars(select(CampaignContact))} == {"done"}
+    human = next(a for a in _attempts(sessions) if a.outcome == "human")
+    assert human.amd_status == "HUMAN" and human.played[0]["completed"] is True
+    assert human.originate_sent_at is not None and human.answered_at is not None
+
+
+def test_channel_limit_is_never_exceeded(sessions: sessionmaker[Session]) -> None:
+    _campaign(sessions, [f"+3319900{i:03d}0" for i in range(20)], max_channels=3)
+    pbx = FakePbx(call_seconds=0.1)
+    _run(sessions, pbx)
+    assert pbx.peak == 3
+    assert len(pbx.originates) == 20
+
+
+def test_cps_spaces_originates(sessions: sessionmaker[Session]) -> None:
+    _campaign(sessions, [f"+3319900{i:03d}3" for i in range(6)], cps=10.0, max_channels=50)
+    pbx = FakePbx()
+    _run(sessions, pbx)
+    times = [t for t, _ in pbx.originates]
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert min(gaps) >= 0.1 - 0.005
+
+
+def test_retry_waits_its_delay_and_stops_after_the_last_retry(
+    sessions: sessionmaker[Session],
+) -> None:
+    _campaign(sessions, ["+33199000013"], retries=2, retry_delay=0.5)
+    _run(sessions, FakePbx())
+    attempts = _attempts(sessions)
+    assert [a.attempt_no for a in attempts] == [1, 2, 3]
+    for before, after in zip(attempts, attempts[1:], strict=False):
+        assert before.ended_at and after.originate_sent_at
+        gap = (after.originate_sent_at - before.ended_at).total_seconds()
+        assert 0.5 <= gap < 1.5
+
+
+def test_an_originate_that_could_not_be_sent_is_recorded_and_not_counted(
+    sessions: sessionmaker[Session],
+) -> None:
+    _campaign(sessions, ["+33199000010"])
+    _run(sessions, FakePbx(unavailable_first=1))
+    first, second = _attempts(sessions)
+    assert first.outcome == "failed" and first.error and "not sent" in first.error
+    assert first.originate_sent_at is None
+    assert second.outcome == "human" and second.attempt_no == 1
+
+
+def test_a_refused_originate_fails_with_asterisks_reason(sessions: sessionmaker[Session]) -> None:
+    _campaign(sessions, ["+33199000010"], retries=3)
+    _run(sessions, FakePbx(reject=True))
+    (attempt,) = _attempts(sessions)
+    assert attempt.outcome == "failed"
+    assert attempt.error == "Asterisk refused the Originate: Extension does not exist"
+
+
+def test_a_number_that_is_not_dialable_never_reaches_the_pbx(
+    sessions: sessionmaker[Session],
+) -> None:
+    _campaign(sessions, ["+33199000010\r\nAction: Originate"], retries=3)
+
+    class CheckingPbx(FakePbx):
+        async def originate(self, request: OriginateRequest) -> None:
+            from voicecast.pbx.validation import build_dial_string
+
+            build_dial_string("Local/{number}@sim-pstn", request.number)
+            await super().originate(request)
+
+    pbx = CheckingPbx()
+    _run(sessions, pbx)
+    (attempt,) = _attempts(sessions)
+    assert attempt.outcome == "failed" and "refusing to dial" in (attempt.error or "")
+    assert pbx.originates == []
+
+
+def test_recovery_closes_what_a_killed_controller_left_without_redialling(
+    sessions: sessionmaker[Session],
+) -> None:
+    _campaign(sessions, ["+33199000010", "+33199000020"])
+    with sessions() as s, s.begin():
+        ccs = list(s.scalars(select(CampaignContact).order_by(CampaignContact.id)))
+        for cc, (aid, amd) in zip(ccs, [("a" * 32, "HUMAN"), ("b" * 32, None)], strict=True):
+            cc.state, cc.attempts, cc.last_attempt_id = "dialing", 1, aid
+            s.add(
+                CallAttempt(
+                    id=aid,
+                    campaign_id=cc.campaign_id,
+                    campaign_contact_id=cc.id,
+                    number=cc.phone_e164,
+                    attempt_no=1,
+                    state="answered" if amd else "originating",
+                    originate_sent_at=utcnow(),
+                    amd_status=amd,
+                    amd_cause="HUMAN-800-800" if amd else None,
+                )
+            )
+    pbx = FakePbx()
+    pbx.up.add("b" * 32)  # still ringing on the PBX
+    _run(sessions, pbx)
+    attempts = {a.id: a for a in _attempts(sessions)}
+    assert attempts["a" * 32].outcome == "human"
+    assert attempts["b" * 32].outcome == "failed"
+    assert all((a.error or "").startswith("interrupted") for a in attempts.values())
+    assert pbx.hangups == ["b" * 32]
+    assert pbx.originates == []  # nobody is called again
+
+
+def test_lease(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        acquire_lease(s, "one")
+        assert lease_holder(s) == "one"
+        with pytest.raises(LeaseHeld):
+            acquire_lease(s, "two")
+        lease = s.get(ControllerLease, 1)
+        assert lease is not None
+        lease.heartbeat_at = utcnow() - LEASE_TIMEOUT - timedelta(seconds=1)
+        s.commit()
+        acquire_lease(s, "two")  # stale heartbeat: taken over
+        lease.pid = 2**22 + 12345  # a process that does not exist on this host
+        lease.heartbeat_at = utcnow()
+        s.commit()
+        assert lease_holder(s) is None
+        acquire_lease(s, "three")
+        assert lease_holder(s) == "three"
+        assert lease.pid == os.getpid()
