@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 from collections.abc import Callable
@@ -233,7 +234,7 @@ def test_cps_spaces_originates(sessions: sessionmaker[Session]) -> None:
     pbx = FakePbx()
     _run(sessions, pbx)
     times = [t for t, _ in pbx.originates]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= 0.1 - 0.005
 
 
@@ -244,7 +245,7 @@ def test_retry_waits_its_delay_and_stops_after_the_last_retry(
     _run(sessions, FakePbx())
     attempts = _attempts(sessions)
     assert [a.attempt_no for a in attempts] == [1, 2, 3]
-    for before, after in zip(attempts, attempts[1:], strict=False):
+    for before, after in itertools.pairwise(attempts):
         assert before.ended_at and after.originate_sent_at
         gap = (after.originate_sent_at - before.ended_at).total_seconds()
         assert 0.5 <= gap < 1.5
