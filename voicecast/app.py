@@ -121,10 +121,11 @@ def plan_builder(runtime: Runtime) -> Callable[[Campaign], FlowPlan]:
         sound = pbx_playback_name(message, runtime.sounds_dir_on_pbx)
         vm_sound = pbx_playback_name(voicemail, runtime.sounds_dir_on_pbx) if voicemail else sound
         amd = dict(campaign.amd or {})
+        params = {k: int(v) for k, v in dict(amd.get("params") or {}).items()}
         return FlowPlan(
             message=sound,
             voicemail_message=vm_sound,
-            amd=AmdParams(),
+            amd=AmdParams(**params),
             on_notsure=str(amd.get("on_notsure", "human")),
             on_silence=str(amd.get("on_silence", "machine")),
         )

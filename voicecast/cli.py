@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -375,6 +376,15 @@ def campaign() -> None:
     help="What AMD's NOTSURE means.",
 )
 @click.option(
+    "--amd",
+    "amd_params",
+    multiple=True,
+    metavar="PARAM=MS",
+    help="AMD() parameter in ms, e.g. --amd greeting=2000 (initial_silence, greeting, "
+    "after_greeting_silence, total_analysis_time, min_word_length, between_words_silence, "
+    "maximum_number_of_words, silence_threshold, maximum_word_length).",
+)
+@click.option(
     "--default-region",
     default="FR",
     show_default=True,
@@ -396,13 +406,23 @@ def campaign_create(
     retry_on: str | None,
     amd_on_silence: str,
     amd_on_notsure: str,
+    amd_params: tuple[str, ...],
     default_region: str,
 ) -> None:
     """Create campaign NAME (draft): who to call, what they hear, how fast, retries."""
     from voicecast.campaigns.service import CampaignSpec, create_campaign
 
+    parsed_amd: list[tuple[str, int]] = []
+    for item in amd_params:
+        key, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise click.BadParameter(f"{item!r}: expected PARAM=MILLISECONDS", param_hint="--amd")
+        parsed_amd.append((key.strip(), int(value)))
     runtime = _runtime(ctx)
     d = runtime.settings.dialer
+    retry_outcomes: tuple[str, ...] | None = None
+    if retry_on is not None:
+        retry_outcomes = tuple(x.strip() for x in retry_on.split(",") if x.strip())
     spec = CampaignSpec(
         name=name,
         list_name=list_name,
@@ -416,13 +436,11 @@ def campaign_create(
         retry_delay=retry_delay if retry_delay is not None else d.retry_delay,
         amd_on_silence=amd_on_silence,
         amd_on_notsure=amd_on_notsure,
+        amd_params=tuple(parsed_amd),
         default_region=default_region.upper(),
-        **(
-            {"retry_outcomes": tuple(x.strip() for x in retry_on.split(",") if x.strip())}
-            if retry_on is not None
-            else {}
-        ),
     )
+    if retry_outcomes is not None:
+        spec = dataclasses.replace(spec, retry_outcomes=retry_outcomes)
     with runtime.sessions() as s, s.begin():
         c = create_campaign(s, spec)
         console.print(

@@ -6,6 +6,7 @@ stored times are UTC, report times are ISO 8601 with the offset of the report's 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from voicecast.dialer.outcomes import DEFAULT_RETRY_OUTCOMES, NEVER_RETRY, Outcome
 from voicecast.errors import NotFoundError, VoicecastError
+from voicecast.pbx.base import AmdParams
 from voicecast.storage.models import (
     AudioMessage,
     CallAttempt,
@@ -46,6 +48,8 @@ class CampaignSpec:
         retry_outcomes: outcomes retried (never ``human``, ``machine``, ``invalid_number``).
         amd_on_silence: ``machine`` or ``no_answer``. amd_on_notsure: ``human``, ``machine``
             or ``hangup``.
+        amd_params: AMD() parameters in ms overriding amd.conf's, by
+            :class:`~voicecast.pbx.base.AmdParams` field name (e.g. ``("greeting", 2000)``).
     """
 
     name: str
@@ -61,6 +65,7 @@ class CampaignSpec:
     retry_outcomes: tuple[str, ...] = tuple(o.value for o in DEFAULT_RETRY_OUTCOMES)
     amd_on_silence: str = "machine"
     amd_on_notsure: str = "human"
+    amd_params: tuple[tuple[str, int], ...] = ()
     default_region: str = "FR"
 
 
@@ -134,6 +139,12 @@ def create_campaign(session: Session, spec: CampaignSpec) -> Campaign:
         raise CampaignError(f"amd-on-silence must be one of {AMD_CHOICES_SILENCE}")
     if spec.amd_on_notsure not in AMD_CHOICES_NOTSURE:
         raise CampaignError(f"amd-on-notsure must be one of {AMD_CHOICES_NOTSURE}")
+    known_params = {f.name for f in dataclasses.fields(AmdParams)}
+    for key, value in spec.amd_params:
+        if key not in known_params:
+            raise CampaignError(f"amd parameter {key!r} unknown (one of {sorted(known_params)})")
+        if not 0 <= value <= 60000:
+            raise CampaignError(f"amd parameter {key}={value}: expected 0..60000 ms")
     campaign = Campaign(
         name=spec.name,
         list_id=clist.id,
@@ -146,7 +157,11 @@ def create_campaign(session: Session, spec: CampaignSpec) -> Campaign:
         retries=spec.retries,
         retry_delay=spec.retry_delay,
         retry_outcomes=list(spec.retry_outcomes),
-        amd={"on_silence": spec.amd_on_silence, "on_notsure": spec.amd_on_notsure},
+        amd={
+            "on_silence": spec.amd_on_silence,
+            "on_notsure": spec.amd_on_notsure,
+            "params": dict(spec.amd_params),
+        },
         status="draft",
     )
     session.add(campaign)

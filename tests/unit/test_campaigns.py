@@ -1,0 +1,171 @@
+"""Campaign creation rules, start, and the report's shape."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from voicecast.campaigns.service import (
+    CampaignError,
+    CampaignSpec,
+    create_campaign,
+    normalize_caller_id,
+    report_rows,
+    start_campaign,
+)
+from voicecast.storage.db import make_engine, migrate, session_factory
+from voicecast.storage.models import (
+    AudioMessage,
+    CallAttempt,
+    CampaignContact,
+    Contact,
+    ContactList,
+)
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> sessionmaker[Session]:
+    engine = make_engine(f"sqlite:///{tmp_path}/t.db")
+    migrate(engine)
+    sf = session_factory(engine)
+    with sf() as s, s.begin():
+        clist = ContactList(name="clients")
+        s.add(clist)
+        s.add(
+            AudioMessage(
+                name="msg",
+                file_name="msg.wav",
+                sha256="0" * 64,
+                duration_ms=9000,
+                source_name="msg.wav",
+            )
+        )
+        s.flush()
+        s.add_all(
+            Contact(list_id=clist.id, phone_e164=n, fields={"first_name": f}, source_line=i)
+            for i, (n, f) in enumerate([("+33199000010", "Camille"), ("+33199000013", "Hugo")])
+        )
+    return sf
+
+
+def spec(**kw: object) -> CampaignSpec:
+    base: dict[str, object] = {
+        "name": "spring",
+        "list_name": "clients",
+        "message": "msg",
+        "caller_id": "01 62 00 00 00",
+    }
+    base.update(kw)
+    return CampaignSpec(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("raw", "region", "expected"),
+    [
+        ("01 62 00 00 00", "FR", "+33162000000"),
+        ("+33 1 62 00 00 00", "US", "+33162000000"),
+        ("(202) 555-0100", "US", "+12025550100"),
+        ("020 7946 0000", "GB", "+442079460000"),
+    ],
+)
+def test_caller_id_is_normalised_to_e164(raw: str, region: str, expected: str) -> None:
+    assert normalize_caller_id(raw, region) == expected
+
+
+@pytest.mark.parametrize("raw", ["0162ABCDEF", "123", "0162000000\r\nAction: Hangup", "+33 1 62;1"])
+def test_bad_caller_ids_are_refused(raw: str) -> None:
+    with pytest.raises(CampaignError, match="caller ID"):
+        normalize_caller_id(raw)
+
+
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [
+        ({"name": "bad/name"}, "name"),
+        ({"list_name": "nope"}, "list"),
+        ({"message": "nope"}, "message"),
+        ({"voicemail_message": "nope"}, "voicemail message"),
+        ({"max_channels": 0}, "max-channels"),
+        ({"cps": 0}, "cps"),
+        ({"ring_timeout": 4}, "ring-timeout"),
+        ({"retries": 21}, "retries"),
+        ({"retry_outcomes": ("human",)}, "never retried"),
+        ({"retry_outcomes": ("invalid_number",)}, "never retried"),
+        ({"retry_outcomes": ("sometimes",)}, "unknown"),
+        ({"amd_on_silence": "human"}, "amd-on-silence"),
+        ({"amd_params": (("greting", 100),)}, "amd parameter"),
+        ({"amd_params": (("greeting", 70000),)}, "amd parameter"),
+    ],
+)
+def test_invalid_campaigns_name_the_field(
+    sessions: sessionmaker[Session], kw: dict[str, object], field: str
+) -> None:
+    with sessions() as s, pytest.raises(CampaignError, match=field):
+        create_campaign(s, spec(**kw))
+
+
+def test_duplicate_name_is_refused(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s, s.begin():
+        create_campaign(s, spec())
+    with sessions() as s, pytest.raises(CampaignError, match="already exists"):
+        create_campaign(s, spec())
+
+
+def test_start_queues_each_contact_once_and_report_shows_every_contact(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as s, s.begin():
+        c = create_campaign(s, spec(amd_params=(("greeting", 2000),)))
+        assert c.amd["params"] == {"greeting": 2000}
+        assert c.caller_id == "+33162000000"
+    with sessions() as s, s.begin():
+        c, queued = start_campaign(s, "spring")
+        assert (c.status, queued) == ("running", 2)
+    with sessions() as s, s.begin():
+        assert start_campaign(s, "spring")[1] == 0  # resuming queues nobody twice
+    sent = datetime(2026, 3, 29, 0, 59, 30, tzinfo=UTC)  # 01:59:30 CET, just before the DST jump
+    with sessions() as s, s.begin():
+        cc = s.scalar(select(CampaignContact).where(CampaignContact.phone_e164 == "+33199000010"))
+        assert cc is not None
+        cc.state, cc.outcome, cc.attempts = "done", "human", 1
+        s.add(
+            CallAttempt(
+                id="a" * 32,
+                campaign_id=cc.campaign_id,
+                campaign_contact_id=cc.id,
+                number=cc.phone_e164,
+                attempt_no=1,
+                state="ended",
+                outcome="human",
+                originate_sent_at=sent,
+                ended_at=sent + timedelta(seconds=40),
+                amd_status="HUMAN",
+                amd_cause="HUMAN-800-800",
+                hangup_cause=16,
+                hangup_cause_text="Normal Clearing",
+                played=[{"sound": "/s/msg", "ms": 9000, "completed": True}],
+            )
+        )
+    with sessions() as s:
+        rows = report_rows(s, "spring", ZoneInfo("Europe/Paris"))
+    assert [r["number"] for r in rows] == ["+33199000010", "+33199000013"]
+    done, pending = rows
+    assert done["outcome"] == "human" and done["attempts"] == 1
+    assert done["amd_cause"] == "HUMAN-800-800" and done["q850_cause"] == 16
+    assert done["message_ms"] == 9000 and done["first_name"] == "Camille"
+    assert done["first_attempt_at"] == "2026-03-29T01:59:30+01:00"
+    assert pending["outcome"] == "" and pending["state"] == "pending"
+    assert pending["next_attempt_at"].endswith(("+01:00", "+02:00"))
+
+
+def test_a_completed_campaign_cannot_restart(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s, s.begin():
+        c = create_campaign(s, spec())
+        c.status = "completed"
+    with sessions() as s, pytest.raises(CampaignError, match="completed"):
+        start_campaign(s, "spring")
