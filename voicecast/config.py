@@ -6,8 +6,8 @@ Layers, later ones win:
 2. the TOML file: ``--config PATH``, else ``$VOICECAST_CONFIG``, else ``./voicecast.toml``
    when it exists;
 3. environment variables ``VOICECAST_<SECTION>__<KEY>`` (e.g. ``VOICECAST_AMI__SECRET``,
-   ``VOICECAST_DATABASE__URL``); values are parsed as TOML scalars when they parse,
-   as strings otherwise.
+   ``VOICECAST_DATABASE__URL``); values are strings that pydantic converts to the key's
+   type (``"6000"`` -> 6000, ``"false"`` -> False), so a secret ``123456`` stays text.
 
 Relative paths (database file, audio store, sandbox folder) are resolved against the folder
 of the config file, or the current directory when there is no file.
@@ -22,7 +22,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from voicecast.errors import ConfigError
+from voicecast.errors import ConfigError, UnsafeValueError
+from voicecast.pbx.validation import build_dial_string
 
 ENV_PREFIX = "VOICECAST_"
 DEFAULT_FILE = "voicecast.toml"
@@ -84,9 +85,13 @@ class PbxSettings(_Section):
 
     @field_validator("dial_string")
     @classmethod
-    def _has_number(cls, value: str) -> str:
+    def _valid_template(cls, value: str) -> str:
         if "{number}" not in value:
             raise ValueError("dial_string must contain {number}")
+        try:
+            build_dial_string(value, "+33199000010")
+        except UnsafeValueError as exc:
+            raise ValueError(str(exc)) from exc
         return value
 
 
@@ -158,20 +163,13 @@ class Settings(_Section):
         return url
 
 
-def _parse_env_value(raw: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        return raw
-
-
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, raw in environ.items():
         if not key.startswith(ENV_PREFIX) or "__" not in key:
             continue
         section, _, name = key[len(ENV_PREFIX) :].lower().partition("__")
-        out.setdefault(section, {})[name] = _parse_env_value(raw)
+        out.setdefault(section, {})[name] = raw  # pydantic converts "6000", "false"
     return out
 
 
@@ -185,13 +183,15 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def find_config_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+def find_config_file(
+    explicit: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None
+) -> Path | None:
     """The config file to read: explicit path, ``$VOICECAST_CONFIG``, or ``./voicecast.toml``.
 
     Raises:
         ConfigError: an explicitly named file does not exist.
     """
-    named = explicit or os.environ.get("VOICECAST_CONFIG")
+    named = explicit or (os.environ if environ is None else environ).get("VOICECAST_CONFIG")
     if named:
         path = Path(named).expanduser()
         if not path.is_file():
@@ -215,7 +215,7 @@ def load_settings(
             message names the file and the key.
     """
     env = dict(os.environ if environ is None else environ)
-    file = find_config_file(path)
+    file = find_config_file(path, env)
     data: dict[str, Any] = {}
     if file is not None:
         try:

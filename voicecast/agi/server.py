@@ -26,10 +26,10 @@ log = logging.getLogger(__name__)
 
 HEADER_TIMEOUT = 10.0
 MAX_HEADER_BYTES = 64 * 1024
-_RESULT_RE = re.compile(r"^(\d{3})[ -](.*)$")
+_RESULT_RE = re.compile(r"^(\d{3})[ -](.*)\Z")
 _KV_RE = re.compile(r"(\w+)=(\S*)")
-_SAFE_ARG_RE = re.compile(r"^[A-Za-z0-9 +_.,:/@=|()-]*$")
-_COMMAND_RE = re.compile(r"^[A-Z][A-Z ]*[A-Z]$")
+_SAFE_ARG_RE = re.compile(r"^[A-Za-z0-9 +_.,:/@=|()-]*\Z")
+_COMMAND_RE = re.compile(r"^[A-Z][A-Z ]*[A-Z]\Z")
 
 
 class AgiError(Exception):
@@ -63,7 +63,7 @@ def parse_result(line: str) -> AgiResult:
         raise AgiError(f"unexpected AGI line {line!r}")
     code, rest = int(m.group(1)), m.group(2)
     data = ""
-    paren = re.search(r"\(([^)]*)\)", rest)
+    paren = re.search(r"\((.*)\)", rest)
     if paren:
         data = paren.group(1)
         rest = rest[: paren.start()] + rest[paren.end() :]
@@ -173,7 +173,7 @@ class AgiSession:
 
     async def exec(self, app: str, data: str = "", *, timeout: float | None = None) -> AgiResult:
         """Run a dialplan application (``EXEC app "data"``)."""
-        if not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", app):
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", app):
             raise UnsafeValueError(f"invalid application name {app!r}")
         return await self.command("EXEC", app, data, timeout=timeout)
 
@@ -244,8 +244,14 @@ class FastAgiServer:
                 log.error("FastAGI request for unknown route %r", session.script)
                 return
             await handler(session)
-        except (TimeoutError, AgiError, ValueError) as exc:
+        except TimeoutError:
+            log.warning(
+                "FastAGI request failed: no complete AGI request within %ss", HEADER_TIMEOUT
+            )
+        except (AgiError, ValueError) as exc:
             log.warning("FastAGI request failed: %s", exc)
+        except asyncio.CancelledError:
+            log.info("FastAGI call cancelled at shutdown")
         except Exception:
             log.exception("FastAGI handler crashed")
         finally:

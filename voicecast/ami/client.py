@@ -121,7 +121,7 @@ class AmiClient:
             )
             self._reader = reader
             banner = await asyncio.wait_for(reader.readline(), self.connect_timeout)
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, ValueError) as exc:  # ValueError: endless banner line
             await self._drop(None, notify=False)
             raise AmiConnectionError(
                 f"cannot connect to AMI at {self.host}:{self.port}: {exc or 'timed out'}"

@@ -15,7 +15,7 @@ from voicecast.errors import UnsafeValueError
 
 TERMINATOR = b"\r\n\r\n"
 MAX_MESSAGE_BYTES = 1024 * 1024
-_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}\Z")
 _UNSAFE_VALUE_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 

@@ -20,13 +20,13 @@ from voicecast.audio.convert import AudioError, atomic_write_bytes, convert_for_
 from voicecast.errors import NotFoundError, UnsafeValueError
 from voicecast.storage.models import AudioMessage
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 NAME_RULE = (
     "1 to 64 characters: letters A-Z a-z, digits 0-9, '_' and '-', starting with a letter "
     "or a digit"
 )
-_FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.wav$")
-_AGI_SAFE_RE = re.compile(r"^[A-Za-z0-9/_.-]+$")
+_FILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\.wav\Z")
+_AGI_SAFE_RE = re.compile(r"^[A-Za-z0-9/_.-]+\Z")
 
 
 def check_name(name: str) -> str:

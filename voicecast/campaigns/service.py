@@ -29,7 +29,7 @@ from voicecast.storage.models import (
     utcnow,
 )
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}\Z")
 AMD_CHOICES_SILENCE = ("machine", "no_answer")
 AMD_CHOICES_NOTSURE = ("human", "machine", "hangup")
 

@@ -11,11 +11,11 @@ import re
 
 from voicecast.errors import UnsafeValueError
 
-E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
-_DIALABLE_RE = re.compile(r"^\+?[0-9]{3,20}$")
-_TEMPLATE_RE = re.compile(r"^[A-Za-z0-9/@_.+:;-]*\{number\}[A-Za-z0-9/@_.+:;-]*$")
-_ID_RE = re.compile(r"^[A-Za-z0-9-]{8,64}$")
-_CALLER_NAME_RE = re.compile(r"^[\w .,'&-]{0,40}$")
+E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}\Z")
+_DIALABLE_RE = re.compile(r"^\+?[0-9]{3,20}\Z")
+_TEMPLATE_RE = re.compile(r"^[A-Za-z0-9/@_.+:;-]*\{number\}[A-Za-z0-9/@_.+:;-]*\Z")
+_ID_RE = re.compile(r"^[A-Za-z0-9-]{8,64}\Z")
+_CALLER_NAME_RE = re.compile(r"^[\w .,'&-]{0,40}\Z")
 
 
 def check_e164(number: str, what: str = "number") -> str:
