@@ -288,20 +288,8 @@ def contacts_import(
     if result.rejects:
         rejects_path = rejects or file.with_name(f"{file.stem}-rejects.csv")
         write_rejects_csv(result, rejects_path)
-    summary = ImportSummary(
-        list_name=list_name,
-        file=str(file),
-        rows_read=result.rows_read,
-        imported=imported,
-        updated=updated,
-        duplicates=result.duplicates + dup_in_list,
-        rejected=len(result.rejects),
-        phone_column=result.phone_column,
-        field_columns=result.field_columns,
-        ignored_columns=result.ignored_columns,
-        encoding=result.encoding,
-        delimiter=result.delimiter,
-        rejects_file=str(rejects_path) if rejects_path else None,
+    summary = ImportSummary.build(
+        list_name, file, result, (imported, updated, dup_in_list), rejects_path
     )
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
@@ -569,17 +557,21 @@ def campaign_start(ctx: Ctx, name: str, wait: bool) -> None:
     start_and_wait(_runtime(ctx), name, wait)
 
 
+def _set_status(ctx: Ctx, name: str, status: str) -> None:
+    from voicecast.campaigns.service import set_status
+
+    runtime = _runtime(ctx)
+    with runtime.sessions() as s, s.begin():
+        set_status(s, name, status)
+    console.print(f"campaign {name}: {status}", highlight=False)
+
+
 @campaign.command("pause")
 @click.argument("name")
 @pass_ctx
 def campaign_pause(ctx: Ctx, name: str) -> None:
     """Pause: no new calls; calls up now finish. `campaign start` resumes."""
-    from voicecast.campaigns.service import set_status
-
-    runtime = _runtime(ctx)
-    with runtime.sessions() as s, s.begin():
-        set_status(s, name, "paused")
-    console.print(f"campaign {name}: paused", highlight=False)
+    _set_status(ctx, name, "paused")
 
 
 @campaign.command("stop")
@@ -587,12 +579,7 @@ def campaign_pause(ctx: Ctx, name: str) -> None:
 @pass_ctx
 def campaign_stop(ctx: Ctx, name: str) -> None:
     """Stop: no new calls; calls up now finish."""
-    from voicecast.campaigns.service import set_status
-
-    runtime = _runtime(ctx)
-    with runtime.sessions() as s, s.begin():
-        set_status(s, name, "stopped")
-    console.print(f"campaign {name}: stopped", highlight=False)
+    _set_status(ctx, name, "stopped")
 
 
 # --- report ----------------------------------------------------------------------------------

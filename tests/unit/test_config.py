@@ -303,5 +303,5 @@ def test_default_config_text_documents_every_key() -> None:
 )
 def test_a_dial_string_that_could_fan_out_is_refused_at_load(tmp_path: Path, template: str) -> None:
     path = write(tmp_path / "voicecast.toml", f'[pbx]\ndial_string = "{template}"\n')
-    with pytest.raises(ConfigError, match="pbx.dial_string"):
+    with pytest.raises(ConfigError, match=r"pbx\.dial_string"):
         load_settings(path, environ={})
