@@ -339,3 +339,30 @@ def test_lease(sessions: sessionmaker[Session]) -> None:
         acquire_lease(s, "three")
         assert lease_holder(s) == "three"
         assert lease.pid == os.getpid()
+
+
+def test_pausing_lets_calls_in_progress_finish_and_dials_no_more(
+    sessions: sessionmaker[Session],
+) -> None:
+    _campaign(sessions, [f"+3319900{i:03d}0" for i in range(6)], max_channels=2)
+    pbx = FakePbx(call_seconds=0.5)
+
+    async def main() -> None:
+        dialer = Dialer(sessions, pbx, _plan)  # type: ignore[arg-type]
+        await dialer.start()
+        runner = asyncio.create_task(dialer.run(["c"]))
+        while len(pbx.originates) < 2:
+            await asyncio.sleep(0.01)
+        with sessions() as s, s.begin():
+            campaign = s.scalar(select(Campaign))
+            assert campaign is not None
+            campaign.status = "paused"
+        await asyncio.wait_for(runner, 10)
+        await dialer.stop()
+
+    asyncio.run(main())
+    attempts = _attempts(sessions)
+    assert len(attempts) == 2 and all(a.outcome == "human" for a in attempts)
+    with sessions() as s:
+        states = sorted(c.state for c in s.scalars(select(CampaignContact)))
+    assert states == ["done", "done", "pending", "pending", "pending", "pending"]

@@ -306,7 +306,12 @@ class Dialer:
             with self.sessions() as s:
                 status = s.scalar(select(Campaign.status).where(Campaign.id == rt.campaign_id))
                 if status != "running":
-                    log.info("campaign %s: %s", rt.name, status)
+                    log.info(
+                        "campaign %s: %s; letting %d call(s) finish",
+                        rt.name,
+                        status,
+                        len(rt.inflight),
+                    )
                     break
                 due = (
                     s.scalars(
@@ -349,6 +354,8 @@ class Dialer:
                 if self._stopping.is_set() or not self._connected.is_set():
                     break
                 await self._place(rt, cc_id)
+        while rt.inflight and not self._stopping.is_set():  # paused/stopped: calls end normally
+            await self._sleep(rt, 1.0)
 
     async def _sleep(self, rt: CampaignRuntime, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
