@@ -262,16 +262,17 @@ class FastAgiServer:
 
     async def close(self, *, grace: float = 0.0) -> None:
         """Stop listening; wait up to ``grace`` seconds for calls in progress, then cancel."""
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()  # stop accepting; wait_closed() last (3.12+ waits for connections)
         if self._tasks and grace > 0:
             await asyncio.wait(list(self._tasks), timeout=grace)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if server is not None:
+            await server.wait_closed()
 
 
 async def _read_env(reader: asyncio.StreamReader) -> dict[str, str]:
