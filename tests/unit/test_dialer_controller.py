@@ -366,3 +366,17 @@ def test_pausing_lets_calls_in_progress_finish_and_dials_no_more(
     with sessions() as s:
         states = sorted(c.state for c in s.scalars(select(CampaignContact)))
     assert states == ["done", "done", "pending", "pending", "pending", "pending"]
+
+
+def test_waiting_for_a_free_channel_does_not_spin(sessions: sessionmaker[Session]) -> None:
+    _campaign(sessions, [f"+3319900{i:03d}0" for i in range(3)], max_channels=1)
+    opened = 0
+
+    def counting() -> Session:
+        nonlocal opened
+        opened += 1
+        return sessions()
+
+    _run(counting, FakePbx(call_seconds=1.0))  # type: ignore[arg-type]
+    # ~3 s of saturated channels: a handful of queries per call, not thousands
+    assert opened < 100, f"{opened} database sessions opened while waiting"

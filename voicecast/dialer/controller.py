@@ -345,8 +345,9 @@ class Dialer:
                     )
             if not due:
                 wait = 1.0
-                if next_due is not None:
+                if free > 0 and next_due is not None:
                     wait = min(wait, max(0.0, (next_due - utcnow()).total_seconds()))
+                # all channels busy: _finish() sets rt.wake when one frees
                 await self._sleep(rt, wait)
                 continue
             for cc_id in due:
