@@ -26,7 +26,7 @@ from voicecast.errors import VoicecastError
 
 F = TypeVar("F", bound=Callable[..., Any])
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 SOUNDS_DIR = Path(__file__).resolve().parent.parent / "sounds"
 
@@ -481,6 +481,7 @@ def start_and_wait(runtime: Any, name: str, wait: bool, show_progress: bool = Tr
     from voicecast.app import run_dialer
     from voicecast.campaigns.service import progress, start_campaign
     from voicecast.dialer.controller import lease_holder
+    from voicecast.pbx.base import PbxUnavailable
 
     publish_campaign_audio(runtime, name)
     with runtime.sessions() as s, s.begin():
@@ -488,7 +489,14 @@ def start_and_wait(runtime: Any, name: str, wait: bool, show_progress: bool = Tr
         campaign_id = c.id
     console.print(f"campaign {name}: running ({queued} contacts queued)", highlight=False)
     if not wait:
-        console.print("a running `voicecast serve` will dial it", highlight=False)
+        with runtime.sessions() as s:
+            running = lease_holder(s)
+        console.print(
+            f"the running controller {running} dials it"
+            if running
+            else "no `voicecast serve` is running: start one, or use --wait",
+            highlight=False,
+        )
         return
 
     def counts() -> tuple[int, int]:
@@ -536,7 +544,14 @@ def start_and_wait(runtime: Any, name: str, wait: bool, show_progress: bool = Tr
             async def on_started(_dialer: Any) -> None:
                 await watch(bar)
 
-            asyncio.run(run_dialer(runtime, [name], on_started=on_started))
+            try:
+                asyncio.run(run_dialer(runtime, [name], on_started=on_started))
+            except PbxUnavailable as exc:
+                hint = " (is the sandbox up? voicecast sandbox up)" if runtime.sandbox else ""
+                raise VoicecastError(
+                    f"{exc}{hint}; campaign {name} stays running and resumes with "
+                    f"`voicecast campaign start {name} --wait` or `voicecast serve`"
+                ) from exc
 
 
 def get_status(session: Any, campaign_id: int) -> str:
@@ -638,7 +653,10 @@ def report(ctx: Ctx, name: str, fmt: str, output: Path | None) -> None:
         rows = report_rows(s, name, zone)
     text = render_report(rows, fmt)
     if output:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise VoicecastError(f"cannot write the report to {output}: {exc.strerror}") from exc
         console.print(f"report written to {output}", highlight=False)
     else:
         click.echo(text, nl=not text.endswith("\n"))

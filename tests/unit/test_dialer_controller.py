@@ -380,3 +380,23 @@ def test_waiting_for_a_free_channel_does_not_spin(sessions: sessionmaker[Session
     _run(counting, FakePbx(call_seconds=1.0))  # type: ignore[arg-type]
     # ~3 s of saturated channels: a handful of queries per call, not thousands
     assert opened < 100, f"{opened} database sessions opened while waiting"
+
+
+def test_a_pbx_shutting_down_keeps_the_contact_for_later(sessions: sessionmaker[Session]) -> None:
+    _campaign(sessions, ["+33199000010"])
+
+    class ShuttingDownOnce(FakePbx):
+        refused = False
+
+        async def originate(self, request: OriginateRequest) -> None:
+            if not self.refused:
+                self.refused = True
+                assert self.listener is not None
+                asyncio.get_running_loop().call_later(0.2, self.listener.on_connection, True)
+                raise OriginateRejected("Asterisk refused the Originate: Asterisk is shutting down")
+            await super().originate(request)
+
+    _run(sessions, ShuttingDownOnce())
+    first, second = _attempts(sessions)
+    assert first.outcome == "failed" and "not sent" in (first.error or "")
+    assert second.outcome == "human" and second.attempt_no == 1

@@ -409,7 +409,16 @@ class Dialer:
         except PbxUnavailable as exc:
             tracker.not_sent = str(exc)
             tracker.originated.set()
-        except (OriginateRejected, UnsafeValueError) as exc:
+        except OriginateRejected as exc:
+            if "shutting down" in str(exc).lower():  # nothing placed: dial it later
+                tracker.not_sent = str(exc)
+                tracker.originated.set()
+                self._connected.clear()
+                return
+            tracker.send_error = str(exc)
+            tracker.originated.set()
+            tracker.ended.set()
+        except UnsafeValueError as exc:
             tracker.send_error = str(exc)
             tracker.never_retry = isinstance(exc, UnsafeValueError)
             tracker.originated.set()
