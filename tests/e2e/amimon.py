@@ -33,6 +33,7 @@ class AmiMonitor:
         self._sock.recv(100)  # banner
         self._send(f"Action: Login\r\nUsername: voicecast\r\nSecret: {self.secret}\r\n\r\n")
         self._listing: list[AmiMessage] = []
+        self._hung_up: set[str] = set()
         self._poll_id = 0
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -68,10 +69,21 @@ class AmiMonitor:
         if ev == "CoreShowChannel":
             self._listing.append(m)
         elif ev == "CoreShowChannelsComplete":
-            ours = [c for c in self._listing if PRIMARY_ID.match(c.get("Uniqueid") or "")]
+            # CoreShowChannels reads Asterisk's channel snapshot cache, which keeps a channel
+            # until its last reference is released, a little after its Hangup event. A
+            # channel whose Hangup already came on this same (ordered) connection is gone
+            # for the trunk: do not count it.
+            ours = [
+                c
+                for c in self._listing
+                if PRIMARY_ID.match(c.get("Uniqueid") or "")
+                and c.get("Uniqueid") not in self._hung_up
+            ]
             self.samples.append((time.monotonic(), len(ours)))
             self._listing = []
         elif ev in ("Newchannel", "Hangup", "OriginateResponse"):
+            if ev == "Hangup":
+                self._hung_up.add(m.get("Uniqueid") or "")
             self.events.append(m)
 
     def close(self) -> None:
