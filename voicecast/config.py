@@ -132,6 +132,39 @@ class ReportSettings(_Section):
     timezone: str = Field("", description="IANA zone for report timestamps; empty = system zone")
 
 
+class ComplianceSettings(_Section):
+    """Settings of the compliance gate (rule packs live in ``voicecast/compliance/packs.py``).
+
+    ``generic_hours`` / ``uk_hours`` use the window syntax of
+    :func:`voicecast.compliance.calendar.parse_windows` (``"mon-fri 10:00-13:00 14:00-20:00"``).
+    """
+
+    hash_key_file: str = Field(
+        "var/compliance/hash.key",
+        description="secret key of the keyed hashes (HMAC-SHA256) of opt-out and opposition "
+        "lists; back it up: without it those lists cannot be matched",
+    )
+    unknown_region_holidays: Literal["conservative", "national"] = Field(
+        "conservative",
+        description="France, callee's region unknown: 'conservative' also avoids every "
+        "regional holiday (Alsace-Moselle, overseas); 'national' only the 11 national days",
+    )
+    npv_exemption: bool = Field(
+        False,
+        description="ARCEP 2022-1583: a system reaching at most 5 distinct numbers per 30 days "
+        "may present a non-NPV caller ID; checked against the stored attempts",
+    )
+    generic_hours: str = Field(
+        "mon-fri 10:00-13:00 14:00-20:00",
+        description="calling window of countries without a rule pack (default: the strictest "
+        "of FR, US and UK)",
+    )
+    uk_hours: str = Field(
+        "mon-sat 08:00-21:00",
+        description="UK marketing window: PECR sets no hours, this is a conservative default",
+    )
+
+
 class Settings(_Section):
     """The whole configuration, built once and passed down."""
 
@@ -143,6 +176,7 @@ class Settings(_Section):
     dialer: DialerSettings = DialerSettings()
     sandbox: SandboxSettings = SandboxSettings()
     report: ReportSettings = ReportSettings()
+    compliance: ComplianceSettings = ComplianceSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Not read from the file: where the file was (or the cwd), for relative paths.
@@ -298,4 +332,19 @@ max_call_duration = 600.0     # seconds
 
 [report]
 timezone = ""                 # IANA zone for report times; empty = this machine's zone
+
+[compliance]
+# Secret key of the keyed hashes (HMAC-SHA256) that store opt-outs and opposition lists
+# (Bloctel, US DNC, TPS). Created on first use. BACK IT UP: without it they cannot be matched.
+hash_key_file = "var/compliance/hash.key"
+# France, callee's region unknown: "conservative" also avoids regional holidays
+# (Alsace-Moselle Good Friday and 26 Dec, overseas abolition days); "national" does not.
+unknown_region_holidays = "conservative"
+# ARCEP 2022-1583: only a system reaching at most 5 distinct numbers per 30 days may present
+# a caller ID that is not an NPV (0162, 0163, 0270...). Checked against the stored attempts.
+npv_exemption = false
+# Calling window of countries without a rule pack (default: the strictest of FR, US, UK).
+generic_hours = "mon-fri 10:00-13:00 14:00-20:00"
+# UK marketing calls: PECR sets no hours; a conservative default.
+uk_hours = "mon-sat 08:00-21:00"
 """

@@ -133,6 +133,19 @@ class Campaign(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+    # Compliance declaration (migration 0002); see voicecast.compliance.
+    purpose: Mapped[str | None] = mapped_column(String(20))
+    audience: Mapped[str | None] = mapped_column(String(10))
+    sender_name: Mapped[str | None] = mapped_column(String(200))
+    on_behalf_of: Mapped[str | None] = mapped_column(String(200))
+    optout_key: Mapped[str | None] = mapped_column(String(1))
+    callback_number: Mapped[str | None] = mapped_column(String(16))
+    legal_basis: Mapped[str | None] = mapped_column(String(40))
+    hours: Mapped[str | None] = mapped_column(String(200))
+    max_attempts_30d: Mapped[int | None] = mapped_column(Integer)
+    starts_at: Mapped[datetime | None] = mapped_column()
+    ends_at: Mapped[datetime | None] = mapped_column()
+    status_reason: Mapped[str | None] = mapped_column(Text)
 
     contact_list: Mapped[ContactList] = relationship()
     message: Mapped[AudioMessage] = relationship(foreign_keys=[message_id])
@@ -163,6 +176,12 @@ class CampaignContact(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column()
     outcome: Mapped[str | None] = mapped_column(String(30))
     last_attempt_id: Mapped[str | None] = mapped_column(String(36))
+    # The compliance gate's latest decision for this contact (migration 0002).
+    gate_verdict: Mapped[str | None] = mapped_column(String(10))
+    gate_reason: Mapped[str | None] = mapped_column(String(40))
+    gate_source: Mapped[str | None] = mapped_column(String(200))
+    gate_detail: Mapped[str | None] = mapped_column(Text)
+    gate_at: Mapped[datetime | None] = mapped_column()
 
     contact: Mapped[Contact] = relationship()
 
@@ -177,7 +196,11 @@ class CallAttempt(Base):
     """
 
     __tablename__ = "call_attempts"
-    __table_args__ = (Index("ix_call_attempts_state", "state"),)
+    __table_args__ = (
+        Index("ix_call_attempts_state", "state"),
+        # frequency caps count the attempts to one number across campaigns (migration 0002)
+        Index("ix_call_attempts_number_created", "number", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
@@ -216,3 +239,134 @@ class ControllerLease(Base):
     host: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
     heartbeat_at: Mapped[datetime] = mapped_column()
+
+
+# --------------------------------------------------------------------------- compliance stores
+# Migration 0002. Services: voicecast.compliance.consent / .suppression.
+
+
+class Consent(Base):
+    """One entry of the consent ledger (append-only: rows are never updated).
+
+    The state of (``phone_e164``, ``purpose``) at an instant is the latest row whose
+    ``recorded_at`` is at or before that instant (ties: ``withdrawn`` wins).
+
+    ``purpose``: ``marketing`` | ``informational``; ``status``: ``granted`` | ``withdrawn``;
+    ``recorded_at`` (UTC): when the person gave or withdrew it; ``source``: how it was
+    collected (short token: ``form``, ``contract``, ``recording``, ``web``, ``import``...);
+    ``proof_ref``: where the proof is (document id, recording file, URL); ``imported_at``
+    (UTC): when voicecast stored it; ``batch``: the import it came with.
+    """
+
+    __tablename__ = "consents"
+    __table_args__ = (
+        Index("ix_consents_phone_purpose_recorded", "phone_e164", "purpose", "recorded_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phone_e164: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(10))
+    recorded_at: Mapped[datetime] = mapped_column()
+    source: Mapped[str] = mapped_column(String(40))
+    proof_ref: Mapped[str] = mapped_column(String(500))
+    wording_version: Mapped[str | None] = mapped_column(String(100))
+    imported_at: Mapped[datetime] = mapped_column(default=utcnow)
+    batch: Mapped[str | None] = mapped_column(String(64))
+
+
+class OptOut(Base):
+    """A number that asked this organisation not to be called again (the company list).
+
+    Stored as the keyed hash of its E.164 form (:func:`voicecast.compliance.keys.number_hash`);
+    the plain number is not kept. ``recorded_at`` (UTC): the earliest request; ``source``:
+    ``key-press`` | ``call-back`` | ``cli`` | ``import`` | ``api``.
+    """
+
+    __tablename__ = "opt_outs"
+
+    number_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    recorded_at: Mapped[datetime] = mapped_column()
+    source: Mapped[str] = mapped_column(String(40))
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
+    note: Mapped[str | None] = mapped_column(String(200))
+
+
+class OppositionList(Base):
+    """The stored version of a national opposition list (one row per list name).
+
+    ``name``: ``bloctel`` (FR, Code conso L223-1) | ``us-dnc`` (US, 47 CFR 64.1200(c)(2)) |
+    ``tps`` (GB, PECR reg. 21); ``list_date`` (UTC): date of that version of the list;
+    ``entries``: distinct numbers stored; ``invalid_lines``: lines of the file that held no
+    valid number; ``sha256``: of the imported file.
+    """
+
+    __tablename__ = "opposition_lists"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(20), unique=True)
+    country: Mapped[str] = mapped_column(String(2))
+    list_date: Mapped[datetime] = mapped_column(default=utcnow)
+    imported_at: Mapped[datetime] = mapped_column(default=utcnow)
+    entries: Mapped[int] = mapped_column(Integer)
+    invalid_lines: Mapped[int] = mapped_column(Integer)
+    source_file: Mapped[str] = mapped_column(String(500))
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
+class OppositionEntry(Base):
+    """One number of a national opposition list, as its keyed hash (CNIL guidance).
+
+    SQLite stores it WITHOUT ROWID: the primary key is the only copy of the row.
+    """
+
+    __tablename__ = "opposition_entries"
+    __table_args__ = (
+        Index("ix_opposition_entries_number_hash", "number_hash"),
+        {"sqlite_with_rowid": False},
+    )
+
+    list_id: Mapped[int] = mapped_column(
+        ForeignKey("opposition_lists.id", ondelete="CASCADE"), primary_key=True
+    )
+    number_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class Refusal(Base):
+    """A callee declined an offer (keyed hash of the number; ``refused_at`` UTC).
+
+    France: no call or attempt for 60 days after it (Code de la consommation D223-9).
+    """
+
+    __tablename__ = "refusals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number_hash: Mapped[str] = mapped_column(String(64), index=True)
+    refused_at: Mapped[datetime] = mapped_column()
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
+    source: Mapped[str] = mapped_column(String(40))
+
+
+class GateDecision(Base):
+    """One decision of the compliance gate for one dial (audit trail).
+
+    ``verdict``: ``allow`` | ``defer`` | ``block``; ``reason``: a
+    :class:`voicecast.compliance.types.Reason`; ``rule_source``: the legal source;
+    ``decided_at``, ``until`` (UTC; ``until`` for ``defer``); ``attempt_id``: the
+    :class:`CallAttempt` it allowed, if any.
+    """
+
+    __tablename__ = "gate_decisions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    campaign_contact_id: Mapped[int] = mapped_column(
+        ForeignKey("campaign_contacts.id", ondelete="CASCADE"), index=True
+    )
+    decided_at: Mapped[datetime] = mapped_column()
+    verdict: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str] = mapped_column(String(40))
+    rule_source: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[str] = mapped_column(Text)
+    until: Mapped[datetime | None] = mapped_column()
+    attempt_id: Mapped[str | None] = mapped_column(String(36))
