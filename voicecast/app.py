@@ -16,6 +16,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from voicecast.campaigns.compliance import GateEnv
+from voicecast.clock import Clock, clock_from_env
+from voicecast.compliance.suppression import load_store_key
 from voicecast.config import Settings
 from voicecast.dialer.controller import Dialer
 from voicecast.dialer.flow import FlowPlan
@@ -133,13 +136,36 @@ def plan_builder(runtime: Runtime) -> Callable[[Campaign], FlowPlan]:
     return build
 
 
+def gate_env(runtime: Runtime) -> GateEnv:
+    """The compliance gate's key (created on first use), packs and settings.
+
+    Raises:
+        ConfigError: an invalid ``[compliance]`` window.
+        HashKeyError: the key file is unusable, or missing while hashed lists exist.
+    """
+    settings = runtime.settings.compliance
+    with runtime.sessions() as s:
+        key, _ = load_store_key(s, runtime.settings.path(settings.hash_key_file))
+    try:
+        return GateEnv.build(key, settings)
+    except ValueError as exc:
+        raise ConfigError(f"[compliance]: {exc}") from exc
+
+
+def make_clock(runtime: Runtime) -> Clock:
+    """The controller's clock (shifted only by ``VOICECAST_CLOCK_START`` on the sandbox)."""
+    return clock_from_env(sandbox=runtime.sandbox is not None)
+
+
 def make_dialer(runtime: Runtime) -> Dialer:
     """A dialer on the configured PBX (not started)."""
     return Dialer(
         runtime.sessions,
         AsteriskBackend(endpoint(runtime)),
         plan_builder(runtime),
+        gate=gate_env(runtime),
         max_call_duration=runtime.settings.dialer.max_call_duration,
+        clock=make_clock(runtime),
     )
 
 

@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -335,6 +336,91 @@ def campaign() -> None:
     """Create, start and watch campaigns."""
 
 
+def _instant(value: str | None, option: str) -> datetime | None:
+    """Parse an ISO 8601 instant with its offset (``2026-12-04T19:59+01:00``, ``...Z``)."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r}: not an ISO 8601 instant", param_hint=option) from exc
+    if parsed.tzinfo is None:
+        raise click.BadParameter(
+            f"{value!r}: give the offset, e.g. 2026-12-04T19:59+01:00 or ...Z", param_hint=option
+        )
+    return parsed
+
+
+def declaration_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """The compliance declaration's options, shared by `campaign create` and `declare`."""
+    options = [
+        click.option(
+            "--purpose",
+            type=click.Choice(["marketing", "informational"]),
+            help="Canvassing (consent, hours, caps, opposition lists apply) or a service "
+            "notice (declare its --legal-basis).",
+        ),
+        click.option(
+            "--audience",
+            type=click.Choice(["b2c", "b2b"]),
+            help="Consumers or professionals called about their profession.",
+        ),
+        click.option("--sender", "sender_name", help="Who calls (named in the message)."),
+        click.option("--on-behalf-of", help="Whose offer or notice it is."),
+        click.option("--optout-key", help="Key that opts out during the message, e.g. 9."),
+        click.option(
+            "--callback", "callback_number", help="Free call-back number that records opt-outs."
+        ),
+        click.option(
+            "--legal-basis",
+            type=click.Choice(
+                [
+                    "consent",
+                    "contract",
+                    "legitimate_interest",
+                    "legal_obligation",
+                    "vital_interest",
+                    "public_task",
+                ]
+            ),
+            help="GDPR art. 6(1) basis of an informational campaign.",
+        ),
+        click.option(
+            "--hours",
+            help="The campaign's own window, tighter than the law, e.g. "
+            "'mon-fri 10:00-12:00 14:00-18:00' (callee's local time).",
+        ),
+        click.option(
+            "--max-attempts-30d",
+            type=int,
+            help="The campaign's own cap per number per 30 rolling days (lower than the law's).",
+        ),
+        click.option("--starts-at", help="Do not call before this instant (ISO 8601 + offset)."),
+        click.option("--ends-at", help="Do not call from this instant on (ISO 8601 + offset)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _declaration(kwargs: dict[str, Any]) -> Any:
+    from voicecast.campaigns.service import DeclarationSpec
+
+    return DeclarationSpec(
+        purpose=kwargs.pop("purpose"),
+        audience=kwargs.pop("audience"),
+        sender_name=kwargs.pop("sender_name"),
+        on_behalf_of=kwargs.pop("on_behalf_of"),
+        optout_key=kwargs.pop("optout_key"),
+        callback_number=kwargs.pop("callback_number"),
+        legal_basis=kwargs.pop("legal_basis"),
+        hours=kwargs.pop("hours"),
+        max_attempts_30d=kwargs.pop("max_attempts_30d"),
+        starts_at=_instant(kwargs.pop("starts_at"), "--starts-at"),
+        ends_at=_instant(kwargs.pop("ends_at"), "--ends-at"),
+    )
+
+
 @campaign.command("create")
 @click.argument("name")
 @click.option("--list", "list_name", required=True, help="Contact list to call.")
@@ -378,9 +464,11 @@ def campaign() -> None:
     show_default=True,
     help="Country of a caller ID written without +country code.",
 )
+@declaration_options
 @pass_ctx
 def campaign_create(
     ctx: Ctx,
+    /,
     name: str,
     list_name: str,
     message: str,
@@ -396,10 +484,14 @@ def campaign_create(
     amd_on_notsure: str,
     amd_params: tuple[str, ...],
     default_region: str,
+    **declared: Any,
 ) -> None:
-    """Create campaign NAME (draft): who to call, what they hear, how fast, retries."""
+    """Create campaign NAME (draft): who to call, what they hear, how fast, retries, and
+    its compliance declaration (required before start: purpose, audience, sender, on whose
+    behalf, opt-out means; see `voicecast campaign declare`)."""
     from voicecast.campaigns.service import CampaignSpec, create_campaign
 
+    declaration = _declaration(declared)
     parsed_amd: list[tuple[str, int]] = []
     for item in amd_params:
         key, sep, value = item.partition("=")
@@ -426,6 +518,7 @@ def campaign_create(
         amd_on_notsure=amd_on_notsure,
         amd_params=tuple(parsed_amd),
         default_region=default_region.upper(),
+        declaration=declaration,
     )
     if retry_outcomes is not None:
         spec = dataclasses.replace(spec, retry_outcomes=retry_outcomes)
@@ -437,6 +530,94 @@ def campaign_create(
             f"{c.retry_delay:g} s",
             highlight=False,
         )
+
+
+@campaign.command("declare")
+@click.argument("name")
+@declaration_options
+@click.option(
+    "--default-region",
+    default="FR",
+    show_default=True,
+    help="Country of a call-back number written without +country code.",
+)
+@pass_ctx
+def campaign_declare(ctx: Ctx, /, name: str, default_region: str, **declared: Any) -> None:
+    """Set campaign NAME's compliance declaration (draft or paused campaigns).
+
+    \b
+    Required before start: --purpose, --audience, --sender, --on-behalf-of, and for
+    marketing an opt-out means (--optout-key and/or --callback); informational campaigns
+    give their --legal-basis. Options not given keep their value.
+    """
+    from voicecast.campaigns.service import declare_campaign
+
+    spec = _declaration(declared)
+    runtime = _runtime(ctx)
+    with runtime.sessions() as s, s.begin():
+        c = declare_campaign(s, name, spec, default_region.upper())
+        console.print(
+            f"campaign {c.name}: {c.purpose or '?'} / {c.audience or '?'}, sender "
+            f"{c.sender_name or '?'} on behalf of {c.on_behalf_of or '?'}, opt-out "
+            f"key {c.optout_key or '-'} call-back {c.callback_number or '-'}",
+            highlight=False,
+        )
+
+
+@campaign.command("check")
+@click.argument("name")
+@click.option("--at", "at_text", help="Check as of this instant (ISO 8601 + offset); default now.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_ctx
+def campaign_check(ctx: Ctx, name: str, at_text: str | None, as_json: bool) -> None:
+    """Dry run of the compliance gate: who campaign NAME would call now, defer or block.
+
+    Nothing is dialled or written. Lists the campaign-level problems too (missing
+    declaration, caller ID not allowed, stale national opposition list). Exit status 0
+    when the campaign may run, 3 when a campaign-level problem forbids it.
+    """
+    from voicecast.app import gate_env
+    from voicecast.campaigns.compliance import check_campaign
+    from voicecast.campaigns.service import get_campaign
+
+    runtime = _runtime(ctx)
+    at = _instant(at_text, "--at") or datetime.now(UTC)
+    env = gate_env(runtime)
+    with runtime.sessions() as s:
+        result = check_campaign(s, get_campaign(s, name), env, at)
+    data = result.as_dict()
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        zone = runtime.report_zone()
+
+        def local(v: str | None) -> str:
+            return (
+                datetime.fromisoformat(v).astimezone(zone).isoformat(timespec="minutes")
+                if v
+                else "-"
+            )
+
+        console.print(f"campaign {name} as of {local(data['at'])}", highlight=False)
+        console.print(f"  would call now: {data['would_call_now']}", highlight=False)
+        for reason, d in data["deferred"].items():
+            span = local(d["earliest"])
+            if d["latest"] != d["earliest"]:
+                span += f" .. {local(d['latest'])}"
+            console.print(f"  deferred ({reason}): {d['count']}, until {span}", highlight=False)
+        for reason, n in data["blocked"].items():
+            console.print(f"  blocked ({reason}): {n}", highlight=False)
+        if data["already_done"]:
+            console.print(f"  already done: {data['already_done']}", highlight=False)
+        if data["problems"]:
+            console.print("[bold red]the campaign may not dial:[/]")
+            for p in data["problems"]:
+                src = f" [{p['source']}]" if p["source"] else ""
+                console.print(f"  - {p['message']}{src}", highlight=False, markup=False)
+        else:
+            console.print("  campaign-level checks: ok", highlight=False)
+    if data["problems"]:
+        sys.exit(3)
 
 
 @campaign.command("list")
@@ -478,14 +659,14 @@ def publish_campaign_audio(runtime: Any, name: str) -> None:
 
 def start_and_wait(runtime: Any, name: str, wait: bool, show_progress: bool = True) -> None:
     """Start campaign ``name``; with ``wait``, dial until every contact has an outcome."""
-    from voicecast.app import run_dialer
+    from voicecast.app import gate_env, make_clock, run_dialer
     from voicecast.campaigns.service import progress, start_campaign
     from voicecast.dialer.controller import lease_holder
     from voicecast.pbx.base import PbxUnavailable
 
     publish_campaign_audio(runtime, name)
     with runtime.sessions() as s, s.begin():
-        c, queued = start_campaign(s, name)
+        c, queued = start_campaign(s, name, gate_env(runtime), make_clock(runtime).now())
         campaign_id = c.id
     console.print(f"campaign {name}: running ({queued} contacts queued)", highlight=False)
     if not wait:
@@ -625,7 +806,11 @@ def render_report(rows: list[dict[str, Any]], fmt: str) -> str:
             str(r["q850_cause"]),
             f"{r['message_ms'] / 1000:.1f}" if isinstance(r["message_ms"], int) else "",
             r["last_attempt_at"],
-            r["error"][:60],
+            (
+                f"{r['gate_reason']}: {r['gate_detail']}"
+                if r["outcome"] == "blocked" or (r["state"] == "pending" and r["gate"] == "defer")
+                else r["error"]
+            )[:90],
         )
     out = Console(width=200, record=True, file=io.StringIO())
     out.print(table)
@@ -691,7 +876,12 @@ def demo(ctx: Ctx, keep_sandbox: bool) -> None:
     Uses the sandbox Asterisk and its simulated network: nothing leaves this machine.
     """
     from voicecast.audio.library import add_audio
-    from voicecast.campaigns.service import CampaignSpec, create_campaign, report_rows
+    from voicecast.campaigns.service import (
+        CampaignSpec,
+        DeclarationSpec,
+        create_campaign,
+        report_rows,
+    )
     from voicecast.contacts.importer import parse_contacts_file
     from voicecast.contacts.service import import_contacts
     from voicecast.sandbox import Sandbox
@@ -734,6 +924,14 @@ def demo(ctx: Ctx, keep_sandbox: bool) -> None:
                     ring_timeout=15,
                     retries=1,
                     retry_delay=5,
+                    declaration=DeclarationSpec(
+                        purpose="informational",
+                        audience="b2c",
+                        sender_name="Demo Energy",
+                        on_behalf_of="Demo Energy",
+                        optout_key="9",
+                        legal_basis="contract",
+                    ),
                 ),
             )
         err_console.print(
@@ -750,3 +948,6 @@ def demo(ctx: Ctx, keep_sandbox: bool) -> None:
     finally:
         if not keep_sandbox:
             sb.down()
+
+
+from voicecast import cli_compliance  # noqa: E402,F401  (registers its command groups)

@@ -26,6 +26,19 @@ pytestmark = pytest.mark.e2e
 
 EXAMPLE_MESSAGE = REPO / "sounds" / "example-message.wav"
 EXAMPLE_LIST = REPO / "examples" / "contacts.csv"
+# an informational campaign (a service notice, legal basis: contract) may run at any hour
+INFO = (
+    "--purpose",
+    "informational",
+    "--audience",
+    "b2c",
+    "--sender",
+    "Test Sender",
+    "--on-behalf-of",
+    "Test Sender",
+    "--legal-basis",
+    "contract",
+)
 EXPECTED_BY_LAST_DIGIT = {
     "0": "human",
     "1": "human",  # presses 9: `opted_out` once the scenario issue lands
@@ -63,6 +76,7 @@ def test_every_simulated_callee_gets_its_outcome_and_hears_the_whole_message(
     ws.vc(
         "campaign",
         "create",
+        *INFO,
         "all-digits",
         "--list",
         "example",
@@ -130,6 +144,7 @@ def test_busy_is_retried_after_its_delay_and_an_invalid_number_never(
     ws.vc(
         "campaign",
         "create",
+        *INFO,
         "retry",
         "--list",
         "l",
@@ -168,6 +183,7 @@ def test_never_more_channels_than_the_campaign_allows(
     ws.vc(
         "campaign",
         "create",
+        *INFO,
         "limit",
         "--list",
         "thirty",
@@ -203,6 +219,7 @@ def test_calls_per_second_limit_holds_on_asterisks_clock(
     ws.vc(
         "campaign",
         "create",
+        *INFO,
         "pace",
         "--list",
         "twelve",
@@ -263,6 +280,7 @@ def test_hostile_fields_never_reach_ami(
     ws.vc(
         "campaign",
         "create",
+        *INFO,
         "hostile",
         "--list",
         "hostile",
@@ -297,6 +315,7 @@ def test_killed_controller_resumes_without_calling_anyone_twice(
     ws.vc(
         "campaign",
         "create",
+        *INFO,
         "crash",
         "--list",
         "eight",
@@ -357,6 +376,7 @@ def test_serve_dials_a_campaign_started_without_wait_and_stops_on_sigterm(
     ws.vc(
         "campaign",
         "create",
+        *INFO,
         "served",
         "--list",
         "l",

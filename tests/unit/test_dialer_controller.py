@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from voicecast.campaigns.compliance import GateEnv
+from voicecast.clock import Clock, ManualClock, ShiftedClock
+from voicecast.compliance.consent import record_consent
+from voicecast.compliance.suppression import add_opt_out, import_opposition_list
+from voicecast.config import ComplianceSettings
 from voicecast.dialer.controller import (
     LEASE_TIMEOUT,
     Dialer,
@@ -43,8 +50,14 @@ from voicecast.storage.models import (
     Contact,
     ContactList,
     ControllerLease,
+    GateDecision,
+    OppositionList,
     utcnow,
 )
+
+PARIS = ZoneInfo("Europe/Paris")
+EPOCH = datetime(2020, 1, 1, tzinfo=ZoneInfo("UTC"))
+GATE = GateEnv.build(b"k" * 32, ComplianceSettings())
 
 
 class FakeCall:
@@ -163,6 +176,12 @@ def _campaign(sessions: sessionmaker[Session], numbers: list[str], **kw: Any) ->
             retry_outcomes=["busy", "no_answer", "congestion"],
             amd={},
             status="running",
+            purpose=kw.get("purpose", "informational"),
+            audience=kw.get("audience", "b2c"),
+            sender_name="Test Sender",
+            on_behalf_of="Test Sender",
+            optout_key="9",
+            legal_basis=kw.get("legal_basis", "contract"),
         )
         s.add(c)
         s.flush()
@@ -176,17 +195,20 @@ def _campaign(sessions: sessionmaker[Session], numbers: list[str], **kw: Any) ->
                     contact_id=contact.id,
                     phone_e164=n,
                     state="pending",
-                    next_attempt_at=utcnow(),
+                    next_attempt_at=EPOCH,  # due whatever the test's clock says
                 )
             )
     return "c"
 
 
 def _run(
-    sessions: sessionmaker[Session], pbx: FakePbx, before: Callable[[Dialer], None] | None = None
+    sessions: sessionmaker[Session],
+    pbx: FakePbx,
+    before: Callable[[Dialer], None] | None = None,
+    clock: Clock | None = None,
 ) -> Dialer:
     async def main() -> Dialer:
-        dialer = Dialer(sessions, pbx, _plan)  # type: ignore[arg-type]
+        dialer = Dialer(sessions, pbx, _plan, gate=GATE, clock=clock)  # type: ignore[arg-type]
         if before:
             before(dialer)
         await dialer.start()
@@ -284,8 +306,11 @@ def test_a_number_that_is_not_dialable_never_reaches_the_pbx(
 
     pbx = CheckingPbx()
     _run(sessions, pbx)
-    (attempt,) = _attempts(sessions)
-    assert attempt.outcome == "failed" and "refusing to dial" in (attempt.error or "")
+    # the compliance gate refuses it before any attempt (and the PBX layer would too)
+    assert _attempts(sessions) == []
+    with sessions() as s:
+        cc = s.scalars(select(CampaignContact)).one()
+    assert (cc.state, cc.outcome, cc.gate_reason) == ("done", "blocked", "invalid_number")
     assert pbx.originates == []
 
 
@@ -348,7 +373,7 @@ def test_pausing_lets_calls_in_progress_finish_and_dials_no_more(
     pbx = FakePbx(call_seconds=0.5)
 
     async def main() -> None:
-        dialer = Dialer(sessions, pbx, _plan)  # type: ignore[arg-type]
+        dialer = Dialer(sessions, pbx, _plan, gate=GATE)  # type: ignore[arg-type]
         await dialer.start()
         runner = asyncio.create_task(dialer.run(["c"]))
         while len(pbx.originates) < 2:
@@ -400,3 +425,194 @@ def test_a_pbx_shutting_down_keeps_the_contact_for_later(sessions: sessionmaker[
     first, second = _attempts(sessions)
     assert first.outcome == "failed" and "not sent" in (first.error or "")
     assert second.outcome == "human" and second.attempt_no == 1
+
+
+# --- the compliance gate at dial time ----------------------------------------------------------
+
+
+def _wait_until(
+    sessions: sessionmaker[Session],
+    pbx: FakePbx,
+    done: Callable[[Session], bool],
+    clock: Clock | None = None,
+    timeout: float = 20.0,
+) -> None:
+    """Run the dialer until ``done(session)`` holds (campaigns that stay deferred never end)."""
+
+    async def main() -> None:
+        dialer = Dialer(sessions, pbx, _plan, gate=GATE, clock=clock)  # type: ignore[arg-type]
+        await dialer.start()
+        runner = asyncio.create_task(dialer.run(["c"]))
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                with sessions() as s:
+                    if done(s):
+                        return
+                await asyncio.sleep(0.05)
+            raise AssertionError("condition not reached")
+        finally:
+            await dialer.stop()
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+
+    asyncio.run(main())
+
+
+def _cc(s: Session, number: str) -> CampaignContact:
+    return s.scalars(select(CampaignContact).where(CampaignContact.phone_e164 == number)).one()
+
+
+@pytest.mark.parametrize(
+    ("friday", "expected"),
+    [
+        # an ordinary Friday: Monday 10:00 Paris
+        (datetime(2026, 12, 4, 19, 59, 58, tzinfo=PARIS), datetime(2026, 12, 7, 10, tzinfo=PARIS)),
+        # the Friday before Whit Monday 2027-05-17: Tuesday 10:00
+        (datetime(2027, 5, 14, 19, 59, 58, tzinfo=PARIS), datetime(2027, 5, 18, 10, tzinfo=PARIS)),
+    ],
+)
+def test_a_busy_retry_after_20h_on_friday_is_deferred_to_the_next_legal_instant(
+    sessions: sessionmaker[Session], friday: datetime, expected: datetime
+) -> None:
+    busy = "+33199000013"
+    _campaign(
+        sessions,
+        [busy],
+        retries=2,
+        retry_delay=2.5,
+        purpose="marketing",
+    )
+    with sessions() as s, s.begin():
+        record_consent(
+            s,
+            phone=busy,
+            purpose="marketing",
+            status="granted",
+            recorded_at=friday - timedelta(days=10),
+            source="form",
+            proof_ref="form-1",
+            now=friday,
+        )
+        s.add(
+            OppositionList(
+                name="bloctel",
+                country="FR",
+                list_date=friday - timedelta(days=2),
+                imported_at=friday - timedelta(days=2),
+                entries=0,
+                invalid_lines=0,
+                source_file="bloctel.txt",
+                sha256="0" * 64,
+            )
+        )
+    clock = ShiftedClock(friday)
+    pbx = FakePbx()
+    _wait_until(sessions, pbx, lambda s: _cc(s, busy).gate_verdict == "defer", clock)
+    assert len(pbx.originates) == 1  # the first attempt at 19:59:58; the retry is not dialled
+    with sessions() as s:
+        cc = _cc(s, busy)
+        assert (cc.state, cc.outcome, cc.gate_reason) == ("pending", "busy", "outside_hours")
+        assert cc.next_attempt_at == expected
+        decisions = s.scalars(select(GateDecision).order_by(GateDecision.id)).all()
+        assert [(d.verdict, d.reason) for d in decisions] == [
+            ("allow", "ok"),
+            ("defer", "outside_hours"),
+        ]
+        assert decisions[0].attempt_id is not None
+        assert decisions[1].until == expected and "D223-9" in decisions[1].rule_source
+
+
+def test_only_lawful_numbers_are_dialled_and_every_decision_is_stored(
+    sessions: sessionmaker[Session],
+) -> None:
+    consented, unconsented, opted, listed = (
+        "+33199000100",
+        "+33199000110",
+        "+33199000120",
+        "+33199000130",
+    )
+    pro = "+33199000140"
+    now = datetime(
+        2026, 11, 25, 11, tzinfo=PARIS
+    )  # a Wednesday (in the past: stores refuse future instants)
+    _campaign(sessions, [consented, unconsented, opted, listed, pro], purpose="marketing")
+    key = GATE.key
+    bloctel = Path(os.environ.get("TMPDIR", "/tmp")) / f"bloctel-{os.getpid()}.txt"
+    bloctel.write_text(f"{listed}\n+33199000990\n")
+    with sessions() as s, s.begin():
+        for n in (consented, opted, listed):
+            record_consent(
+                s,
+                phone=n,
+                purpose="marketing",
+                status="granted",
+                recorded_at=now - timedelta(days=1),
+                source="form",
+                proof_ref=f"form-{n}",
+                now=now,
+            )
+        add_opt_out(s, key, opted, source="cli", at=now - timedelta(hours=1))
+        import_opposition_list(s, key, "bloctel", bloctel, as_of=None, now=now)
+        s.get(Contact, 5).fields = {"professional": "oui"}  # type: ignore[union-attr]
+    bloctel.unlink()
+    pbx = FakePbx()
+    _wait_until(
+        sessions,
+        pbx,
+        lambda s: all(cc.state == "done" for cc in s.scalars(select(CampaignContact))),
+        ManualClock(now),
+    )
+    assert [r.number for _, r in pbx.originates] == [consented]
+    with sessions() as s:
+        reasons = {n: _cc(s, n).gate_reason for n in (unconsented, opted, listed, pro)}
+        assert _cc(s, opted).outcome == "blocked"
+    assert reasons == {
+        unconsented: "no_consent",
+        opted: "opted_out",
+        listed: "opposition_list",
+        pro: "no_consent",  # a B2C campaign: being professional does not replace consent
+    }
+
+
+def test_a_stale_national_list_pauses_a_running_marketing_campaign(
+    sessions: sessionmaker[Session],
+) -> None:
+    now = datetime(2026, 12, 2, 11, tzinfo=PARIS)
+    _campaign(sessions, ["+33199000100"], purpose="marketing")
+    with sessions() as s, s.begin():
+        s.add(
+            OppositionList(
+                name="bloctel",
+                country="FR",
+                list_date=now - timedelta(days=31),
+                imported_at=now - timedelta(days=31),
+                entries=1,
+                invalid_lines=0,
+                source_file="bloctel.txt",
+                sha256="0" * 64,
+            )
+        )
+    pbx = FakePbx()
+    _run(sessions, pbx, clock=ManualClock(now))
+    assert pbx.originates == []
+    with sessions() as s:
+        c = s.scalars(select(Campaign)).one()
+    assert c.status == "paused"
+    assert "bloctel" in (c.status_reason or "") and "31 days old" in (c.status_reason or "")
+
+
+def test_campaign_past_its_end_date_completes_without_dialling(
+    sessions: sessionmaker[Session],
+) -> None:
+    now = datetime(2026, 12, 2, 11, tzinfo=PARIS)
+    _campaign(sessions, ["+33199000100"])
+    with sessions() as s, s.begin():
+        s.scalars(select(Campaign)).one().ends_at = now - timedelta(minutes=1)
+    pbx = FakePbx()
+    _run(sessions, pbx, clock=ManualClock(now))
+    assert pbx.originates == []
+    with sessions() as s:
+        c = s.scalars(select(Campaign)).one()
+    assert (c.status, c.status_reason) == ("completed", "end date reached")

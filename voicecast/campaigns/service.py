@@ -16,6 +16,7 @@ import phonenumbers
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from voicecast.campaigns.compliance import GateEnv
 from voicecast.dialer.outcomes import DEFAULT_RETRY_OUTCOMES, NEVER_RETRY, Outcome
 from voicecast.errors import NotFoundError, VoicecastError
 from voicecast.pbx.base import AmdParams
@@ -67,6 +68,96 @@ class CampaignSpec:
     amd_on_notsure: str = "human"
     amd_params: tuple[tuple[str, int], ...] = ()
     default_region: str = "FR"
+    declaration: DeclarationSpec | None = None
+
+
+@dataclass(frozen=True)
+class DeclarationSpec:
+    """A campaign's compliance declaration (``campaign create`` / ``campaign declare``).
+
+    Attributes:
+        purpose: ``marketing`` or ``informational``. audience: ``b2c`` or ``b2b``.
+        sender_name, on_behalf_of: who calls, for whom (said in the message).
+        optout_key: the key that opts out during the message (``9``), or None.
+        callback_number: a free number that records opt-outs (national or E.164), or None.
+        legal_basis: GDPR art. 6(1) basis of an informational campaign.
+        hours: the campaign's own window (``"mon-fri 10:00-12:00"``), tighter than the law.
+        max_attempts_30d: the campaign's own cap per number per 30 rolling days.
+        starts_at, ends_at: the campaign's dates (aware; stored UTC).
+    Fields left None keep their stored value on ``declare``.
+    """
+
+    purpose: str | None = None
+    audience: str | None = None
+    sender_name: str | None = None
+    on_behalf_of: str | None = None
+    optout_key: str | None = None
+    callback_number: str | None = None
+    legal_basis: str | None = None
+    hours: str | None = None
+    max_attempts_30d: int | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+
+
+def apply_declaration(
+    campaign: Campaign, spec: DeclarationSpec, default_region: str = "FR"
+) -> None:
+    """Validate ``spec`` and store its non-None fields on ``campaign``.
+
+    Raises:
+        CampaignError: a field is invalid (the message names it).
+    """
+    from voicecast.compliance.calendar import parse_windows
+    from voicecast.compliance.checks import LEGAL_BASES, OPTOUT_KEYS
+
+    if spec.purpose is not None:
+        if spec.purpose not in ("marketing", "informational"):
+            raise CampaignError("purpose: marketing or informational")
+        campaign.purpose = spec.purpose
+    if spec.audience is not None:
+        if spec.audience not in ("b2c", "b2b"):
+            raise CampaignError("audience: b2c or b2b")
+        campaign.audience = spec.audience
+    for field_name in ("sender_name", "on_behalf_of"):
+        value = getattr(spec, field_name)
+        if value is not None:
+            text = " ".join(str(value).split())
+            if not text or len(text) > 200:
+                raise CampaignError(f"{field_name.replace('_', ' ')}: 1 to 200 characters")
+            setattr(campaign, field_name, text)
+    if spec.optout_key is not None:
+        key = spec.optout_key.strip()
+        if key and key not in OPTOUT_KEYS:
+            raise CampaignError("opt-out key: one of 0-9, * or #")
+        campaign.optout_key = key or None
+    if spec.callback_number is not None:
+        number = spec.callback_number.strip()
+        campaign.callback_number = normalize_caller_id(number, default_region) if number else None
+    if spec.legal_basis is not None:
+        if spec.legal_basis not in LEGAL_BASES:
+            raise CampaignError(f"legal basis: one of {', '.join(LEGAL_BASES)}")
+        campaign.legal_basis = spec.legal_basis
+    if spec.hours is not None:
+        if spec.hours.strip():
+            try:
+                campaign.hours = str(parse_windows(spec.hours))
+            except ValueError as exc:
+                raise CampaignError(f"hours: {exc}") from exc
+        else:
+            campaign.hours = None
+    if spec.max_attempts_30d is not None:
+        if not 1 <= spec.max_attempts_30d <= 100:
+            raise CampaignError("max attempts per 30 days: 1 to 100")
+        campaign.max_attempts_30d = spec.max_attempts_30d
+    for field_name in ("starts_at", "ends_at"):
+        value = getattr(spec, field_name)
+        if value is not None:
+            if value.tzinfo is None:
+                raise CampaignError(f"{field_name}: give the UTC offset (e.g. +01:00)")
+            setattr(campaign, field_name, value)
+    if campaign.starts_at and campaign.ends_at and campaign.ends_at <= campaign.starts_at:
+        raise CampaignError("ends_at must be after starts_at")
 
 
 def normalize_caller_id(raw: str, default_region: str = "FR") -> str:
@@ -164,8 +255,28 @@ def create_campaign(session: Session, spec: CampaignSpec) -> Campaign:
         },
         status="draft",
     )
+    if spec.declaration is not None:
+        apply_declaration(campaign, spec.declaration, spec.default_region)
     session.add(campaign)
     session.flush()
+    return campaign
+
+
+def declare_campaign(
+    session: Session, name: str, spec: DeclarationSpec, default_region: str = "FR"
+) -> Campaign:
+    """Change a campaign's declaration (not while it runs). Does not commit.
+
+    Raises:
+        NotFoundError: no such campaign.
+        CampaignError: the campaign is running or finished, or a field is invalid.
+    """
+    campaign = get_campaign(session, name)
+    if campaign.status not in ("draft", "paused"):
+        raise CampaignError(
+            f"campaign {name!r} is {campaign.status}: pause it before changing its declaration"
+        )
+    apply_declaration(campaign, spec, default_region)
     return campaign
 
 
@@ -181,19 +292,36 @@ def get_campaign(session: Session, name: str) -> Campaign:
     return campaign
 
 
-def start_campaign(session: Session, name: str) -> tuple[Campaign, int]:
+def start_campaign(
+    session: Session, name: str, gate: GateEnv | None = None, now: datetime | None = None
+) -> tuple[Campaign, int]:
     """Mark the campaign ``running`` and queue every contact of its list not yet queued.
 
     Returns (campaign, number of contacts queued now). Does not commit.
 
+    Args:
+        gate: when given, the campaign-level compliance checks run first (declaration,
+            caller ID, national opposition lists, ring timeout, end date).
+        now: the instant (aware) of the start, default the system clock.
+
     Raises:
         NotFoundError: no such campaign.
-        CampaignError: the campaign is completed, or its list is empty.
+        CampaignError: the campaign is completed, its list is empty, or a compliance
+            problem forbids the start (every problem is listed with its source).
     """
     campaign = get_campaign(session, name)
     if campaign.status == "completed":
         raise CampaignError(f"campaign {name!r} is completed; create a new campaign")
-    now = utcnow()
+    now = now or utcnow()
+    if gate is not None:
+        from voicecast.campaigns.compliance import campaign_problems
+
+        problems = campaign_problems(session, campaign, gate, now)
+        if problems:
+            lines = "\n".join(
+                f"  - {p.message}" + (f" [{p.source}]" if p.source else "") for p in problems
+            )
+            raise CampaignError(f"campaign {name!r} cannot start:\n{lines}")
     already = select(CampaignContact.contact_id).where(CampaignContact.campaign_id == campaign.id)
     rows = session.execute(
         select(Contact.id, Contact.phone_e164).where(
@@ -216,6 +344,7 @@ def start_campaign(session: Session, name: str) -> tuple[Campaign, int]:
     if total + len(rows) == 0:
         raise CampaignError(f"campaign {name!r}: its contact list is empty")
     campaign.status = "running"
+    campaign.status_reason = None
     campaign.started_at = campaign.started_at or now
     campaign.finished_at = None
     session.flush()
@@ -263,6 +392,10 @@ REPORT_COLUMNS = (
     "first_attempt_at",
     "last_attempt_at",
     "next_attempt_at",
+    "gate",
+    "gate_reason",
+    "gate_detail",
+    "gate_source",
     "error",
 )
 
@@ -274,7 +407,9 @@ def _iso(value: datetime | None, zone: tzinfo) -> str:
 def report_rows(session: Session, name: str, zone: tzinfo) -> list[dict[str, Any]]:
     """One row per contact of the campaign (columns :data:`REPORT_COLUMNS`).
 
-    ``outcome`` is the final outcome, or empty while the contact is not done; the AMD and
+    ``outcome`` is the final outcome (``blocked`` when the compliance gate refused the
+    number), or empty while the contact is not done; ``gate*`` give the gate's latest
+    decision (``defer``: ``next_attempt_at`` is the next legal instant); the AMD and
     Q.850 columns come from the last attempt; times are ISO 8601 in ``zone`` with offset.
 
     Raises:
@@ -319,6 +454,10 @@ def report_rows(session: Session, name: str, zone: tzinfo) -> list[dict[str, Any
                 if last
                 else "",
                 "next_attempt_at": _iso(cc.next_attempt_at, zone) if cc.state == "pending" else "",
+                "gate": cc.gate_verdict or "",
+                "gate_reason": cc.gate_reason or "",
+                "gate_detail": cc.gate_detail or "",
+                "gate_source": cc.gate_source or "",
                 "error": (last.error if last else None) or "",
             }
         )

@@ -6,6 +6,14 @@ waits for a free channel (``max_channels``) and for its CPS pacer, writes the at
 the PBX's events and the call flow until a final outcome is stored. A retry is a new attempt
 due ``retry_delay`` seconds after the previous one ended.
 
+Compliance: every dial, first attempt or retry, is decided by the compliance gate
+(:func:`voicecast.compliance.gate.decide`) at the moment of dialling, after the CPS pacer,
+in the same transaction that writes the attempt row. A deferred contact gets
+``next_attempt_at`` = the next legal instant and a scheduler wake-up; a blocked one is done
+with outcome ``blocked``. Each decision is stored (``gate_decisions``) with its reason and
+source. Campaign-level problems (a stale national opposition list...) pause the campaign.
+Time comes from an injected :class:`~voicecast.clock.Clock`.
+
 Crash safety: an attempt left unfinished by a previous controller (killed) is never re-sent;
 at start-up it is reconciled from the PBX's own channel list (still up: hung up) and closed
 with the outcome its stored AMD verdict gives, or ``failed`` with the reason.
@@ -27,6 +35,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from voicecast.campaigns.compliance import GateEnv, campaign_problems, campaign_rules
+from voicecast.clock import Clock, SystemClock
+from voicecast.compliance.facts import load_facts
+from voicecast.compliance.gate import CampaignRules, decide
+from voicecast.compliance.types import Decision, Verdict
 from voicecast.dialer.flow import Answerer, FlowPlan, FlowReport, classify_amd, run_outbound_flow
 from voicecast.dialer.outcomes import (
     Outcome,
@@ -34,6 +47,7 @@ from voicecast.dialer.outcomes import (
     outcome_of_unanswered,
     should_retry,
 )
+from voicecast.dialer.scheduler import WakeScheduler
 from voicecast.errors import UnsafeValueError, VoicecastError
 from voicecast.pbx.base import (
     CallFlowSession,
@@ -48,7 +62,9 @@ from voicecast.storage.models import (
     CallAttempt,
     Campaign,
     CampaignContact,
+    Contact,
     ControllerLease,
+    GateDecision,
     utcnow,
 )
 
@@ -61,6 +77,8 @@ LEASE_TIMEOUT = timedelta(seconds=20)
 UNANSWERED_HANGUP_GRACE = 2.0  # seconds to wait for the Hangup after a failed Originate
 FLOW_END_GRACE = 15.0  # seconds for the call flow to finish after the hangup
 ORIGINATE_RESPONSE_MARGIN = 20.0  # seconds beyond the ring timeout
+PROBLEM_CHECK_INTERVAL = 30.0  # seconds between campaign-level compliance checks
+IDLE_POLL = 5.0  # seconds between database polls while every contact waits for later
 
 
 class LeaseHeld(VoicecastError):
@@ -82,6 +100,10 @@ class Pacer:
             now = time.monotonic()
         self._next = max(now, self._next) + 1.0 / self.cps
 
+    def refund(self) -> None:
+        """Give back the slot of the last :meth:`wait` (nothing was dialled with it)."""
+        self._next = max(time.monotonic(), self._next - 1.0 / self.cps)
+
 
 @dataclass
 class CampaignRuntime:
@@ -97,6 +119,7 @@ class CampaignRuntime:
     retry_outcomes: list[str]
     plan: FlowPlan
     pacer: Pacer
+    rules: CampaignRules
     inflight: set[str] = field(default_factory=set)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -181,7 +204,9 @@ class Dialer:
         sessions: SQLAlchemy session factory.
         pbx: the PBX backend (not yet started).
         plan_for: builds a campaign's :class:`FlowPlan` from its row.
+        gate: the compliance gate's key, packs and settings.
         max_call_duration: seconds after which an answered call is hung up.
+        clock: the source of "now" (UTC) for the gate, due times and stored instants.
     """
 
     def __init__(
@@ -190,9 +215,14 @@ class Dialer:
         pbx: PbxBackend,
         plan_for: PlanBuilder,
         *,
+        gate: GateEnv,
         max_call_duration: float = 600.0,
+        clock: Clock | None = None,
     ) -> None:
         self.sessions = sessions
+        self.gate = gate
+        self.clock: Clock = clock or SystemClock()
+        self.scheduler = WakeScheduler(self.clock)
         self.pbx = pbx
         self.plan_for = plan_for
         self.max_call_duration = max_call_duration
@@ -217,6 +247,7 @@ class Dialer:
         with self.sessions() as s:
             acquire_lease(s, self.controller_id)
         await self.pbx.start(self, self._serve_flow)
+        self.scheduler.start()
         await self.recover()
 
     async def stop(self, *, grace: float = 0.0) -> None:
@@ -229,6 +260,7 @@ class Dialer:
         if grace > 0 and self._followers:
             await asyncio.wait(list(self._followers), timeout=grace)
         await self.pbx.stop(grace=1.0)
+        self.scheduler.shutdown()
         for task in list(self._followers):
             task.cancel()
         await asyncio.gather(*self._followers, return_exceptions=True)
@@ -286,6 +318,7 @@ class Dialer:
             retry_outcomes=list(campaign.retry_outcomes),
             plan=self.plan_for(campaign),
             pacer=Pacer(campaign.cps),
+            rules=campaign_rules(campaign),
         )
         self.runtimes[campaign.id] = rt
         self._tasks[campaign.id] = asyncio.create_task(
@@ -296,13 +329,18 @@ class Dialer:
     # --- the campaign loop ------------------------------------------------------------------
 
     async def _campaign_loop(self, rt: CampaignRuntime) -> None:
+        next_check = 0.0
         while not self._stopping.is_set():
             rt.wake.clear()
             if not self._connected.is_set():
                 await self._sleep(rt, 1.0)
                 continue
+            if time.monotonic() >= next_check:
+                if not self._may_dial(rt):
+                    break
+                next_check = time.monotonic() + PROBLEM_CHECK_INTERVAL
             free = rt.max_channels - len(rt.inflight)
-            now = utcnow()
+            now = self.clock.now()
             with self.sessions() as s:
                 status = s.scalar(select(Campaign.status).where(Campaign.id == rt.campaign_id))
                 if status != "running":
@@ -346,7 +384,13 @@ class Dialer:
             if not due:
                 wait = 1.0
                 if free > 0 and next_due is not None:
-                    wait = min(wait, max(0.0, (next_due - utcnow()).total_seconds()))
+                    delay = (next_due - self.clock.now()).total_seconds()
+                    if delay > IDLE_POLL:
+                        # deferred contacts: the scheduler wakes the loop at the instant
+                        self.scheduler.wake_at(f"campaign-{rt.campaign_id}", next_due, rt.wake.set)
+                        wait = IDLE_POLL
+                    else:
+                        wait = min(wait, max(0.0, delay))
                 # all channels busy: _finish() sets rt.wake when one frees
                 await self._sleep(rt, wait)
                 continue
@@ -362,20 +406,119 @@ class Dialer:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(rt.wake.wait(), seconds)
 
-    def _complete(self, s: Session, rt: CampaignRuntime) -> None:
+    def _complete(self, s: Session, rt: CampaignRuntime, reason: str | None = None) -> None:
         campaign = s.get(Campaign, rt.campaign_id)
         if campaign is not None and campaign.status == "running":
             campaign.status = "completed"
-            campaign.finished_at = utcnow()
+            campaign.finished_at = self.clock.now()
+            campaign.status_reason = reason
             s.commit()
-            log.info("campaign %s: completed", rt.name)
+            log.info("campaign %s: completed%s", rt.name, f" ({reason})" if reason else "")
+
+    def _may_dial(self, rt: CampaignRuntime) -> bool:
+        """Campaign-level compliance: completes a campaign past its end date, pauses one
+        with a problem (stale national list, caller ID...), else True."""
+        with self.sessions() as s:
+            campaign = s.get(Campaign, rt.campaign_id)
+            if campaign is None or campaign.status != "running":
+                return True  # the loop sees the status and stops
+            now = self.clock.now()
+            if campaign.ends_at is not None and now >= campaign.ends_at:
+                self._complete(s, rt, "end date reached")
+                return False
+            problems = [
+                p
+                for p in campaign_problems(s, campaign, self.gate, now)
+                if p.code != "campaign_ended"
+            ]
+            if problems:
+                campaign.status = "paused"
+                campaign.status_reason = "compliance: " + "; ".join(p.message for p in problems)
+                s.commit()
+                log.warning("campaign %s paused: %s", rt.name, campaign.status_reason)
+                return False
+            if campaign.ends_at is not None:
+                self.scheduler.wake_at(f"end-{rt.campaign_id}", campaign.ends_at, rt.wake.set)
+            if campaign.starts_at is not None and campaign.starts_at > now:
+                self.scheduler.wake_at(f"start-{rt.campaign_id}", campaign.starts_at, rt.wake.set)
+        return True
+
+    def _gate(self, s: Session, rt: CampaignRuntime, cc: CampaignContact) -> Decision:
+        """The compliance gate's decision for this contact, now."""
+        contact = s.get(Contact, cc.contact_id)
+        fields = contact.fields if contact is not None else {}
+        now = self.clock.now()
+        facts = load_facts(
+            s, self.gate.key, self.gate.packs, [(cc.phone_e164, fields)], rt.rules.purpose, now
+        )[0]
+        return decide(facts, rt.rules, self.gate.packs, now)
+
+    def _record_gate(
+        self,
+        s: Session,
+        rt: CampaignRuntime,
+        cc: CampaignContact,
+        decision: Decision,
+        attempt_id: str | None = None,
+    ) -> None:
+        """Store the decision on the contact and, when it changed or allowed a dial, in the
+        ``gate_decisions`` journal. Defer: the contact waits until ``until``; block: done."""
+        now = self.clock.now()
+        changed = (cc.gate_verdict, cc.gate_reason) != (
+            decision.verdict.value,
+            decision.reason.value,
+        ) or (decision.verdict is Verdict.DEFER and cc.next_attempt_at != decision.until)
+        cc.gate_verdict = decision.verdict.value
+        cc.gate_reason = decision.reason.value
+        cc.gate_source = decision.source or None
+        cc.gate_detail = decision.detail or None
+        cc.gate_at = now
+        if decision.verdict is Verdict.DEFER and decision.until is not None:
+            cc.next_attempt_at = decision.until
+        elif decision.verdict is Verdict.BLOCK:
+            cc.state = "done"
+            cc.outcome = "blocked"
+        if changed or attempt_id is not None:
+            s.add(
+                GateDecision(
+                    campaign_id=rt.campaign_id,
+                    campaign_contact_id=cc.id,
+                    decided_at=now,
+                    verdict=decision.verdict.value,
+                    reason=decision.reason.value,
+                    rule_source=decision.source,
+                    detail=decision.detail,
+                    until=decision.until,
+                    attempt_id=attempt_id,
+                )
+            )
+        if decision.verdict is not Verdict.ALLOW:
+            log.info(
+                "gate: %s %s (%s) %s",
+                decision.verdict.value,
+                cc.phone_e164,
+                decision.reason.value,
+                decision.detail,
+            )
 
     async def _place(self, rt: CampaignRuntime, cc_id: int) -> None:
         attempt_id = uuid.uuid4().hex
         with self.sessions() as s, s.begin():
             cc = s.get(CampaignContact, cc_id)
             if cc is None or cc.state != "pending":
+                rt.pacer.refund()
                 return
+            decision = self._gate(s, rt, cc)
+            if decision.verdict is not Verdict.ALLOW:
+                self._record_gate(s, rt, cc, decision)
+                rt.pacer.refund()
+                if decision.verdict is Verdict.DEFER and decision.until is not None:
+                    self.scheduler.wake_at(
+                        f"campaign-{rt.campaign_id}", decision.until, rt.wake.set
+                    )
+                return
+            self._record_gate(s, rt, cc, decision, attempt_id)
+            now = self.clock.now()
             cc.state = "dialing"
             cc.attempts += 1
             cc.last_attempt_id = attempt_id
@@ -388,7 +531,8 @@ class Dialer:
                     attempt_no=cc.attempts,
                     state="originating",
                     controller=self.controller_id,
-                    originate_sent_at=utcnow(),
+                    created_at=now,
+                    originate_sent_at=now,
                 )
             )
             number = cc.phone_e164
@@ -505,7 +649,7 @@ class Dialer:
         if self.trackers.pop(t.attempt_id, None) is None:
             return
         rt = t.runtime
-        ended_at = utcnow()
+        ended_at = self.clock.now()
         report = t.report
         cause = next((c for c in t.causes if c), t.causes[0] if t.causes else None)
         with self.sessions() as s, s.begin():
@@ -612,7 +756,7 @@ class Dialer:
             attempt = s.get(CallAttempt, t.attempt_id)
             if attempt is not None:
                 attempt.state = "answered"
-                attempt.answered_at = utcnow()
+                attempt.answered_at = self.clock.now()
         t.report = FlowReport()
         try:
             await run_outbound_flow(call, t.runtime.plan, t.report, self._save_decision(t))
@@ -680,7 +824,7 @@ class Dialer:
                     Answerer.NO_ANSWER: Outcome.NO_ANSWER,
                 }.get(who, Outcome.HUMAN)
             attempt.state = "ended"
-            attempt.ended_at = utcnow()
+            attempt.ended_at = self.clock.now()
             attempt.outcome = outcome.value
             attempt.error = (
                 "interrupted: the controller stopped during this call; not re-dialled "
