@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import select
@@ -56,7 +57,8 @@ class VoicecastGroup(click.Group):
         try:
             return super().invoke(ctx)
         except VoicecastError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            # the message is text, not markup: "[voicecast generic pack...]" must print
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             sys.exit(1)
 
 
@@ -628,17 +630,19 @@ def campaign_list(ctx: Ctx) -> None:
     from voicecast.storage.models import Campaign
 
     runtime = _runtime(ctx)
-    table = Table("campaign", "status", "done", "pending", "dialing", "created")
+    table = Table("campaign", "purpose", "status", "done", "pending", "dialing", "created", "note")
     with runtime.sessions() as s:
         for c in s.scalars(select(Campaign).order_by(Campaign.created_at)):
             p = progress(s, c.id)
             table.add_row(
                 c.name,
+                c.purpose or "(undeclared)",
                 c.status,
                 str(p["done"]),
                 str(p["pending"]),
                 str(p["dialing"]),
                 c.created_at.isoformat(timespec="seconds"),
+                c.status_reason or "",
             )
     console.print(table)
 

@@ -101,6 +101,15 @@ class AmiMonitor:
             if e.event == "Newchannel" and PRIMARY_ID.match(e.get("Uniqueid") or "")
         ]
 
+    def dialled_numbers(self) -> list[str]:
+        """The number of each outbound leg Asterisk created, in order (from the channel name
+        ``Local/<number>@sim-pstn-...``)."""
+        out = []
+        for e in self.primary_newchannels():
+            channel = e.get("Channel") or ""
+            out.append(channel.split("/", 1)[-1].split("@", 1)[0])
+        return out
+
     def max_concurrent_from_events(self) -> int:
         """Peak number of our primary channels alive at once, from Asterisk's event order."""
         up: set[str] = set()

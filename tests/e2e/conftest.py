@@ -60,9 +60,18 @@ class Workspace:
     view: SandboxView
 
     def vc(
-        self, *args: str, check: bool = True, timeout: float = 300
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = 300,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "VOICECAST_CONFIG": str(self.config), "COLUMNS": "200"}
+        env = {
+            **os.environ,
+            "VOICECAST_CONFIG": str(self.config),
+            "COLUMNS": "200",
+            **(env or {}),
+        }
         proc = subprocess.run(
             [*VOICECAST, *args],
             cwd=self.dir,
@@ -79,8 +88,8 @@ class Workspace:
             )
         return proc
 
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        env = {**os.environ, "VOICECAST_CONFIG": str(self.config)}
+    def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        env = {**os.environ, "VOICECAST_CONFIG": str(self.config), **(env or {})}
         return subprocess.Popen(
             [*VOICECAST, *args],
             cwd=self.dir,

@@ -300,7 +300,8 @@ def test_hostile_fields_never_reach_ami(
     assert b"Action: Originate" not in bytes(ami_monitor.raw)
     rows = {r["number"]: r for r in ws.report("hostile")}
     bad = rows["+33199000030\r\nAction: Originate"]
-    assert bad["outcome"] == "failed" and "refusing to dial" in bad["error"]
+    # refused before any attempt by the compliance gate (the PBX layer refuses it too)
+    assert (bad["outcome"], bad["gate_reason"], bad["attempts"]) == ("blocked", "invalid_number", 0)
     assert rows["+33199000030"]["outcome"] == "human"
 
 

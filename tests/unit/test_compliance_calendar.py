@@ -837,7 +837,8 @@ def test_us_state(number: str, state: str | None) -> None:
         ({"cp": "97150"}, "978"),
         ({"département": "Moselle", "cp": "57100"}, "57"),
         ({"dept": "57", "cp": "75001"}, "57"),
-        ({"département": "Moselle"}, None),
+        ({"département": "Moselle"}, "57"),  # names of departments with own holidays
+        ({"région": "Grand Est"}, None),
         ({"cp": "98000"}, None),
         ({"cp": "1234"}, None),
         ({"dep": "96"}, None),

@@ -628,3 +628,74 @@ def test_write_rejects_csv_failure_leaves_no_file(tmp_path: Path) -> None:
 
     with pytest.raises(VoicecastError, match="cannot write the rejects file"):
         write_rejects_csv(result, tmp_path / "missing-dir" / "rejects.csv")
+
+
+# --------------------------------------------------------------------------- compliance fields
+
+
+@pytest.mark.parametrize(
+    ("header", "field"),
+    [
+        ("Code postal", "postal_code"),
+        ("CP", "postal_code"),
+        ("Zip Code", "postal_code"),
+        ("Postal code", "postal_code"),
+        ("Type de client", "professional"),
+        ("B2B", "professional"),
+        ("Professionnel", "professional"),
+        ("Professional", "professional"),
+    ],
+)
+def test_postal_code_and_professional_columns_are_kept(
+    tmp_path: Path, header: str, field: str
+) -> None:
+    text = (
+        f"Téléphone;Prénom;{header};Email;Commentaire\n"
+        "01 99 00 00 10;Camille;57000;c@example.invalid;vip\n"
+    )
+    result = parse_contacts_file(write(tmp_path, text))
+    assert result.field_columns == {"first_name": "Prénom", field: header}
+    assert result.contacts[0].fields == {"first_name": "Camille", field: "57000"}
+    assert result.ignored_columns == ["Email", "Commentaire"]
+
+
+def test_department_postal_code_and_b2b_columns_together(tmp_path: Path) -> None:
+    text = (
+        "Téléphone;Nom;Société;Région;Code postal;Type de client;Date de naissance;Notes\n"
+        "01 99 00 00 10;Exemple;Société Fictive;Moselle;57000;Professionnel;01/01/1980;x\n"
+        "02 61 91 00 11;Modèle;;Grand Est;67000;Particulier;02/02/1990;y\n"
+    )
+    result = parse_contacts_file(write(tmp_path, text))
+    assert result.field_columns == {
+        "last_name": "Nom",
+        "company": "Société",
+        "region": "Région",
+        "postal_code": "Code postal",
+        "professional": "Type de client",
+    }
+    assert result.ignored_columns == ["Date de naissance", "Notes"]
+    assert result.contacts[0].fields == {
+        "last_name": "Exemple",
+        "company": "Société Fictive",
+        "region": "Moselle",
+        "postal_code": "57000",
+        "professional": "Professionnel",
+    }
+    assert result.contacts[1].fields["professional"] == "Particulier"
+
+
+def test_postal_code_from_a_numeric_xlsx_cell(tmp_path: Path) -> None:
+    path = make_xlsx(
+        tmp_path / "c.xlsx", [["Téléphone", "Code postal", "B2B"], ["0199000010", 57000, "oui"]]
+    )
+    result = parse_contacts_file(path)
+    assert result.contacts[0].fields == {"postal_code": "57000", "professional": "oui"}
+
+
+def test_field_map_accepts_the_new_fields(tmp_path: Path) -> None:
+    text = "Tel;Secteur postal;Segment\n0199000010;57000;PRO\n"
+    result = parse_contacts_file(
+        write(tmp_path, text),
+        field_map={"postal_code": "Secteur postal", "professional": "Segment"},
+    )
+    assert result.contacts[0].fields == {"postal_code": "57000", "professional": "PRO"}

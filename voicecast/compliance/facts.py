@@ -18,7 +18,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from voicecast.compliance.consent import consent_states
-from voicecast.compliance.gate import ConsentView, ContactFacts, profile_of
+from voicecast.compliance.gate import ConsentView, ContactFacts, NumberProfile, profile_of
 from voicecast.compliance.packs import PackSet
 from voicecast.compliance.suppression import last_refusals, opposition_hits, opted_out
 from voicecast.compliance.types import Purpose
@@ -122,6 +122,7 @@ def attempt_history(
                 CallAttempt.number.in_(chunk),
                 CallAttempt.outcome == "machine",
                 CallAttempt.ended_at > now - MACHINE_LOOKBACK,
+                CallAttempt.ended_at <= now,
             )
             .group_by(CallAttempt.number)
         ):
@@ -161,7 +162,11 @@ def load_facts(
     starts, machines = attempt_history(session, numbers, now)
     out: list[ContactFacts] = []
     for number, fields in contacts:
-        profile = profile_of(number)
+        # phonenumbers reads "+33199000010\r\n" as a French number: only E.164 gets a
+        # region, so the gate blocks anything else as an invalid number
+        profile = (
+            profile_of(number) if E164.fullmatch(number) else NumberProfile(number, None, (), None)
+        )
         state = consents.get(number)
         consent = (
             ConsentView(

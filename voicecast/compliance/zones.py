@@ -177,7 +177,29 @@ def _fold_key(key: str) -> str:
     return " ".join(re.sub(r"[_\-.]", " ", plain.lower()).split())
 
 
-_DEPARTMENT_KEYS = ("department", "departement", "dept", "dep")
+_DEPARTMENT_KEYS = ("department", "departement", "dept", "dep", "region")
+# Names of the departments whose public holidays differ from the national ones (folded).
+_DEPARTMENT_NAMES = {
+    "moselle": "57",
+    "bas rhin": "67",
+    "haut rhin": "68",
+    "alsace": "67",
+    "alsace moselle": "57",
+    "collectivite europeenne d alsace": "67",
+    "guadeloupe": "971",
+    "martinique": "972",
+    "guyane": "973",
+    "guyane francaise": "973",
+    "french guiana": "973",
+    "reunion": "974",
+    "la reunion": "974",
+    "ile de la reunion": "974",
+    "mayotte": "976",
+    "saint barthelemy": "977",
+    "st barthelemy": "977",
+    "saint martin": "978",
+    "st martin": "978",
+}
 _POSTAL_KEYS = ("code postal", "postal code", "cp", "zip", "zipcode", "zip code", "codepostal")
 _DEPT_RE = re.compile(r"0[1-9]|[1-8]\d|9[0-5]|2[AB]|97[1-8]")
 _POSTAL_RE = re.compile(r"\d{5}")
@@ -228,10 +250,12 @@ def french_department_from_fields(fields: dict[str, object]) -> str | None:
     ``postal code``, ``postal_code``, ``cp``, ``zip``, ``zipcode``: five digits, mapped to
     the department: ``57000`` -> ``"57"``, ``97411`` -> ``"974"``, ``20000`` -> ``"2A"``,
     ``97133`` -> ``"977"`` Saint-Barthélemy, ``97150`` -> ``"978"`` Saint-Martin). Integers
-    from spreadsheets are zero-padded (``1000`` -> ``01000``). Department names ("Moselle")
-    are not recognized. The result feeds
-    :class:`voicecast.compliance.calendar.FrenchHolidays` (Code du travail L3134-13,
-    L3422-2).
+    from spreadsheets are zero-padded (``1000`` -> ``01000``). ``region`` (the contact
+    importer's field) is read like a department; the names of the departments with their
+    own holidays are recognised ("Moselle", "Bas-Rhin", "Alsace", "La Réunion"...), other
+    names (a region such as "Grand Est") give None: the caller is then conservative. The
+    result feeds :class:`voicecast.compliance.calendar.FrenchHolidays` (Code du travail
+    L3134-13, L3422-2).
     """
     by_key: dict[str, object] = {}
     for key, value in fields.items():
@@ -240,7 +264,11 @@ def french_department_from_fields(fields: dict[str, object]) -> str | None:
         if key in by_key:
             text = _as_text(by_key[key], 2)
             if text:
-                dept = _department(text) or _department_of_postal(text)
+                dept = (
+                    _department(text)
+                    or _department_of_postal(text)
+                    or _DEPARTMENT_NAMES.get(_fold_key(str(by_key[key])).replace("'", " "))
+                )
                 if dept:
                     return dept
     for key in _POSTAL_KEYS:

@@ -40,8 +40,19 @@ import phonenumbers
 
 from voicecast.errors import VoicecastError
 
-CANONICAL_FIELDS: tuple[str, ...] = ("first_name", "last_name", "company", "region")
-"""The only contact fields kept besides the phone number (data minimisation)."""
+CANONICAL_FIELDS: tuple[str, ...] = (
+    "first_name",
+    "last_name",
+    "company",
+    "region",
+    "postal_code",
+    "professional",
+)
+"""The only contact fields kept besides the phone number (data minimisation).
+
+``region``/``postal_code`` give the callee's department (regional public holidays, Code du
+travail L3134-13, L3422-2); ``professional`` marks a B2B contact (CPCE L34-5).
+"""
 
 MAX_FIELD_LENGTH = 200
 """Field values are truncated to this many characters."""
@@ -342,6 +353,16 @@ _FIELD_EXACT: dict[str, frozenset[str]] = {
          "businessstate", "homestate", "codedepartement", "numerodepartement",
          "stateprovince", "regionstate", "stateregion"}
     ),
+    "postal_code": frozenset(
+        {"codepostal", "cp", "postalcode", "postcode", "zip", "zipcode", "address1postalcode",
+         "businesspostalcode", "homepostalcode", "mailingzippostalcode", "billingpostalcode",
+         "mailingpostalcode", "zippostalcode"}
+    ),
+    "professional": frozenset(
+        {"professional", "professionnel", "pro", "b2b", "isprofessional", "typedeclient",
+         "typeclient", "customertype", "clienttype", "professionalcontact", "particulierpro",
+         "b2bb2c", "b2cb2b"}
+    ),
 }  # fmt: skip
 _FIELD_CONTAINS: dict[str, tuple[str, ...]] = {
     "first_name": ("prenom", "firstname", "givenname", "forename"),
@@ -349,6 +370,8 @@ _FIELD_CONTAINS: dict[str, tuple[str, ...]] = {
     "company": ("societe", "entreprise", "company", "organisation", "organization",
                 "raisonsociale", "accountname"),
     "region": ("region", "departement", "province"),
+    "postal_code": ("codepostal", "postalcode", "zippostal", "postcode"),
+    "professional": ("professionnel", "professional"),
 }  # fmt: skip
 _FIELD_EXCLUDE = (
     "type", "label", "yomi", "phonetic", "title", "titre", "code", "siret", "siren", "url",
