@@ -244,7 +244,8 @@ def contacts() -> None:
     "mappings",
     multiple=True,
     metavar="FIELD=HEADER",
-    help="Map a field (first_name, last_name, company, region) to a header.",
+    help="Map a field (first_name, last_name, company, region, postal_code, professional) "
+    "to a header.",
 )
 @click.option(
     "--rejects",

@@ -147,7 +147,8 @@ def campaign_problems(
         else 0,
     )
     dates = {info.name: info.list_date for info in opposition_status(session)}
-    problems += national_list_problems(used, campaign.purpose, dates, now)
+    # an undeclared purpose is treated as the strictest (marketing), as the gate does
+    problems += national_list_problems(used, campaign.purpose or "marketing", dates, now)
     problems += ring_problems(used, campaign.ring_timeout)
     if campaign.ends_at is not None and now >= campaign.ends_at:
         problems.append(

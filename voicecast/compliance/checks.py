@@ -51,7 +51,6 @@ NPV_PREFIXES = (
     "09479",
 )
 US_TOLL_FREE = re.compile(r"^\+18(00|33|44|55|66|77|88)\d{7}$")
-UK_FREEPHONE = re.compile(r"^\+44(80[08]\d{6,7})$")
 ARCEP_SOURCE = "ARCEP décision 2022-1583"
 
 

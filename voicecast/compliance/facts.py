@@ -32,19 +32,16 @@ MACHINE_LOOKBACK = timedelta(hours=24)
 
 PROFESSIONAL_KEYS = frozenset(
     {
+        # the contact importer's canonical field, and the headers it maps to it
         "professional",
         "professionnel",
         "pro",
         "b2b",
         "is professional",
-        "type",
+        "type de client",
+        "type client",
         "customer type",
         "client type",
-        "type client",
-        "type de client",
-        "segment",
-        "categorie",
-        "category",
     }
 )
 PROFESSIONAL_VALUES = frozenset(
@@ -78,9 +75,11 @@ def _fold(text: str) -> str:
 def is_professional(fields: Mapping[str, Any]) -> bool:
     """True when the contact's imported fields mark it professional (B2B).
 
-    Recognised columns (case and accents ignored): ``professional``, ``pro``, ``b2b``,
-    ``type``, ``customer type``, ``segment``, ``category``...; recognised values: yes/oui/
-    true/1/x, ``pro``, ``professional``, ``b2b``, ``business``, ``entreprise``...
+    Recognised columns (case and accents ignored): ``professional`` (the importer's field),
+    ``pro``, ``b2b``, ``type de client``, ``customer type``; recognised values: yes/oui/
+    true/1/x, ``pro``, ``professional``, ``b2b``, ``business``, ``entreprise``... Generic
+    columns such as ``type`` or ``segment`` are not read: a consumer wrongly marked
+    professional would lose the consent requirement.
     """
     for key, value in fields.items():
         if _fold(str(key)) in PROFESSIONAL_KEYS and _fold(str(value)) in PROFESSIONAL_VALUES:
