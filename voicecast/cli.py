@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -690,12 +690,43 @@ def start_and_wait(runtime: Any, name: str, wait: bool, show_progress: bool = Tr
             p = progress(s, campaign_id)
         return p["done"], sum(p.values())
 
+    zone = runtime.report_zone()
+
+    def waiting_note() -> str:
+        """' (next call ...)' when every remaining contact waits for a later instant."""
+        from sqlalchemy import func
+
+        from voicecast.storage.models import CampaignContact
+
+        with runtime.sessions() as s:
+            p = progress(s, campaign_id)
+            if p["dialing"] or not p["pending"]:
+                return ""
+            due = s.scalar(
+                select(func.min(CampaignContact.next_attempt_at)).where(
+                    CampaignContact.campaign_id == campaign_id, CampaignContact.state == "pending"
+                )
+            )
+            reason = s.scalar(
+                select(CampaignContact.gate_reason).where(
+                    CampaignContact.campaign_id == campaign_id,
+                    CampaignContact.state == "pending",
+                    CampaignContact.next_attempt_at == due,
+                )
+            )
+        if due is None or due <= datetime.now(UTC) + timedelta(seconds=5):
+            return ""
+        why = f", {reason}" if reason and reason != "ok" else ""
+        return f" (next call {due.astimezone(zone).isoformat(timespec='minutes')}{why})"
+
     async def watch(progress_bar: Progress | None) -> None:
         task = progress_bar.add_task(name, total=counts()[1]) if progress_bar else None
         while True:
             done, total = counts()
             if progress_bar is not None and task is not None:
-                progress_bar.update(task, completed=done, total=total)
+                progress_bar.update(
+                    task, completed=done, total=total, description=name + waiting_note()
+                )
             await asyncio.sleep(0.5)
 
     bar = Progress(

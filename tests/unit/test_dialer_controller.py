@@ -616,3 +616,71 @@ def test_campaign_past_its_end_date_completes_without_dialling(
     with sessions() as s:
         c = s.scalars(select(Campaign)).one()
     assert (c.status, c.status_reason) == ("completed", "end date reached")
+
+
+def test_a_window_closing_mid_run_defers_the_rest_and_resumes_at_the_next_legal_instant(
+    sessions: sessionmaker[Session],
+) -> None:
+    numbers = [f"+331990002{i}0" for i in range(6)]  # all answered by a person (last digit 0)
+    _campaign(sessions, numbers, purpose="marketing", max_channels=1, cps=100.0)
+    friday = datetime(2026, 11, 20, 19, 59, 59, tzinfo=PARIS)
+    monday = datetime(2026, 11, 23, 10, 0, tzinfo=PARIS)
+    clock = ManualClock(friday)
+    with sessions() as s, s.begin():
+        for n in numbers:
+            record_consent(
+                s,
+                phone=n,
+                purpose="marketing",
+                status="granted",
+                recorded_at=friday - timedelta(days=3),
+                source="form",
+                proof_ref="form",
+                now=friday,
+            )
+        s.add(
+            OppositionList(
+                name="bloctel",
+                country="FR",
+                list_date=friday - timedelta(days=1),
+                imported_at=friday - timedelta(days=1),
+                entries=0,
+                invalid_lines=0,
+                source_file="b.txt",
+                sha256="0" * 64,
+            )
+        )
+
+    class TickingPbx(FakePbx):
+        async def originate(self, request: OriginateRequest) -> None:
+            await super().originate(request)
+            clock.advance(1.0)  # each call takes the clock one second further
+
+    pbx = TickingPbx()
+
+    async def main() -> None:
+        dialer = Dialer(sessions, pbx, _plan, gate=GATE, clock=clock)  # type: ignore[arg-type]
+        await dialer.start()
+        runner = asyncio.create_task(dialer.run(["c"]))
+        try:
+            for _ in range(200):  # the one call before 20:00, then everyone else deferred
+                with sessions() as s:
+                    ccs = s.scalars(select(CampaignContact)).all()
+                if sum(cc.gate_verdict == "defer" for cc in ccs) == 5:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(pbx.originates) == 1
+            assert all(cc.next_attempt_at == monday for cc in ccs if cc.gate_verdict == "defer")
+            clock.set(monday)  # the weekend passes
+            await asyncio.wait_for(runner, 30)
+        finally:
+            await dialer.stop()
+
+    asyncio.run(main())
+    assert sorted(r.number for _, r in pbx.originates) == sorted(numbers)  # nobody lost
+    with sessions() as s:
+        ccs = s.scalars(select(CampaignContact)).all()
+        campaign = s.scalars(select(Campaign)).one()
+    assert {cc.outcome for cc in ccs} == {"human"}
+    assert all(cc.attempts == 1 for cc in ccs)
+    assert campaign.status == "completed"
