@@ -15,7 +15,7 @@ the calling window at that instant.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from voicecast.compliance.calendar import WeeklyWindows, check_window
@@ -297,4 +297,4 @@ def decide(facts: ContactFacts, rules: CampaignRules, packs: PackSet, now: datet
             source,
             f"{detail}; the next legal instant {_fmt(at)} is after the campaign's end",
         )
-    return Decision(Verdict.DEFER, reason, source, detail, until=at)
+    return Decision(Verdict.DEFER, reason, source, detail, until=at.astimezone(UTC))
