@@ -460,6 +460,37 @@ def _wait_until(
     asyncio.run(main())
 
 
+def _consent_all(s: Session, numbers: list[str], at: datetime) -> None:
+    """A marketing consent for each number, recorded 3 days before ``at``."""
+    for n in numbers:
+        record_consent(
+            s,
+            phone=n,
+            purpose="marketing",
+            status="granted",
+            recorded_at=at - timedelta(days=3),
+            source="form",
+            proof_ref=f"form-{n}",
+            now=at,
+        )
+
+
+def _bloctel(s: Session, list_date: datetime) -> None:
+    """A stored Bloctel copy dated ``list_date`` (no entries)."""
+    s.add(
+        OppositionList(
+            name="bloctel",
+            country="FR",
+            list_date=list_date,
+            imported_at=list_date,
+            entries=0,
+            invalid_lines=0,
+            source_file="bloctel.txt",
+            sha256="0" * 64,
+        )
+    )
+
+
 def _cc(s: Session, number: str) -> CampaignContact:
     return s.scalars(select(CampaignContact).where(CampaignContact.phone_e164 == number)).one()
 
@@ -485,28 +516,8 @@ def test_a_busy_retry_after_20h_on_friday_is_deferred_to_the_next_legal_instant(
         purpose="marketing",
     )
     with sessions() as s, s.begin():
-        record_consent(
-            s,
-            phone=busy,
-            purpose="marketing",
-            status="granted",
-            recorded_at=friday - timedelta(days=10),
-            source="form",
-            proof_ref="form-1",
-            now=friday,
-        )
-        s.add(
-            OppositionList(
-                name="bloctel",
-                country="FR",
-                list_date=friday - timedelta(days=2),
-                imported_at=friday - timedelta(days=2),
-                entries=0,
-                invalid_lines=0,
-                source_file="bloctel.txt",
-                sha256="0" * 64,
-            )
-        )
+        _consent_all(s, [busy], friday)
+        _bloctel(s, friday - timedelta(days=2))
     clock = ShiftedClock(friday)
     pbx = FakePbx()
     _wait_until(sessions, pbx, lambda s: _cc(s, busy).gate_verdict == "defer", clock)
@@ -582,18 +593,7 @@ def test_a_stale_national_list_pauses_a_running_marketing_campaign(
     now = datetime(2026, 12, 2, 11, tzinfo=PARIS)
     _campaign(sessions, ["+33199000100"], purpose="marketing")
     with sessions() as s, s.begin():
-        s.add(
-            OppositionList(
-                name="bloctel",
-                country="FR",
-                list_date=now - timedelta(days=31),
-                imported_at=now - timedelta(days=31),
-                entries=1,
-                invalid_lines=0,
-                source_file="bloctel.txt",
-                sha256="0" * 64,
-            )
-        )
+        _bloctel(s, now - timedelta(days=31))
     pbx = FakePbx()
     _run(sessions, pbx, clock=ManualClock(now))
     assert pbx.originates == []
@@ -627,29 +627,8 @@ def test_a_window_closing_mid_run_defers_the_rest_and_resumes_at_the_next_legal_
     monday = datetime(2026, 11, 23, 10, 0, tzinfo=PARIS)
     clock = ManualClock(friday)
     with sessions() as s, s.begin():
-        for n in numbers:
-            record_consent(
-                s,
-                phone=n,
-                purpose="marketing",
-                status="granted",
-                recorded_at=friday - timedelta(days=3),
-                source="form",
-                proof_ref="form",
-                now=friday,
-            )
-        s.add(
-            OppositionList(
-                name="bloctel",
-                country="FR",
-                list_date=friday - timedelta(days=1),
-                imported_at=friday - timedelta(days=1),
-                entries=0,
-                invalid_lines=0,
-                source_file="b.txt",
-                sha256="0" * 64,
-            )
-        )
+        _consent_all(s, numbers, friday)
+        _bloctel(s, friday - timedelta(days=1))
 
     class TickingPbx(FakePbx):
         async def originate(self, request: OriginateRequest) -> None:

@@ -755,6 +755,54 @@ def _parse_records(
     )
 
 
+def open_records(
+    path: Path, *, require_delimiter: bool = False
+) -> tuple[_Records, str, str | None]:
+    """Open a CSV/TSV/text file or ``.xlsx`` workbook as a stream of records.
+
+    Returns ``(records, encoding, delimiter)``: records as (line, cells), blank ones
+    included; ``encoding`` is ``xlsx`` for workbooks (``delimiter`` None). Close ``records``
+    (``contextlib.closing``) when not read to the end. Used by the contact importer and by
+    the compliance imports (consent ledger, number lists).
+
+    Args:
+        require_delimiter: a short text file without any ``,`` ``;`` or tab is refused as
+            having no header row (contact files need one; one-column number lists do not).
+
+    Raises:
+        ImportFormatError: unreadable, empty, legacy ``.xls``, binary, or malformed file.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(8)
+    except OSError as exc:
+        raise ImportFormatError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    if not magic:
+        raise ImportFormatError(f"{path}: the file is empty")
+    if magic.startswith(_OLE2_MAGIC):
+        raise ImportFormatError(
+            f"{path}: legacy Excel .xls (or password-protected) workbook; save it as .xlsx or CSV"
+        )
+    if magic.startswith(_ZIP_MAGIC):
+        return _iter_xlsx(path), "xlsx", None
+    if path.suffix.casefold() in _XLSX_SUFFIXES:
+        raise ImportFormatError(f"{path}: not a valid .xlsx workbook (no zip signature)")
+    try:
+        encoding = _detect_encoding(path)
+        with path.open(encoding=encoding, newline="") as fh:
+            sample = fh.read(_SAMPLE_CHARS)
+    except OSError as exc:
+        raise ImportFormatError(f"{path}: cannot read the file ({exc})") from None
+    if _looks_binary(sample):
+        raise _not_text(path, "control characters")
+    found, skip_sep = _detect_delimiter(sample)
+    if require_delimiter and found is None and len(sample) < _SAMPLE_CHARS:
+        raise ImportFormatError(f"{path}: no header row (the file is empty)")
+    delimiter = found or ","
+    return _iter_csv(path, encoding, delimiter, skip_sep), encoding, delimiter
+
+
 def parse_contacts_file(
     path: Path,
     *,
@@ -790,39 +838,7 @@ def parse_contacts_file(
             )
     if max_rows is not None and max_rows < 0:
         raise ImportFormatError(f"max_rows must be >= 0, not {max_rows}")
-    try:
-        with path.open("rb") as fh:
-            magic = fh.read(8)
-    except OSError as exc:
-        raise ImportFormatError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
-    if not magic:
-        raise ImportFormatError(f"{path}: the file is empty")
-    if magic.startswith(_OLE2_MAGIC):
-        raise ImportFormatError(
-            f"{path}: legacy Excel .xls (or password-protected) workbook; save it as .xlsx or CSV"
-        )
-
-    records: _Records
-    delimiter: str | None
-    if magic.startswith(_ZIP_MAGIC):
-        encoding, delimiter = "xlsx", None
-        records = _iter_xlsx(path)
-    elif path.suffix.casefold() in _XLSX_SUFFIXES:
-        raise ImportFormatError(f"{path}: not a valid .xlsx workbook (no zip signature)")
-    else:
-        try:
-            encoding = _detect_encoding(path)
-            with path.open(encoding=encoding, newline="") as fh:
-                sample = fh.read(_SAMPLE_CHARS)
-        except OSError as exc:
-            raise ImportFormatError(f"{path}: cannot read the file ({exc})") from None
-        if _looks_binary(sample):
-            raise _not_text(path, "control characters")
-        found, skip_sep = _detect_delimiter(sample)
-        if found is None and len(sample) < _SAMPLE_CHARS:
-            raise ImportFormatError(f"{path}: no header row (the file is empty)")
-        delimiter = found or ","
-        records = _iter_csv(path, encoding, delimiter, skip_sep)
+    records, encoding, delimiter = open_records(path, require_delimiter=True)
     with contextlib.closing(records):
         try:
             return _parse_records(
