@@ -131,6 +131,7 @@ def plan_builder(runtime: Runtime) -> Callable[[Campaign], FlowPlan]:
             amd=AmdParams(**params),
             on_notsure=str(amd.get("on_notsure", "human")),
             on_silence=str(amd.get("on_silence", "machine")),
+            optout_key=campaign.optout_key or None,
         )
 
     return build

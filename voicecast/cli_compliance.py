@@ -44,6 +44,15 @@ def _timezone(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
     return value
 
 
+timezone_option = click.option(
+    "--timezone",
+    "timezone_name",
+    default="Europe/Paris",
+    show_default=True,
+    callback=_timezone,
+    help="Zone of --at times written without an offset, and of the times shown.",
+)
+
 region_option = click.option(
     "--region",
     default="FR",
@@ -74,6 +83,11 @@ def _when(value: str | None, option: str, zone: tzinfo) -> datetime:
 
 def _local(value: datetime | None, zone: tzinfo) -> str:
     return "" if value is None else value.astimezone(zone).isoformat(timespec="seconds")
+
+
+def _status_words(status: str) -> str:
+    """How a consent status reads: "withdrawn" may be a refusal that never was a grant."""
+    return "refused or withdrawn" if status == "withdrawn" else status
 
 
 def _number(raw: str, region: str) -> str:
@@ -188,8 +202,11 @@ def consent_import(
 @click.option("--source", required=True, help="How it was collected: form, contract, web...")
 @click.option("--proof", required=True, help="Where the proof is kept (document, recording...).")
 @click.option("--wording", help="Version of the consent text the person saw.")
-@click.option("--withdrawn", is_flag=True, help="Record a withdrawal instead of a grant.")
-@click.option("--at", "at_text", help="When (ISO 8601; default now; no offset = [report] zone).")
+@click.option(
+    "--withdrawn", is_flag=True, help="Record a refusal or withdrawal instead of a grant."
+)
+@click.option("--at", "at_text", help="When (ISO 8601; default now; no offset = --timezone).")
+@timezone_option
 @region_option
 @pass_ctx
 def consent_add(
@@ -201,13 +218,15 @@ def consent_add(
     wording: str | None,
     withdrawn: bool,
     at_text: str | None,
+    timezone_name: str,
     region: str,
 ) -> None:
-    """Append one consent (or, with --withdrawn, a withdrawal) of NUMBER to the ledger."""
+    """Append one consent (or, with --withdrawn, a refusal or withdrawal) of NUMBER to the
+    ledger. A time without an offset is read in --timezone, as in consent import."""
     from voicecast.compliance.consent import record_consent
 
     runtime = _runtime(ctx)
-    zone = runtime.report_zone()
+    zone = ZoneInfo(timezone_name)
     at = _when(at_text, "--at", zone)
     with runtime.sessions() as s, s.begin():
         record = record_consent(
@@ -222,7 +241,7 @@ def consent_add(
             default_region=region,
         )
     console.print(
-        f"{record.phone_e164}: {record.purpose} consent {record.status} at "
+        f"{record.phone_e164}: {record.purpose} consent {_status_words(record.status)} at "
         f"{_local(record.recorded_at, zone)} (source {record.source})",
         highlight=False,
         markup=False,
@@ -232,14 +251,24 @@ def consent_add(
 @consent.command("show")
 @click.argument("number")
 @region_option
+@click.option(
+    "--timezone",
+    "timezone_name",
+    default="Europe/Paris",
+    show_default=True,
+    callback=_timezone,
+    help="Zone of the times shown (ISO 8601 with their offset; --json: UTC).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
 @pass_ctx
-def consent_show(ctx: Ctx, number: str, region: str, as_json: bool) -> None:
-    """The ledger history of NUMBER (every purpose), oldest first, and what is in force now."""
+def consent_show(ctx: Ctx, number: str, region: str, timezone_name: str, as_json: bool) -> None:
+    """The ledger history of NUMBER (every purpose), oldest first, and what is in force now.
+
+    A "withdrawn" record is a refusal or a withdrawal (it need not follow a grant)."""
     from voicecast.compliance.consent import PURPOSES, consent_history, consent_states
 
     runtime = _runtime(ctx)
-    zone = runtime.report_zone()
+    zone = ZoneInfo(timezone_name)
     e164 = _number(number, region)
     now = datetime.now(UTC)
     with runtime.sessions() as s:
@@ -270,10 +299,13 @@ def consent_show(ctx: Ctx, number: str, region: str, as_json: bool) -> None:
     if not history:
         console.print(f"{e164}: no consent recorded", highlight=False, markup=False)
         return
-    table = Table("recorded", "purpose", "status", "source", "proof", "wording")
+    table = Table()
+    table.add_column("recorded", no_wrap=True)  # one ISO 8601 instant, never split
+    for title in ("purpose", "status", "source", "proof", "wording"):
+        table.add_column(title)
     for r in history:
         table.add_row(
-            r.recorded_at.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+            _local(r.recorded_at, zone),
             r.purpose,
             r.status,
             escape(r.source),
@@ -283,7 +315,9 @@ def consent_show(ctx: Ctx, number: str, region: str, as_json: bool) -> None:
     console.print(table)
     for purpose, state in current.items():
         text = (
-            "none" if state is None else f"{state.status} since {_local(state.recorded_at, zone)}"
+            "none"
+            if state is None
+            else f"{_status_words(state.status)} since {_local(state.recorded_at, zone)}"
         )
         console.print(f"in force now, {purpose}: {text}", highlight=False, markup=False)
 
@@ -378,9 +412,7 @@ def optout_check(ctx: Ctx, number: str, region: str) -> None:
 # --------------------------------------------------------------------------- opposition lists
 
 
-def _as_of(value: str | None) -> datetime | None:
-    if value is None:
-        return None
+def _as_of(value: str) -> datetime:
     text = value.strip()
     try:
         if len(text) == 10:
@@ -408,10 +440,18 @@ def opposition() -> None:
 @opposition.command("import")
 @click.argument("name", type=click.Choice(["bloctel", "us-dnc", "tps"]))
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--as-of", "as_of", metavar="YYYY-MM-DD", help="Date of this version of the list.")
+@click.option(
+    "--as-of",
+    "as_of",
+    metavar="YYYY-MM-DD",
+    required=True,
+    help="The date of this version of the list, as given by the registry download (not the "
+    "day you import it): the freshness checks count from it (max age: Bloctel 30 days, "
+    "US DNC 31, TPS 28).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_ctx
-def opposition_import(ctx: Ctx, name: str, file: Path, as_of: str | None, as_json: bool) -> None:
+def opposition_import(ctx: Ctx, name: str, file: Path, as_of: str, as_json: bool) -> None:
     """Replace the stored version of list NAME with the numbers of FILE (atomically).
 
     \b
@@ -419,8 +459,9 @@ def opposition_import(ctx: Ctx, name: str, file: Path, as_of: str | None, as_jso
     phone column, or the US DNC download (AreaCode,PhoneNumber lines such as 202,5550123).
     National numbers are read as FR (bloctel), US (us-dnc) or GB (tps). Duplicates are
     stored once; invalid lines are counted and the first 20 listed. A file without any
-    valid number is refused and the stored version kept. --as-of (default: today) dates
-    the list for the freshness checks.
+    valid number is refused and the stored version kept. --as-of (required) is the date
+    of the list version, as given by the registry download: it dates the list for the
+    freshness checks (Bloctel 30 days, US DNC 31, TPS 28).
     """
     from voicecast.compliance.suppression import import_opposition_list
 
@@ -454,13 +495,31 @@ def opposition_import(ctx: Ctx, name: str, file: Path, as_of: str | None, as_jso
 @pass_ctx
 def opposition_status_cmd(ctx: Ctx, as_json: bool) -> None:
     """Each national list: entries, version date, age in days against its legal maximum
-    (Bloctel 30 days, L223-1; US DNC 31 days, 64.1200(c)(2); TPS 28 days, PECR reg. 21)."""
-    from voicecast.compliance.suppression import OPPOSITION_LISTS, opposition_status
+    (Bloctel 30 days, L223-1; US DNC 31 days, 64.1200(c)(2); TPS 28 days, PECR reg. 21).
+
+    Also checks the hash key: when it is missing or is not the key the lists were hashed
+    with, the stored lists cannot be matched (state "cannot be matched"; exit status 1)."""
+    from voicecast.compliance.keys import HashKeyError
+    from voicecast.compliance.suppression import (
+        OPPOSITION_LISTS,
+        hashed_data_present,
+        load_store_key,
+        opposition_status,
+    )
 
     runtime = _runtime(ctx)
+    settings = runtime.settings
+    key_path = settings.path(settings.compliance.hash_key_file)
     now = datetime.now(UTC)
+    key_problem: str | None = None
     with runtime.sessions() as s:
         stored = {info.name: info for info in opposition_status(s)}
+        # no key and nothing hashed yet is fine (the first import creates it): not created here
+        if key_path.exists() or hashed_data_present(s) is not None:
+            try:
+                load_store_key(s, key_path)
+            except HashKeyError as exc:
+                key_problem = str(exc)
     rows: list[dict[str, Any]] = []
     for name, spec in OPPOSITION_LISTS.items():
         info = stored.get(name)
@@ -473,25 +532,35 @@ def opposition_status_cmd(ctx: Ctx, as_json: bool) -> None:
                 "imported_at": info.imported_at.isoformat() if info else None,
                 "age_days": info.age_days(now) if info else None,
                 "max_age_days": spec.max_age_days,
-                "state": ("stale" if info.stale(now) else "ok") if info else "not imported",
+                "state": _list_state(info, now, key_problem),
                 "source": spec.source,
             }
         )
     if as_json:
         _echo_json(rows)
-        return
-    table = Table("list", "country", "entries", "list date", "days old", "max", "state")
-    for row in rows:
-        table.add_row(
-            row["name"],
-            row["country"],
-            "" if row["entries"] is None else str(row["entries"]),
-            (row["list_date"] or "")[:10],
-            "" if row["age_days"] is None else str(row["age_days"]),
-            str(row["max_age_days"]),
-            row["state"],
-        )
-    console.print(table)
+    else:
+        table = Table("list", "country", "entries", "list date", "days old", "max", "state")
+        for row in rows:
+            table.add_row(
+                row["name"],
+                row["country"],
+                "" if row["entries"] is None else str(row["entries"]),
+                (row["list_date"] or "")[:10],
+                "" if row["age_days"] is None else str(row["age_days"]),
+                str(row["max_age_days"]),
+                row["state"],
+            )
+        console.print(table)
+    if key_problem is not None:
+        raise VoicecastError(f"the opt-out and opposition lists cannot be matched: {key_problem}")
+
+
+def _list_state(info: Any, now: datetime, key_problem: str | None) -> str:
+    if info is None:
+        return "not imported"
+    if key_problem is not None:
+        return "cannot be matched"
+    return "stale" if info.stale(now) else "ok"
 
 
 # --------------------------------------------------------------------------- refusals
@@ -508,15 +577,20 @@ def refusal() -> None:
 
 @refusal.command("add")
 @click.argument("number")
-@click.option("--at", "at_text", help="When (ISO 8601; default now; no offset = [report] zone).")
+@click.option("--at", "at_text", help="When (ISO 8601; default now; no offset = --timezone).")
+@timezone_option
 @region_option
 @pass_ctx
-def refusal_add(ctx: Ctx, number: str, at_text: str | None, region: str) -> None:
-    """Record that NUMBER declined the offer (60 days of silence in France, D223-9)."""
+def refusal_add(
+    ctx: Ctx, number: str, at_text: str | None, timezone_name: str, region: str
+) -> None:
+    """Record that NUMBER declined the offer (60 days of silence in France, D223-9).
+
+    A time without an offset is read in --timezone."""
     from voicecast.compliance.suppression import add_refusal
 
     runtime = _runtime(ctx)
-    zone = runtime.report_zone()
+    zone = ZoneInfo(timezone_name)
     at = _when(at_text, "--at", zone)
     e164 = _number(number, region)
     with runtime.sessions() as s, s.begin():

@@ -41,7 +41,7 @@ INFO = (
 )
 EXPECTED_BY_LAST_DIGIT = {
     "0": "human",
-    "1": "human",  # presses 9: `opted_out` once the scenario issue lands
+    "1": "opted_out",  # presses 9, the campaign's opt-out key, during the message
     "2": "machine",
     "3": "busy",
     "4": "no_answer",
@@ -92,6 +92,8 @@ def test_every_simulated_callee_gets_its_outcome_and_hears_the_whole_message(
         "10",
         "--retries",
         "0",
+        "--optout-key",
+        "9",
     )
     ws.vc("campaign", "start", "all-digits", "--wait")
 
@@ -103,7 +105,12 @@ def test_every_simulated_callee_gets_its_outcome_and_hears_the_whole_message(
     message_voice = _voiced_length(EXAMPLE_MESSAGE)
     message_ms = wav_duration_ms(EXAMPLE_MESSAGE)
     by_digit = {r["number"][-1]: r for r in rows}
-    for digit in "017":  # people: their recording of what they heard holds all of it
+    # digit 1 pressed 9 about 2 s into the message: cut there, suppressed everywhere
+    (leaver,) = _attempts(ws, by_digit["1"]["number"])
+    assert leaver.played and leaver.played[0]["digit"] == "9"
+    assert 1000 <= leaver.played[0]["ms"] < message_ms - 2000
+    assert "opted out since" in ws.vc("optout", "check", by_digit["1"]["number"]).stdout
+    for digit in "07":  # people: their recording of what they heard holds all of it
         number = by_digit[digit]["number"]
         (attempt,) = _attempts(ws, number)
         heard = ws.recording(number, attempt.id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -69,7 +70,55 @@ def test_consent_add_show_and_withdraw(config: Path) -> None:
     assert [r["status"] for r in data["records"]] == ["granted", "withdrawn"]
     assert data["records"][0]["recorded_at"] == "2026-01-10T09:00:00+00:00"
     table = run(config, "consent", "show", "0199000010")
-    assert "in force now, marketing: withdrawn since 2026-02-01T10:00:00+01:00" in text(table)
+    assert "marketing: refused or withdrawn since 2026-02-01T10:00:00+01:00" in text(table)
+    # the table's times are ISO 8601 with their offset, in --timezone (default Europe/Paris)
+    assert "2026-01-10T10:00:00+01:00" in text(table)
+    assert "2026-01-10 10:00" not in text(table)
+    utc = run(config, "consent", "show", "0199000010", "--timezone", "UTC")
+    assert "2026-01-10T09:00:00+00:00" in text(utc)
+    assert "since 2026-02-01T09:00:00+00:00" in text(utc)
+
+
+def test_consent_add_reads_naive_times_in_its_timezone(config: Path) -> None:
+    # [report] timezone is Europe/Paris; --timezone decides, as in consent import
+    ny = run(
+        config,
+        "consent", "add", "0199000010", "--purpose", "marketing", "--source", "web",
+        "--proof", "p", "--at", "2026-11-25T14:32", "--timezone", "America/New_York",
+    )  # fmt: skip
+    assert ny.exit_code == 0, ny.output
+    assert "granted at 2026-11-25T14:32:00-05:00" in text(ny)
+    default = run(
+        config,
+        "consent", "add", "0261910011", "--purpose", "marketing", "--source", "web",
+        "--proof", "p", "--at", "2026-11-25T14:32", "--withdrawn",
+    )  # fmt: skip
+    assert default.exit_code == 0, default.output
+    assert "consent refused or withdrawn at 2026-11-25T14:32:00+01:00" in text(default)
+    offset = run(
+        config,
+        "consent", "add", "0353010012", "--purpose", "marketing", "--source", "web",
+        "--proof", "p", "--at", "2026-11-25T14:32:00+00:00", "--timezone", "America/New_York",
+    )  # fmt: skip
+    assert offset.exit_code == 0, offset.output
+    assert "granted at 2026-11-25T09:32:00-05:00" in text(offset)  # the offset is kept
+    stored = {
+        number: json.loads(run(config, "consent", "show", number, "--json").stdout)["records"][0][
+            "recorded_at"
+        ]
+        for number in ("0199000010", "0261910011", "0353010012")
+    }
+    assert stored == {
+        "0199000010": "2026-11-25T19:32:00+00:00",
+        "0261910011": "2026-11-25T13:32:00+00:00",
+        "0353010012": "2026-11-25T14:32:00+00:00",
+    }
+    bad_zone = run(
+        config,
+        "consent", "add", "0199000010", "--purpose", "marketing", "--source", "web",
+        "--proof", "p", "--timezone", "Mars/Olympus",
+    )  # fmt: skip
+    assert bad_zone.exit_code == 2 and "IANA time zone" in bad_zone.output
 
 
 def test_consent_add_errors_are_one_line(config: Path) -> None:
@@ -179,17 +228,87 @@ def test_opposition_import_and_status(config: Path, tmp_path: Path) -> None:
     bloctel = tmp_path / "bloctel.txt"
     bloctel.write_text("01 99 00 00 10\n")
     summary = json.loads(
-        run(config, "opposition", "import", "bloctel", str(bloctel), "--json").stdout
-    )
+        run(
+            config, "opposition", "import", "bloctel", str(bloctel), "--as-of", "2026-01-02",
+            "--json",
+        ).stdout
+    )  # fmt: skip
     assert summary["entries"] == 1 and summary["replaced_entries"] is None
     empty_file = tmp_path / "junk.txt"
     empty_file.write_text("0199\n")
-    refused = run(config, "opposition", "import", "bloctel", str(empty_file))
+    refused = run(
+        config, "opposition", "import", "bloctel", str(empty_file), "--as-of", "2026-01-02"
+    )
     assert refused.exit_code == 1 and "junk.txt: no valid phone number" in refused.stderr
-    bad_name = run(config, "opposition", "import", "robinson", str(bloctel))
+    bad_name = run(
+        config, "opposition", "import", "robinson", str(bloctel), "--as-of", "2026-01-02"
+    )
     assert bad_name.exit_code == 2
     bad_date = run(config, "opposition", "import", "bloctel", str(bloctel), "--as-of", "01/02/2026")
     assert bad_date.exit_code == 1 and "--as-of" in bad_date.stderr
+
+
+def test_opposition_import_needs_the_list_date(config: Path, tmp_path: Path) -> None:
+    bloctel = tmp_path / "bloctel.txt"
+    bloctel.write_text("01 99 00 00 10\n")
+    undated = run(config, "opposition", "import", "bloctel", str(bloctel))
+    assert undated.exit_code == 2 and "Missing option '--as-of'" in undated.output
+    status = json.loads(run(config, "opposition", "status", "--json").stdout)
+    assert {r["state"] for r in status} == {"not imported"}  # nothing stored
+    helped = text(run(config, "opposition", "import", "--help"))
+    assert "as given by the registry download" in helped
+    assert "Bloctel 30 days" in helped
+
+
+def test_opposition_status_says_when_the_lists_cannot_be_matched(
+    config: Path, tmp_path: Path
+) -> None:
+    bloctel = tmp_path / "bloctel.txt"
+    bloctel.write_text("01 99 00 00 10\n")
+    today = datetime.now(UTC).date().isoformat()
+    assert (
+        run(config, "opposition", "import", "bloctel", str(bloctel), "--as-of", today).exit_code
+        == 0
+    )
+    ok = run(config, "opposition", "status", "--json")
+    assert ok.exit_code == 0
+    assert next(r for r in json.loads(ok.stdout) if r["name"] == "bloctel")["state"] == "ok"
+
+    key = tmp_path / "var" / "keys" / "hash.key"
+    original = key.read_text()
+    key.write_text(bytes(range(32)).hex() + "\n")  # a valid key, but not this database's
+    wrong = run(config, "opposition", "status")
+    assert wrong.exit_code == 1
+    assert "cannot be matched" in text(wrong)
+    assert "lists cannot be matched" in wrong.stderr and "is not the key" in wrong.stderr
+    as_json = run(config, "opposition", "status", "--json")
+    assert as_json.exit_code == 1
+    states = {r["name"]: r["state"] for r in json.loads(as_json.stdout)}
+    assert states == {
+        "bloctel": "cannot be matched",
+        "us-dnc": "not imported",
+        "tps": "not imported",
+    }
+
+    key.unlink()
+    missing = run(config, "opposition", "status")
+    assert missing.exit_code == 1
+    assert "cannot be matched" in text(missing) and "is missing" in missing.stderr
+    assert not key.exists()  # status never creates a key
+
+    key.write_text(original)
+    key.chmod(0o600)
+    assert run(config, "opposition", "status").exit_code == 0
+
+
+def test_wrong_key_is_refused(config: Path, tmp_path: Path) -> None:
+    assert run(config, "optout", "add", "0199000010").exit_code == 0
+    key = tmp_path / "var" / "keys" / "hash.key"
+    key.write_text(bytes(range(32)).hex() + "\n")  # e.g. a fresh install's key
+    result = run(config, "optout", "check", "0199000010")
+    assert result.exit_code == 1
+    assert f"hash key {Path('var/keys/hash.key').resolve()}" in result.stderr.replace("\n", "")
+    assert "is not the key" in result.stderr and "restore the right key" in result.stderr
 
 
 def test_refusal_add(config: Path) -> None:
@@ -197,6 +316,20 @@ def test_refusal_add(config: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "no call before 2026-05-01T12:00:00+02:00" in text(result)
     assert "D223-9" in text(result)  # 60 x 24 h: the clocks went forward meanwhile
+    naive = run(config, "refusal", "add", "0261910011", "--at", "2026-03-02T11:00")
+    assert naive.exit_code == 0, naive.output
+    assert "refusal recorded at 2026-03-02T11:00:00+01:00" in text(naive)  # Europe/Paris
+    ny = run(
+        config, "refusal", "add", "0353010012", "--at", "2026-03-02T11:00",
+        "--timezone", "America/New_York",
+    )  # fmt: skip
+    assert ny.exit_code == 0, ny.output
+    assert "refusal recorded at 2026-03-02T11:00:00-05:00" in text(ny)
+    kept = run(
+        config, "refusal", "add", "0199000011", "--at", "2026-03-02T11:00:00Z",
+        "--timezone", "America/New_York",
+    )  # fmt: skip
+    assert "refusal recorded at 2026-03-02T06:00:00-05:00" in text(kept)
 
 
 def test_help_texts_name_the_legal_sources(config: Path) -> None:

@@ -18,6 +18,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from voicecast.compliance import numberfile, suppression
@@ -29,7 +30,7 @@ from voicecast.compliance.consent import (
     parse_instant,
     record_consent,
 )
-from voicecast.compliance.keys import HashKeyError, load_hash_key, number_hash
+from voicecast.compliance.keys import HashKeyError, key_fingerprint, load_hash_key, number_hash
 from voicecast.compliance.numberfile import (
     ImportFormatError,
     InvalidNumberError,
@@ -57,6 +58,7 @@ from voicecast.storage.models import (
     Base,
     Consent,
     ContactList,
+    HashKeyCheck,
     OppositionEntry,
     OppositionList,
     OptOut,
@@ -123,6 +125,26 @@ def test_downgrade_keeps_existing_rows_and_upgrade_again(engine: Engine) -> None
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 
 
+def test_hash_key_check_migration_down_and_up(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO hash_key_check (id, fingerprint, created_at) "
+            f"VALUES (1, '{'ab' * 32}', '2026-01-01 00:00:00')"
+        )
+    with engine.connect() as conn, pytest.raises(IntegrityError):  # one row only: id 1
+        conn.exec_driver_sql(
+            "INSERT INTO hash_key_check (id, fingerprint, created_at) "
+            f"VALUES (2, '{'cd' * 32}', '2026-01-01 00:00:00')"
+        )
+    _alembic(engine, "downgrade", "0002")
+    with engine.connect() as conn:
+        tables = {r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master")}
+        assert "hash_key_check" not in tables and "opt_outs" in tables
+    _alembic(engine, "upgrade", "head")
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
 # --------------------------------------------------------------------------- hash key
 
 
@@ -177,6 +199,123 @@ def test_store_key_is_never_recreated_over_hashed_data(
     path.unlink()
     with sessions() as s, pytest.raises(HashKeyError, match="restore the key"):
         load_store_key(s, path)
+
+
+def _stored_fingerprint(sessions: sessionmaker[Session]) -> str | None:
+    with sessions() as s:
+        return s.scalar(select(HashKeyCheck.fingerprint))
+
+
+def _write_key(path: Path, key: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(key.hex() + "\n")
+    path.chmod(0o600)
+
+
+def test_key_fingerprint_is_an_hmac_not_the_key() -> None:
+    import hashlib
+    import hmac
+
+    assert (
+        key_fingerprint(KEY)
+        == hmac.new(KEY, b"voicecast hash key check v1", hashlib.sha256).hexdigest()
+    )
+    assert key_fingerprint(KEY) != key_fingerprint(OTHER_KEY)
+    assert KEY.hex() not in key_fingerprint(KEY)
+    with pytest.raises(ValueError):
+        key_fingerprint(b"short")
+
+
+def test_store_key_fingerprint_is_kept_without_the_callers_commit(
+    tmp_path: Path, sessions: sessionmaker[Session]
+) -> None:
+    path = tmp_path / "hash.key"
+    with sessions() as s:  # no begin, no commit (as voicecast.app.gate_env)
+        key, created = load_store_key(s, path)
+    assert created
+    assert _stored_fingerprint(sessions) == key_fingerprint(key)
+    with sessions() as s:
+        [row] = s.scalars(select(HashKeyCheck)).all()
+        assert row.id == 1 and key.hex() not in row.fingerprint
+        assert abs(row.created_at - datetime.now(UTC)) < timedelta(minutes=1)
+    with sessions.begin() as s:  # the caller's transaction is rolled back: the row stays
+        assert load_store_key(s, path) == (key, False)
+        add_opt_out(s, key, FR1, source="cli", at=NOW)
+        s.rollback()
+    assert _stored_fingerprint(sessions) == key_fingerprint(key)
+
+
+def test_another_valid_key_is_refused(tmp_path: Path, sessions: sessionmaker[Session]) -> None:
+    path = tmp_path / "hash.key"
+    _write_key(path, KEY)
+    with sessions.begin() as s:
+        assert load_store_key(s, path) == (KEY, False)
+        add_opt_out(s, KEY, FR1, source="cli", at=NOW)
+    # a fresh install's key next to the restored database: FR1 would not match any more
+    _write_key(path, OTHER_KEY)
+    with sessions() as s, pytest.raises(HashKeyError) as info:
+        load_store_key(s, path)
+    message = str(info.value)
+    assert str(path) in message and "is not the key" in message
+    assert "restore the right key from your backup" in message
+    assert _stored_fingerprint(sessions) == key_fingerprint(KEY)  # not overwritten
+    _write_key(path, KEY)
+    with sessions() as s:
+        assert load_store_key(s, path) == (KEY, False)
+        assert opted_out(s, KEY, [FR1]) == {FR1}
+
+
+def test_another_key_is_refused_even_before_anything_is_hashed(
+    tmp_path: Path, sessions: sessionmaker[Session]
+) -> None:
+    path = tmp_path / "hash.key"
+    _write_key(path, KEY)
+    with sessions() as s:
+        load_store_key(s, path)
+    _write_key(path, OTHER_KEY)
+    with sessions() as s, pytest.raises(HashKeyError, match="is not the key"):
+        load_store_key(s, path)
+
+
+def test_database_from_before_the_check_trusts_the_key_on_first_use(
+    tmp_path: Path, sessions: sessionmaker[Session]
+) -> None:
+    path = tmp_path / "hash.key"
+    _write_key(path, KEY)
+    with sessions.begin() as s:
+        add_opt_out(s, KEY, FR1, source="cli", at=NOW)  # hashed data, no fingerprint (< 0003)
+    assert _stored_fingerprint(sessions) is None
+    with sessions() as s:
+        assert load_store_key(s, path) == (KEY, False)
+    assert _stored_fingerprint(sessions) == key_fingerprint(KEY)
+    _write_key(path, OTHER_KEY)
+    with sessions() as s, pytest.raises(HashKeyError, match="is not the key"):
+        load_store_key(s, path)
+
+
+def test_lost_key_without_hashed_data_is_replaced_with_its_fingerprint(
+    tmp_path: Path, sessions: sessionmaker[Session]
+) -> None:
+    path = tmp_path / "hash.key"
+    with sessions() as s:
+        old, _ = load_store_key(s, path)
+    path.unlink()  # nothing was hashed with it: a new key loses nothing
+    with sessions() as s:
+        new, created = load_store_key(s, path)
+    assert created and new != old
+    assert _stored_fingerprint(sessions) == key_fingerprint(new)
+    with sessions() as s:
+        assert load_store_key(s, path) == (new, False)
+
+
+def test_store_key_on_a_connection_bound_session(tmp_path: Path, engine: Engine) -> None:
+    path = tmp_path / "hash.key"
+    with engine.connect() as conn, Session(conn) as s:
+        key, _ = load_store_key(s, path)
+        s.commit()
+    with engine.connect() as conn:
+        stored = conn.scalar(select(HashKeyCheck.fingerprint))
+    assert stored == key_fingerprint(key)
 
 
 # --------------------------------------------------------------------------- number files

@@ -21,7 +21,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from voicecast.campaigns.compliance import GateEnv
 from voicecast.clock import Clock, ManualClock, ShiftedClock
 from voicecast.compliance.consent import record_consent
-from voicecast.compliance.suppression import add_opt_out, import_opposition_list
+from voicecast.compliance.suppression import (
+    add_opt_out,
+    import_opposition_list,
+    opt_out_record,
+    opted_out,
+)
 from voicecast.config import ComplianceSettings
 from voicecast.dialer.controller import (
     LEASE_TIMEOUT,
@@ -60,6 +65,9 @@ EPOCH = datetime(2020, 1, 1, tzinfo=ZoneInfo("UTC"))
 GATE = GateEnv.build(b"k" * 32, ComplianceSettings())
 
 
+PRESSES_9: set[str] = set()  # attempt ids whose callee presses 9 during the message
+
+
 class FakeCall:
     def __init__(self, attempt_id: str, amd: tuple[str, str]) -> None:
         self.attempt_id = attempt_id
@@ -80,6 +88,8 @@ class FakeCall:
     async def play(self, sound: str, escape_digits: str = "") -> PlayResult:
         self.played.append(sound)
         await asyncio.sleep(0.05)
+        if self.attempt_id in PRESSES_9 and "9" in escape_digits:  # like sim-pstn digit 1
+            return PlayResult(400, False, "9")
         return PlayResult(1000, True)
 
     async def hangup(self) -> None:
@@ -144,8 +154,8 @@ class FakePbx:
         self.up.discard(attempt_id)
 
 
-def _plan(_c: Campaign) -> FlowPlan:
-    return FlowPlan(message="/snd/msg", voicemail_message="/snd/msg")
+def _plan(c: Campaign) -> FlowPlan:
+    return FlowPlan(message="/snd/msg", voicemail_message="/snd/msg", optout_key=c.optout_key)
 
 
 @pytest.fixture
@@ -663,3 +673,28 @@ def test_a_window_closing_mid_run_defers_the_rest_and_resumes_at_the_next_legal_
     assert {cc.outcome for cc in ccs} == {"human"}
     assert all(cc.attempts == 1 for cc in ccs)
     assert campaign.status == "completed"
+
+
+def test_the_opt_out_key_suppresses_the_number_everywhere_at_once(
+    sessions: sessionmaker[Session],
+) -> None:
+    leaving, staying = "+33199000011", "+33199000010"
+    _campaign(sessions, [leaving, staying])
+    with sessions() as s, s.begin():
+        s.scalars(select(Campaign)).one().optout_key = "9"
+
+    class PressingPbx(FakePbx):
+        async def originate(self, request: OriginateRequest) -> None:
+            if request.number == leaving:
+                PRESSES_9.add(request.attempt_id)
+            await super().originate(request)
+
+    _run(sessions, PressingPbx())
+    with sessions() as s:
+        assert _cc(s, leaving).outcome == "opted_out"
+        assert _cc(s, staying).outcome == "human"
+        assert opted_out(s, GATE.key, [leaving, staying]) == {leaving}
+        record = opt_out_record(s, GATE.key, leaving)
+        assert record is not None and record.source == "key-press"
+        (attempt,) = s.scalars(select(CallAttempt).where(CallAttempt.number == leaving)).all()
+        assert attempt.outcome == "opted_out" and attempt.played[0]["digit"] == "9"

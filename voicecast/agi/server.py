@@ -28,7 +28,7 @@ HEADER_TIMEOUT = 10.0
 MAX_HEADER_BYTES = 64 * 1024
 _RESULT_RE = re.compile(r"^(\d{3})[ -](.*)\Z")
 _KV_RE = re.compile(r"(\w+)=(\S*)")
-_SAFE_ARG_RE = re.compile(r"^[A-Za-z0-9 +_.,:/@=|()-]*\Z")
+_SAFE_ARG_RE = re.compile(r"^[A-Za-z0-9 +_.,:/@=|()*#-]*\Z")
 _COMMAND_RE = re.compile(r"^[A-Z][A-Z ]*[A-Z]\Z")
 
 
@@ -75,7 +75,8 @@ def parse_result(line: str) -> AgiResult:
 def quote_arg(value: str) -> str:
     """Quote one AGI command argument.
 
-    Only a conservative character set is allowed (letters, digits, space and ``+_.,:/@=|()-``):
+    Only a conservative character set is allowed (letters, digits, space and
+    ``+_.,:/@=|()*#-``; ``*`` and ``#`` are DTMF escape digits):
     no quotes, backslashes, CR or LF, so a value can never end the command line or add one.
 
     Raises:

@@ -10,6 +10,11 @@ The key is 32 random bytes kept hex-encoded in a file readable by its owner only
 (``[compliance] hash_key_file``, created on first use). **Losing it makes every stored
 opt-out, opposition list and refusal unusable** (nothing could match them any more): back it
 up with the database, and restore both together.
+
+The database keeps a fingerprint of the key (:func:`key_fingerprint`, table
+``hash_key_check``, migration 0003), never the key itself, so that a *different* valid key
+(a fresh install's key next to a restored database) is refused instead of silently matching
+nothing: see :func:`voicecast.compliance.suppression.load_store_key`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from voicecast.errors import VoicecastError
 
 KEY_BYTES = 32
 """Length of the key in bytes (256 bits)."""
+
+FINGERPRINT_MESSAGE = b"voicecast hash key check v1"
+"""What :func:`key_fingerprint` authenticates with the key."""
 
 _E164_RE = re.compile(r"\+[1-9][0-9]{6,14}")
 _HEX_RE = re.compile(r"[0-9a-fA-F]{64}")
@@ -116,6 +124,18 @@ def load_hash_key(path: Path, *, create: bool = True) -> bytes:
                 f"hash key {path}: cannot create it ({exc.strerror or exc})"
             ) from None
     return _read_key(path)
+
+
+def key_fingerprint(key: bytes) -> str:
+    """HMAC-SHA256(key, ``b"voicecast hash key check v1"``) in hex: tells keys apart in the
+    database without revealing the key (nor letting anyone compute number hashes with it).
+
+    Raises:
+        ValueError: the key is not 32 bytes.
+    """
+    if len(key) != KEY_BYTES:
+        raise ValueError(f"hash key must be {KEY_BYTES} bytes, not {len(key)}")
+    return hmac.digest(key, FINGERPRINT_MESSAGE, "sha256").hex()
 
 
 def is_e164(text: str) -> bool:

@@ -34,13 +34,27 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Engine, Table, delete, func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import SingletonThreadPool, StaticPool
 
-from voicecast.compliance.keys import KEY_BYTES, HashKeyError, is_e164, load_hash_key
+from voicecast.compliance.keys import (
+    KEY_BYTES,
+    HashKeyError,
+    is_e164,
+    key_fingerprint,
+    load_hash_key,
+)
 from voicecast.compliance.numberfile import InvalidNumberError, read_numbers
 from voicecast.errors import VoicecastError
-from voicecast.storage.models import OppositionEntry, OppositionList, OptOut, Refusal, utcnow
+from voicecast.storage.models import (
+    HashKeyCheck,
+    OppositionEntry,
+    OppositionList,
+    OptOut,
+    Refusal,
+    utcnow,
+)
 
 LOOKUP_CHUNK = 500
 """Numbers per ``IN (...)`` lookup."""
@@ -252,7 +266,11 @@ def _token(name: str, value: str) -> str:
 
 def _insert_ignore(session: Session, table: Table) -> Any:
     """INSERT that skips rows whose primary key already exists (SQLite, PostgreSQL)."""
-    dialect = session.get_bind().dialect.name
+    return _insert_ignore_for(session.get_bind().dialect.name, table)
+
+
+def _insert_ignore_for(dialect: str, table: Table) -> Any:
+    """:func:`_insert_ignore` for a dialect name."""
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -288,27 +306,82 @@ def hashed_data_present(session: Session) -> str | None:
 
 
 def load_store_key(session: Session, path: Path) -> tuple[bytes, bool]:
-    """The keyed-hash key at ``path`` and whether it was just created.
+    """The keyed-hash key at ``path`` and whether it was just created, checked against the
+    fingerprint the database keeps of it.
 
-    A missing key is created only while the database holds no hash made with a key (a new
-    key would silently match none of the stored opt-outs: every opted-out number would be
-    called again).
+    * A missing key is created only while the database holds no hash made with a key (a new
+      key would silently match none of the stored opt-outs: every opted-out number would be
+      called again); the database then keeps the new key's fingerprint.
+    * An existing key must have the fingerprint stored in the database
+      (:func:`~voicecast.compliance.keys.key_fingerprint`, table ``hash_key_check``): another
+      valid key, such as a fresh install's key next to a restored database, is refused.
+    * The first load stores the fingerprint. A database that already holds hashed data but
+      no fingerprint (made before migration 0003) stores the fingerprint of the key found
+      at ``path``: it is trusted on first use.
+
+    The fingerprint row is written in its own short transaction, committed at once whatever
+    the caller later does with ``session`` (commit, rollback, or just close without
+    ``begin``); only that row is written so. Call this before writing with ``session``: on
+    SQLite, that separate write waits for the write lock ``session`` would hold. (A session
+    bound to a connection, or to an in-memory SQLite database, writes the row itself and
+    the caller's commit stores it.)
 
     Raises:
-        HashKeyError: the key file is missing while hashed data exists, or it is malformed
-            or readable by others (see :func:`~voicecast.compliance.keys.load_hash_key`).
+        HashKeyError: the key file is missing while hashed data exists; it is not the key the
+            stored lists were hashed with; it is malformed or readable by others (see
+            :func:`~voicecast.compliance.keys.load_hash_key`).
     """
     path = Path(path)
     if path.exists():
-        return load_hash_key(path, create=False), False
-    what = hashed_data_present(session)
-    if what is not None:
+        key = load_hash_key(path, create=False)
+        created = False
+    else:
+        what = hashed_data_present(session)
+        if what is not None:
+            raise HashKeyError(
+                f"hash key {path} is missing but the database holds {what} hashed with it: "
+                "restore the key from your backup (setting compliance.hash_key_file); a new "
+                "key would match none of them"
+            )
+        key = load_hash_key(path, create=True)
+        created = True
+    fingerprint = key_fingerprint(key)
+    stored = session.scalar(select(HashKeyCheck.fingerprint).where(HashKeyCheck.id == 1))
+    if stored is None or (created and stored != fingerprint):
+        # first load, a database made before 0003 (trust on first use), or a key created
+        # because the old one was lost while no hash depended on it (replace its fingerprint)
+        stored = _store_fingerprint(session, fingerprint, replace=created)
+    if not hmac.compare_digest(stored, fingerprint):
         raise HashKeyError(
-            f"hash key {path} is missing but the database holds {what} hashed with it: "
-            "restore the key from your backup (setting compliance.hash_key_file); a new key would "
-            "match none of them"
+            f"hash key {path} is not the key the opt-out and opposition lists of this "
+            "database were hashed with (its fingerprint differs from the one stored in the "
+            "database): none of them would match; restore the right key from your backup "
+            "(setting compliance.hash_key_file), the one saved with this database"
         )
-    return load_hash_key(path, create=True), True
+    return key, created
+
+
+def _store_fingerprint(session: Session, fingerprint: str, *, replace: bool) -> str:
+    """Store ``fingerprint`` (row id 1) unless one is there (or replace it); return the
+    stored one. Committed in its own transaction when ``session`` is bound to an engine."""
+    table = HashKeyCheck.__table__
+    assert isinstance(table, Table)
+    values = {"id": 1, "fingerprint": fingerprint, "created_at": utcnow()}
+    bind = session.get_bind()
+    if isinstance(bind, Engine) and not isinstance(bind.pool, SingletonThreadPool | StaticPool):
+        with bind.begin() as conn:
+            if replace:
+                conn.execute(delete(table).where(table.c.id == 1))
+            conn.execute(_insert_ignore_for(conn.dialect.name, table).values(**values))
+            stored = conn.scalar(select(table.c.fingerprint).where(table.c.id == 1))
+    else:
+        if replace:
+            session.execute(delete(table).where(table.c.id == 1))
+        session.execute(_insert_ignore(session, table).values(**values))
+        stored = session.scalar(select(table.c.fingerprint).where(table.c.id == 1))
+    if stored is None:  # pragma: no cover - the row was just written
+        raise HashKeyError("hash key check: the fingerprint could not be stored")
+    return str(stored)
 
 
 # --------------------------------------------------------------------------- opt-outs

@@ -39,6 +39,7 @@ from voicecast.campaigns.compliance import GateEnv, campaign_problems, campaign_
 from voicecast.clock import Clock, SystemClock
 from voicecast.compliance.facts import load_facts
 from voicecast.compliance.gate import CampaignRules, decide
+from voicecast.compliance.suppression import add_opt_out
 from voicecast.compliance.types import Decision, Verdict
 from voicecast.dialer.flow import Answerer, FlowPlan, FlowReport, classify_amd, run_outbound_flow
 from voicecast.dialer.outcomes import (
@@ -629,6 +630,8 @@ class Dialer:
             )
         if any(p.get("missing") for p in report.played):
             return Outcome.FAILED, "the message file is missing on the PBX"
+        if report.opted_out:
+            return Outcome.OPTED_OUT, None
         if report.answerer is Answerer.HANGUP:
             return Outcome.HUMAN, "the callee hung up during answering-machine detection"
         if report.answerer is Answerer.NO_ANSWER:
@@ -759,7 +762,9 @@ class Dialer:
                 attempt.answered_at = self.clock.now()
         t.report = FlowReport()
         try:
-            await run_outbound_flow(call, t.runtime.plan, t.report, self._save_decision(t))
+            await run_outbound_flow(
+                call, t.runtime.plan, t.report, self._save_decision(t), self._opt_out_hook(t)
+            )
         except Exception as exc:
             log.exception("attempt %s: call flow failed", t.attempt_id)
             t.report.note = f"call flow error: {exc}"
@@ -767,6 +772,24 @@ class Dialer:
                 await call.hangup()
         finally:
             t.flow_done.set()
+
+    def _opt_out_hook(self, t: Tracker) -> Callable[[], None]:
+        """Suppress the number at once, for every campaign (CPCE L34-5; GDPR art. 21(3))."""
+
+        def opt_out() -> None:
+            with self.sessions() as s, s.begin():
+                add_opt_out(
+                    s,
+                    self.gate.key,
+                    t.number,
+                    source="key-press",
+                    at=min(self.clock.now(), utcnow()),
+                    campaign_id=t.runtime.campaign_id,
+                    note=f"attempt {t.attempt_id}",
+                )
+            log.info("attempt %s: %s opted out by key", t.attempt_id, t.number)
+
+        return opt_out
 
     def _save_decision(self, t: Tracker) -> FlowDecisionHook:
         def save(report: FlowReport) -> None:

@@ -4,6 +4,12 @@ AMD decides human or machine (Asterisk ``AMD()``); a human hears the message at 
 machine we wait for the end of the greeting and the beep (``WaitForSilence`` after AMD's
 decision: the greeting and the beep are sound, the mailbox's recording is silence), then
 play the voicemail message so the mailbox records it from its first word.
+
+Opt-out by key: while a person hears the message, the campaign's opt-out key stops it
+(``STREAM FILE`` escape digit); the flow reports it at once through ``on_opt_out`` (the
+controller suppresses the number for the whole organisation) and hangs up. Sources: CPCE
+L34-5, Code de la consommation L221-16 (a free, working opt-out), 47 CFR 64.1200(b)(3)
+(an automated key-press opt-out that records the request and disconnects).
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ class FlowPlan:
             (leave the message) or ``no_answer`` (hang up).
         beep_silence_ms: silence after the beep that means "recording now" (ms).
         beep_timeout: seconds to wait for the greeting and beep to end before playing anyway.
+        optout_key: the DTMF key (``0``-``9``, ``*``, ``#``) that opts a person out during
+            the message, or None.
     """
 
     message: str
@@ -47,6 +55,7 @@ class FlowPlan:
     on_silence: str = "machine"
     beep_silence_ms: int = 1500
     beep_timeout: float = 30.0
+    optout_key: str | None = None
 
 
 @dataclass
@@ -58,6 +67,7 @@ class FlowReport:
     answerer: Answerer = Answerer.HANGUP
     played: list[dict[str, Any]] = field(default_factory=list)
     note: str = ""
+    opted_out: bool = False
 
 
 def classify_amd(status: str, cause: str, plan: FlowPlan) -> Answerer:
@@ -84,6 +94,7 @@ async def run_outbound_flow(
     plan: FlowPlan,
     report: FlowReport | None = None,
     on_decision: Callable[[FlowReport], None] | None = None,
+    on_opt_out: Callable[[], None] | None = None,
 ) -> FlowReport:
     """Run the flow on an answered call and return what happened.
 
@@ -97,7 +108,12 @@ async def run_outbound_flow(
     if on_decision is not None:
         on_decision(report)
     if report.answerer is Answerer.HUMAN:
-        await _play(call, plan.message, report)
+        key = plan.optout_key or ""
+        digit = await _play(call, plan.message, report, key)
+        if key and digit == key:
+            report.opted_out = True
+            if on_opt_out is not None:
+                on_opt_out()
     elif report.answerer is Answerer.MACHINE:
         if not call.hung_up:
             heard = await call.wait_for_silence(plan.beep_silence_ms, plan.beep_timeout)
@@ -109,14 +125,17 @@ async def run_outbound_flow(
     return report
 
 
-async def _play(call: CallFlowSession, sound: str, report: FlowReport) -> None:
+async def _play(
+    call: CallFlowSession, sound: str, report: FlowReport, escape_digits: str = ""
+) -> str | None:
+    """Play ``sound``, record the step in ``report``; returns the key that stopped it."""
     if call.hung_up:
         report.played.append({"sound": sound, "ms": 0, "completed": False})
-        return
+        return None
     if not await call.sound_exists(sound):
         report.played.append({"sound": sound, "ms": 0, "completed": False, "missing": True})
-        return
-    result = await call.play(sound)
+        return None
+    result = await call.play(sound, escape_digits)
     report.played.append(
         {
             "sound": sound,
@@ -125,3 +144,4 @@ async def _play(call: CallFlowSession, sound: str, report: FlowReport) -> None:
             "digit": result.digit,
         }
     )
+    return result.digit

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    CheckConstraint,
     DateTime,
     Dialect,
     Float,
@@ -345,6 +346,23 @@ class Refusal(Base):
     refused_at: Mapped[datetime] = mapped_column()
     campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
     source: Mapped[str] = mapped_column(String(40))
+
+
+class HashKeyCheck(Base):
+    """Fingerprint of the key the stored opt-outs, opposition lists and refusals are hashed
+    with (migration 0003; one row, id 1).
+
+    ``fingerprint``: :func:`voicecast.compliance.keys.key_fingerprint` (HMAC-SHA256 of a
+    fixed text under the key, hex), never the key itself; ``created_at`` (UTC): when it was
+    stored. :func:`voicecast.compliance.suppression.load_store_key` refuses another key.
+    """
+
+    __tablename__ = "hash_key_check"
+    __table_args__ = (CheckConstraint("id = 1", name="ck_hash_key_check_one_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class GateDecision(Base):
