@@ -175,11 +175,14 @@ async def run_dialer(
     campaign_names: list[str] | None = None,
     *,
     on_started: Callable[[Dialer], Coroutine[Any, Any, None]] | None = None,
-) -> None:
+) -> bool:
     """Start the dialer and run it until the named campaigns finish (or forever when None).
 
     SIGTERM/SIGINT stop new Originates and let calls in progress finish (up to
     :data:`DRAIN_GRACE` seconds) before returning.
+
+    Returns:
+        True when a signal stopped it, False when the campaigns finished.
     """
     dialer = make_dialer(runtime)
     await dialer.start()
@@ -215,3 +218,4 @@ async def run_dialer(
                 await watcher
     if runner.done() and not runner.cancelled() and runner.exception() is not None:
         raise runner.exception()  # type: ignore[misc]
+    return stop_requested.is_set()

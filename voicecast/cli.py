@@ -571,8 +571,11 @@ def campaign_declare(ctx: Ctx, /, name: str, default_region: str, **declared: An
 @click.argument("name")
 @click.option("--at", "at_text", help="Check as of this instant (ISO 8601 + offset); default now.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option(
+    "--contacts", "details", is_flag=True, help="Also list each contact's decision and reason."
+)
 @pass_ctx
-def campaign_check(ctx: Ctx, name: str, at_text: str | None, as_json: bool) -> None:
+def campaign_check(ctx: Ctx, name: str, at_text: str | None, as_json: bool, details: bool) -> None:
     """Dry run of the compliance gate: who campaign NAME would call now, defer or block.
 
     Nothing is dialled or written. Lists the campaign-level problems too (missing
@@ -582,24 +585,26 @@ def campaign_check(ctx: Ctx, name: str, at_text: str | None, as_json: bool) -> N
     from voicecast.app import gate_env
     from voicecast.campaigns.compliance import check_campaign
     from voicecast.campaigns.service import get_campaign
+    from voicecast.compliance.types import reason_text
 
     runtime = _runtime(ctx)
-    at = _instant(at_text, "--at") or datetime.now(UTC)
+    given = _instant(at_text, "--at")
+    at = given or datetime.now(UTC)
     env = gate_env(runtime)
     with runtime.sessions() as s:
-        result = check_campaign(s, get_campaign(s, name), env, at)
+        result = check_campaign(s, get_campaign(s, name), env, at, details=details)
     data = result.as_dict()
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
     else:
-        zone = runtime.report_zone()
+        # times in the offset the user gave with --at, else the report's zone
+        zone = given.tzinfo if given is not None and given.tzinfo else runtime.report_zone()
 
         def local(v: str | None) -> str:
-            return (
-                datetime.fromisoformat(v).astimezone(zone).isoformat(timespec="minutes")
-                if v
-                else "-"
-            )
+            if not v:
+                return "-"
+            t = datetime.fromisoformat(v).astimezone(zone)
+            return t.isoformat(timespec="seconds" if t.second else "minutes")
 
         console.print(f"campaign {name} as of {local(data['at'])}", highlight=False)
         console.print(f"  would call now: {data['would_call_now']}", highlight=False)
@@ -607,9 +612,12 @@ def campaign_check(ctx: Ctx, name: str, at_text: str | None, as_json: bool) -> N
             span = local(d["earliest"])
             if d["latest"] != d["earliest"]:
                 span += f" .. {local(d['latest'])}"
-            console.print(f"  deferred ({reason}): {d['count']}, until {span}", highlight=False)
+            console.print(
+                f"  deferred, {reason_text(reason)} ({reason}): {d['count']}, until {span}",
+                highlight=False,
+            )
         for reason, n in data["blocked"].items():
-            console.print(f"  blocked ({reason}): {n}", highlight=False)
+            console.print(f"  blocked, {reason_text(reason)} ({reason}): {n}", highlight=False)
         if data["already_done"]:
             console.print(f"  already done: {data['already_done']}", highlight=False)
         if data["problems"]:
@@ -619,6 +627,15 @@ def campaign_check(ctx: Ctx, name: str, at_text: str | None, as_json: bool) -> N
                 console.print(f"  - {p['message']}{src}", highlight=False, markup=False)
         else:
             console.print("  campaign-level checks: ok", highlight=False)
+        if result.contacts is not None:  # one plain line per contact (grep-friendly)
+            click.echo(f"{'number':<16} {'decision':<8} {'reason':<18} {'until':<25} detail")
+            for c in result.contacts:
+                reason = c["reason"] if c["reason"] != "ok" else "-"
+                until = local(c["until"]) if c["until"] else "-"
+                click.echo(
+                    f"{c['number']:<16} {c['verdict']:<8} {reason:<18} {until:<25} "
+                    f"{c['detail'] or '-'}"
+                )
     if data["problems"]:
         sys.exit(3)
 
@@ -696,6 +713,7 @@ def start_and_wait(runtime: Any, name: str, wait: bool, show_progress: bool = Tr
         """' (next call ...)' when every remaining contact waits for a later instant."""
         from sqlalchemy import func
 
+        from voicecast.compliance.types import reason_text
         from voicecast.storage.models import CampaignContact
 
         with runtime.sessions() as s:
@@ -716,7 +734,7 @@ def start_and_wait(runtime: Any, name: str, wait: bool, show_progress: bool = Tr
             )
         if due is None or due <= datetime.now(UTC) + timedelta(seconds=5):
             return ""
-        why = f", {reason}" if reason and reason != "ok" else ""
+        why = f": {reason_text(reason)}" if reason and reason != "ok" else ""
         return f" (next call {due.astimezone(zone).isoformat(timespec='minutes')}{why})"
 
     async def watch(progress_bar: Progress | None) -> None:
@@ -762,13 +780,22 @@ def start_and_wait(runtime: Any, name: str, wait: bool, show_progress: bool = Tr
                 await watch(bar)
 
             try:
-                asyncio.run(run_dialer(runtime, [name], on_started=on_started))
+                interrupted = asyncio.run(run_dialer(runtime, [name], on_started=on_started))
             except PbxUnavailable as exc:
                 hint = " (is the sandbox up? voicecast sandbox up)" if runtime.sandbox else ""
                 raise VoicecastError(
                     f"{exc}{hint}; campaign {name} stays running and resumes with "
                     f"`voicecast campaign start {name} --wait` or `voicecast serve`"
                 ) from exc
+            if interrupted:
+                left = counts()
+                err_console.print(
+                    f"stopped: campaign {name} stays running with {left[1] - left[0]} "
+                    f"contact(s) to go{waiting_note()}; nothing dials them until "
+                    f"`voicecast serve` or `voicecast campaign start {name} --wait` runs",
+                    highlight=False,
+                )
+                sys.exit(130)
 
 
 def get_status(session: Any, campaign_id: int) -> str:

@@ -169,3 +169,13 @@ def test_a_completed_campaign_cannot_restart(sessions: sessionmaker[Session]) ->
         c.status = "completed"
     with sessions() as s, pytest.raises(CampaignError, match="completed"):
         start_campaign(s, "spring")
+
+
+def test_a_completed_campaign_cannot_be_paused_or_stopped(sessions: sessionmaker[Session]) -> None:
+    from voicecast.campaigns.service import set_status
+
+    with sessions() as s, s.begin():
+        create_campaign(s, spec()).status = "completed"
+    for status in ("paused", "stopped"):
+        with sessions() as s, pytest.raises(CampaignError, match="already completed"):
+            set_status(s, "spring", status)

@@ -13,7 +13,7 @@ import math
 import struct
 import wave
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -151,6 +151,9 @@ def consent(config: Path, number: str, at: str, *extra: str) -> None:
 
 
 def import_bloctel(config: Path, numbers: list[str], *extra: str) -> None:
+    """Import a Bloctel file; dated today (UTC) unless ``extra`` gives --as-of."""
+    if "--as-of" not in extra:
+        extra = (*extra, "--as-of", datetime.now(UTC).date().isoformat())
     path = config.parent / "bloctel.txt"
     path.write_text("".join(f"{n}\n" for n in numbers) + "+33199000990\n")
     ok(config, "opposition", "import", "bloctel", str(path), *extra)
@@ -236,7 +239,7 @@ def test_create_stores_the_declaration(config: Path, db: Any) -> None:
         (
             ["--starts-at", "2026-12-02T10:00Z", "--ends-at", "2026-12-01T10:00Z"],
             1,
-            "ends_at must be after starts_at",
+            "--ends-at must be after --starts-at",
         ),
     ],
 )
@@ -285,7 +288,7 @@ def test_declare_changes_fields_and_keeps_the_others(config: Path, db: Any) -> N
 
 def test_declare_refuses_a_running_campaign(config: Path, db: Any) -> None:
     setup_list(config, ALLOWED)
-    import_bloctel(config, [])  # dated now: fresh for a start now
+    import_bloctel(config, [])  # dated today: fresh for a start now
     assert create(config, "spring", *DECLARED).exit_code == 0
     started = ok(config, "campaign", "start", "spring")
     assert "campaign spring: running (3 contacts queued)" in text(started.output)
@@ -320,7 +323,8 @@ def test_start_without_declaration_lists_every_problem_and_queues_nothing(
         "- a marketing campaign needs an opt-out means: an opt-out key and/or a call-back "
         "number [CPCE L34-5; Code conso L221-16]",
         "- bloctel: no copy imported; the campaign calls France (metropolitan and overseas) "
-        "(voicecast opposition import bloctel FILE) [Code de la consommation L223-1 (Bloctel)]",
+        "(voicecast opposition import bloctel FILE --as-of LIST-DATE) "
+        "[Code de la consommation L223-1 (Bloctel)]",
     ]
     assert queued(db, "spring") == 0
     c = campaign_row(db, "spring")
@@ -447,10 +451,26 @@ def test_check_on_a_wednesday_morning(config: Path, db: Any) -> None:
     assert "campaign spring as of 2026-11-25T11:00+01:00" in out
     assert "would call now: 3" in out
     assert (
-        "deferred (frequency_cap): 2, until 2026-12-02T10:30+01:00 .. 2026-12-03T10:30+01:00" in out
+        "deferred, attempt cap reached (frequency_cap): 2, "
+        "until 2026-12-02T10:30+01:00 .. 2026-12-03T10:30+01:00" in out
     )
-    assert "blocked (opposition_list): 2" in out
+    assert "blocked, on the national opposition list (opposition_list): 2" in out
     assert "campaign-level checks: ok" in out
+
+
+def test_check_lists_each_contacts_decision_on_request(config: Path, db: Any) -> None:
+    build_mixed_campaign(config, db)
+    result = run(config, "campaign", "check", "spring", "--at", WEDNESDAY, "--json", "--contacts")
+    contacts = {c["number"]: c for c in json.loads(result.stdout)["contacts"]}
+    assert set(contacts) == set(EVERYONE)
+    assert {n for n, c in contacts.items() if c["verdict"] == "allow"} == set(ALLOWED)
+    assert (contacts[OPTED_OUT]["verdict"], contacts[OPTED_OUT]["reason"]) == (
+        "block",
+        "opted_out",
+    )
+    assert "CPCE L34-5" in contacts[OPTED_OUT]["source"]
+    table = text(run(config, "campaign", "check", "spring", "--at", WEDNESDAY, "--contacts").output)
+    assert OPTED_OUT in table and "organisation's opt-out list" in table
 
 
 def test_check_on_a_friday_evening_defers_to_monday_ten(config: Path, db: Any) -> None:
@@ -498,7 +518,7 @@ def test_check_after_start_reads_the_queue_and_writes_nothing(config: Path, db: 
     setup_list(config, [*ALLOWED, NO_CONSENT])
     for n in ALLOWED:
         consent(config, n, "2026-11-01T09:00:00+01:00")
-    import_bloctel(config, [])  # dated now, so the start (on the system clock) is allowed
+    import_bloctel(config, [])  # dated today, so the start (on the system clock) is allowed
     assert create(config, "spring", *DECLARED).exit_code == 0
     ok(config, "campaign", "start", "spring")
 

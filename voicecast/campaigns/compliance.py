@@ -168,6 +168,8 @@ class CheckReport:
         blocked: reason -> count.
         problems: campaign-level problems (the campaign may not dial at all while any).
         done: contacts already finished in this campaign (not re-checked).
+        contacts: with ``details``, one entry per checked contact (number, verdict, reason,
+            until (UTC), detail, source), else None.
     """
 
     at: datetime
@@ -176,6 +178,7 @@ class CheckReport:
     blocked: Counter[str] = field(default_factory=Counter)
     problems: list[Problem] = field(default_factory=list)
     done: int = 0
+    contacts: list[dict[str, Any]] | None = None
 
     def add(self, decision: Decision) -> None:
         """Count one decision."""
@@ -209,6 +212,7 @@ class CheckReport:
             "problems": [
                 {"code": p.code, "message": p.message, "source": p.source} for p in self.problems
             ],
+            **({"contacts": self.contacts} if self.contacts is not None else {}),
         }
 
 
@@ -238,13 +242,19 @@ def _candidates(session: Session, campaign: Campaign) -> Iterator[list[tuple[str
             yield batch
 
 
-def check_campaign(session: Session, campaign: Campaign, env: GateEnv, at: datetime) -> CheckReport:
+def check_campaign(
+    session: Session, campaign: Campaign, env: GateEnv, at: datetime, *, details: bool = False
+) -> CheckReport:
     """Dry run of the gate for every contact the campaign would still call, at ``at``.
 
     Nothing is written and nothing is dialled. Note: a contact's stored retry time is not
-    applied; the report answers "if it were due at ``at``".
+    applied; the report answers "if it were due at ``at``". The opt-out and opposition
+    lists are the stored ones (today's), whatever ``at`` says.
+
+    Args:
+        details: also list every contact's decision (:attr:`CheckReport.contacts`).
     """
-    report = CheckReport(at=at.astimezone(UTC))
+    report = CheckReport(at=at.astimezone(UTC), contacts=[] if details else None)
     report.problems = campaign_problems(session, campaign, env, at)
     rules = campaign_rules(campaign)
     report.done = (
@@ -256,6 +266,19 @@ def check_campaign(session: Session, campaign: Campaign, env: GateEnv, at: datet
         or 0
     )
     for batch in _candidates(session, campaign):
-        for facts in load_facts(session, env.key, env.packs, batch, rules.purpose, at):
-            report.add(decide(facts, rules, env.packs, at))
+        facts_batch = load_facts(session, env.key, env.packs, batch, rules.purpose, at)
+        for (number, _), facts in zip(batch, facts_batch, strict=True):
+            decision = decide(facts, rules, env.packs, at)
+            report.add(decision)
+            if report.contacts is not None:
+                report.contacts.append(
+                    {
+                        "number": number,
+                        "verdict": decision.verdict.value,
+                        "reason": decision.reason.value,
+                        "until": decision.until.isoformat() if decision.until else None,
+                        "detail": decision.detail,
+                        "source": decision.source,
+                    }
+                )
     return report

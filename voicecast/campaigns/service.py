@@ -154,10 +154,12 @@ def apply_declaration(
         value = getattr(spec, field_name)
         if value is not None:
             if value.tzinfo is None:
-                raise CampaignError(f"{field_name}: give the UTC offset (e.g. +01:00)")
+                raise CampaignError(
+                    f"--{field_name.replace('_', '-')}: give the UTC offset (e.g. +01:00)"
+                )
             setattr(campaign, field_name, value)
     if campaign.starts_at and campaign.ends_at and campaign.ends_at <= campaign.starts_at:
-        raise CampaignError("ends_at must be after starts_at")
+        raise CampaignError("--ends-at must be after --starts-at")
 
 
 def normalize_caller_id(raw: str, default_region: str = "FR") -> str:
@@ -355,13 +357,15 @@ def set_status(session: Session, name: str, status: str) -> Campaign:
     """Pause (``paused``) or stop (``stopped``) a campaign; calls up now finish normally.
 
     Raises:
-        CampaignError: unknown status. NotFoundError: no such campaign.
+        CampaignError: unknown status, or the campaign is already completed or stopped.
+        NotFoundError: no such campaign.
     """
     if status not in ("paused", "stopped"):
         raise CampaignError(f"unknown status {status!r}")
     campaign = get_campaign(session, name)
-    if campaign.status in ("running", "paused", "draft"):
-        campaign.status = status
+    if campaign.status not in ("running", "paused", "draft"):
+        raise CampaignError(f"campaign {name!r} is already {campaign.status}")
+    campaign.status = status
     return campaign
 
 

@@ -210,7 +210,7 @@ def decide(facts: ContactFacts, rules: CampaignRules, packs: PackSet, now: datet
         return _block(
             Reason.CONSENT_WITHDRAWN,
             pack.consent_source,
-            f"consent ({rules.purpose}) withdrawn on {_fmt(consent.recorded_at)}",
+            f"consent ({rules.purpose}) refused or withdrawn on {_fmt(consent.recorded_at)}",
         )
     if needs_consent and consent is None:
         return _block(

@@ -53,6 +53,35 @@ class Reason(StrEnum):
     INVALID_NUMBER = "invalid_number"
 
 
+REASON_TEXT: dict[Reason, str] = {
+    Reason.OK: "allowed",
+    Reason.OUTSIDE_HOURS: "outside calling hours",
+    Reason.CLOSED_DAY: "not a calling day",
+    Reason.PUBLIC_HOLIDAY: "public holiday",
+    Reason.CAMPAIGN_NOT_STARTED: "campaign not started yet",
+    Reason.FREQUENCY_CAP: "attempt cap reached",
+    Reason.MACHINE_RECENTLY: "answering machine in the last 24 h",
+    Reason.NO_LEGAL_WINDOW: "no legal calling time",
+    Reason.CAMPAIGN_ENDED: "campaign ended",
+    Reason.RECENT_REFUSAL: "declined an offer recently",
+    Reason.NO_CONSENT: "no consent",
+    Reason.CONSENT_WITHDRAWN: "consent refused or withdrawn",
+    Reason.NOT_PROFESSIONAL: "not a professional (B2B)",
+    Reason.OPTED_OUT: "opted out",
+    Reason.OPPOSITION_LIST: "on the national opposition list",
+    Reason.INVALID_NUMBER: "invalid number",
+}
+"""Plain words for each reason code (console and reports)."""
+
+
+def reason_text(code: str) -> str:
+    """Plain words for a stored reason code (the code itself when unknown)."""
+    try:
+        return REASON_TEXT[Reason(code)]
+    except ValueError:
+        return code
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """One gate decision.
