@@ -132,6 +132,10 @@ class ReportSettings(_Section):
     timezone: str = Field("", description="IANA zone for report timestamps; empty = system zone")
 
 
+NationalList = Literal["bloctel", "us-dnc", "tps"]
+NATIONAL_LISTS: tuple[NationalList, ...] = ("bloctel", "us-dnc", "tps")
+
+
 class ComplianceSettings(_Section):
     """Settings of the compliance gate (rule packs live in ``voicecast/compliance/packs.py``).
 
@@ -162,6 +166,11 @@ class ComplianceSettings(_Section):
     uk_hours: str = Field(
         "mon-sat 08:00-21:00",
         description="UK marketing window: PECR sets no hours, this is a conservative default",
+    )
+    national_lists: list[NationalList] = Field(
+        default_factory=lambda: list(NATIONAL_LISTS),
+        description="national opposition lists a marketing campaign must have a fresh copy "
+        "of before calling their country; numbers on any imported list are blocked anyway",
     )
 
 
@@ -347,4 +356,9 @@ npv_exemption = false
 generic_hours = "mon-fri 10:00-13:00 14:00-20:00"
 # UK marketing calls: PECR sets no hours; a conservative default.
 uk_hours = "mon-sat 08:00-21:00"
+# National opposition lists a marketing campaign needs a fresh copy of (Bloctel at most 30
+# days old, US DNC 31, TPS 28) before calling their country. Numbers on any imported list
+# are blocked whatever this says. Remove "bloctel" only if your counsel confirms that
+# consent-only canvassing (loi 2025-594, from 2026-08-11) replaces the Bloctel scrub.
+national_lists = ["bloctel", "us-dnc", "tps"]
 """

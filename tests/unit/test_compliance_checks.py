@@ -408,3 +408,17 @@ def test_uk_rings_at_least_fifteen_seconds(seconds: float, ok: bool) -> None:
 def test_ring_timeout_has_no_minimum_in_france_or_the_us() -> None:
     assert ring_problems([FR, US], 5.0) == []
     assert codes(ring_problems([FR, US, UK, GENERIC], 10.0)) == ["ring_too_short"] * 2
+
+
+def test_a_national_list_can_be_left_out_of_the_required_ones() -> None:
+    from datetime import UTC, datetime
+
+    from voicecast.compliance.checks import national_list_problems
+    from voicecast.compliance.packs import build_packs
+
+    packs = build_packs()
+    now = datetime(2026, 11, 25, 10, tzinfo=UTC)
+    missing = national_list_problems([packs.fr, packs.us], "marketing", {}, now)
+    assert {p.code for p in missing} == {"national_list_missing"} and len(missing) == 2
+    only_us = national_list_problems([packs.fr, packs.us], "marketing", {}, now, ["us-dnc"])
+    assert [p.message.split(":")[0] for p in only_us] == ["us-dnc"]

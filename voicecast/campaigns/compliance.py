@@ -148,7 +148,9 @@ def campaign_problems(
     )
     dates = {info.name: info.list_date for info in opposition_status(session)}
     # an undeclared purpose is treated as the strictest (marketing), as the gate does
-    problems += national_list_problems(used, campaign.purpose or "marketing", dates, now)
+    problems += national_list_problems(
+        used, campaign.purpose or "marketing", dates, now, env.settings.national_lists
+    )
     problems += ring_problems(used, campaign.ring_timeout)
     if campaign.ends_at is not None and now >= campaign.ends_at:
         problems.append(

@@ -260,6 +260,7 @@ def national_list_problems(
     purpose: str | None,
     list_dates: Mapping[str, datetime | None],
     now: datetime,
+    required: Iterable[str] | None = None,
 ) -> list[Problem]:
     """Marketing to a country with a national opposition list needs a fresh copy of it.
 
@@ -267,15 +268,20 @@ def national_list_problems(
         list_dates: list name (``bloctel``, ``us-dnc``, ``tps``) -> the stored version's
             date (UTC), None or absent when never imported.
         now: the instant of the check (aware).
+        required: the list names that must be fresh (``[compliance] national_lists``);
+            None = every pack's list.
 
     Maximum ages: Bloctel 30 days (Code conso L223-1), US DNC 31 days (47 CFR
     64.1200(c)(2)), TPS 28 days (PECR reg. 21). Informational campaigns are not scrubbed.
     """
     if purpose != Purpose.MARKETING:
         return []
+    wanted = set(required) if required is not None else None
     problems: list[Problem] = []
     for pack in {p.code: p for p in packs_used}.values():
         if pack.national_list is None or pack.national_list_max_age is None:
+            continue
+        if wanted is not None and pack.national_list not in wanted:
             continue
         date = list_dates.get(pack.national_list)
         if date is None:
@@ -283,7 +289,7 @@ def national_list_problems(
                 Problem(
                     "national_list_missing",
                     f"{pack.national_list}: no copy imported; the campaign calls {pack.name} "
-                    f"(voicecast opposition import {pack.national_list} FILE)",
+                    f"(voicecast opposition import {pack.national_list} FILE --as-of LIST-DATE)",
                     pack.national_list_source,
                 )
             )
