@@ -129,6 +129,11 @@ def test_a_mixed_list_dials_exactly_the_lawful_numbers(
     # every dial has its stored "allow" decision, made in the shifted Wednesday
     assert {d.attempt_id for d in allowed} == {a.id for a in attempts}
     assert all(abs(d.decided_at - wednesday) < timedelta(minutes=5) for d in allowed)
+    # ... and says what made it lawful: the consent's proof, or the B2B basis
+    number_of = {a.id: a.number for a in attempts}
+    why = {number_of[d.attempt_id or ""]: d.detail for d in allowed}
+    assert f"proof web-form-{consented}" in why[consented]
+    assert "professional contact" in why[pro]
 
 
 def test_an_opt_out_recorded_during_the_campaign_stops_the_next_retry(

@@ -385,3 +385,15 @@ def test_profile_of_fictional_numbers() -> None:
     assert profile_of("+33199000010").zones == ("Europe/Paris",)
     assert profile_of("+12025550110").region == "US"
     assert profile_of("+442079460010").region == "GB"
+
+
+def test_an_allowed_dial_says_what_made_it_lawful() -> None:
+    now = paris(2026, 12, 2, 11, 0)
+    d = verdict_at(now)
+    assert d.verdict is Verdict.ALLOW and "proof proof-1" in d.detail and "L34-5" in d.source
+    pro = verdict_at(now, facts(consent=None, professional=True), MARKETING_B2B)
+    assert "professional contact" in pro.detail
+    info = CampaignRules(Purpose.INFORMATIONAL, Audience.B2C, legal_basis="contract")
+    assert verdict_at(now, facts(consent=None), info).detail == (
+        "informational; legal basis: contract"
+    )

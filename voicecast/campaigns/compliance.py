@@ -66,6 +66,7 @@ def campaign_rules(campaign: Campaign) -> CampaignRules:
         purpose=Purpose(campaign.purpose or Purpose.MARKETING),
         audience=Audience(campaign.audience or Audience.B2C),
         consent_basis=campaign.legal_basis == "consent",
+        legal_basis=campaign.legal_basis,
         hours=parse_windows(campaign.hours) if campaign.hours else None,
         max_attempts_30d=campaign.max_attempts_30d,
         starts_at=campaign.starts_at,

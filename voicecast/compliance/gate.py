@@ -103,6 +103,8 @@ class CampaignRules:
         purpose, audience: declared.
         consent_basis: the campaign's legal basis is consent (then informational calls need
             a live consent too).
+        legal_basis: the declared GDPR art. 6(1) basis of an informational campaign (stored
+            with each allowed dial).
         hours: the campaign's own window, intersected with the pack's (tighten only).
         max_attempts_30d: the campaign's own cap per number per 30 rolling days (tighten).
         starts_at, ends_at: the campaign's dates (UTC), None = open.
@@ -111,6 +113,7 @@ class CampaignRules:
     purpose: Purpose
     audience: Audience
     consent_basis: bool = False
+    legal_basis: str | None = None
     hours: WeeklyWindows | None = None
     max_attempts_30d: int | None = None
     starts_at: datetime | None = None
@@ -165,6 +168,30 @@ def cap_until(cap: CapRule, attempts: tuple[datetime, ...], at: datetime) -> dat
         return None
     recent.sort()
     return recent[len(recent) - cap.max_attempts] + cap.period
+
+
+def _allowed(facts: ContactFacts, rules: CampaignRules, pack: RulePack) -> Decision:
+    """``allow``, with what made the call lawful (the consent's proof, the B2B basis or the
+    declared legal basis) so the stored decision proves it."""
+    consent = facts.consent
+    if consent is not None and consent.granted:
+        return Decision(
+            Verdict.ALLOW,
+            Reason.OK,
+            pack.consent_source,
+            f"consent ({rules.purpose}) by {consent.source}, proof {consent.proof_ref}, "
+            f"recorded {_fmt(consent.recorded_at)}",
+        )
+    if rules.purpose is Purpose.MARKETING:
+        return Decision(
+            Verdict.ALLOW, Reason.OK, pack.b2b_source, "professional contact (B2B), no objection"
+        )
+    return Decision(
+        Verdict.ALLOW,
+        Reason.OK,
+        "GDPR art. 6(1)",
+        f"informational; legal basis: {rules.legal_basis or 'not declared'}",
+    )
 
 
 def _fmt(instant: datetime) -> str:
@@ -290,7 +317,7 @@ def decide(facts: ContactFacts, rules: CampaignRules, packs: PackSet, now: datet
                 )
             at = check.next_open
     if reason is None:
-        return Decision(Verdict.ALLOW, Reason.OK)
+        return _allowed(facts, rules, pack)
     if rules.ends_at is not None and at >= rules.ends_at:
         return _block(
             Reason.CAMPAIGN_ENDED,
