@@ -7,14 +7,13 @@ Fictional numbers only (+33 1 99 00 xx xx, +33 2 61 91 xx xx, +33 3 53 01 xx xx;
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from voicecast.compliance.consent import record_consent
@@ -23,7 +22,6 @@ from voicecast.compliance.gate import CampaignRules, decide
 from voicecast.compliance.packs import build_packs
 from voicecast.compliance.suppression import add_opt_out, add_refusal, import_opposition_list
 from voicecast.compliance.types import Audience, Purpose, Reason, Verdict
-from voicecast.storage.db import make_engine, migrate, session_factory
 from voicecast.storage.models import (
     AudioMessage,
     CallAttempt,
@@ -40,19 +38,6 @@ NOW = datetime(2026, 11, 25, 11, 0, tzinfo=PARIS)  # a Wednesday, in the past
 FR1, FR2, FR3 = "+33199000010", "+33261910011", "+33353010012"
 US1, UK1 = "+12025550123", "+442079460001"
 _ids = itertools.count(1)
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = make_engine(f"sqlite:///{tmp_path}/t.db")
-    migrate(eng)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return session_factory(engine)
 
 
 def facts_of(

@@ -53,7 +53,7 @@ from voicecast.compliance.suppression import (
     opted_out,
 )
 from voicecast.contacts import import_contacts, parse_contacts_file
-from voicecast.storage.db import make_engine, migrate, migrations_dir, session_factory
+from voicecast.storage.db import migrations_dir, session_factory
 from voicecast.storage.models import (
     Base,
     Consent,
@@ -69,19 +69,6 @@ OTHER_KEY = bytes(range(1, 33))
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 FR1, FR2, FR3 = "+33199000010", "+33261910011", "+33353010012"
 US1, UK1 = "+12025550123", "+442079460001"
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = make_engine(f"sqlite:///{tmp_path}/t.db")
-    migrate(eng)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return session_factory(engine)
 
 
 def write(tmp_path: Path, name: str, text: str, encoding: str = "utf-8") -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +19,7 @@ from voicecast.contacts import (
 )
 from voicecast.contacts import service as service_module
 from voicecast.errors import VoicecastError
-from voicecast.storage.db import make_engine, migrate, session_factory
 from voicecast.storage.models import Contact, ContactList
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = make_engine(f"sqlite:///{tmp_path}/t.db")
-    migrate(eng)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return session_factory(engine)
 
 
 def csv_file(tmp_path: Path, text: str, name: str = "contacts.csv") -> Path:
