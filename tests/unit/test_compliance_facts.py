@@ -419,3 +419,11 @@ def test_now_in_any_zone_gives_the_same_facts(sessions: sessionmaker[Session]) -
     assert paris == utc
     assert len(paris.attempts) == 1 and paris.consent is not None
     assert before.attempts == () and before.consent is None
+
+
+def test_an_overseas_address_adds_its_time_zone(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s:
+        got = facts_of(s, [(FR1, {"postal_code": "97411"}), (FR1.replace("10", "11"), {})])
+    assert got[FR1].subdivision == "974"
+    assert got[FR1].extra_zones == ("Indian/Reunion",)
+    assert got[FR1.replace("10", "11")].extra_zones == ()

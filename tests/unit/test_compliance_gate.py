@@ -397,3 +397,60 @@ def test_an_allowed_dial_says_what_made_it_lawful() -> None:
     assert verdict_at(now, facts(consent=None), info).detail == (
         "informational; legal basis: contract"
     )
+
+
+# --- the whole class of numbers: shared ranges, addresses, territories -----------------------
+
+
+def test_a_mobile_valid_in_three_territories_avoids_all_their_holidays() -> None:
+    # +590 690 mobiles are valid in Guadeloupe, Saint-Barthélemy and Saint-Martin
+    mobile = profile_of("+590690881234")
+    assert set(mobile.all_regions) == {"GP", "BL", "MF"}
+    guadeloupe = ZoneInfo("America/Guadeloupe")
+    saint_barth_day = datetime(2026, 10, 9, 11, tzinfo=guadeloupe)  # a Friday
+    assert verdict_at(saint_barth_day, facts(mobile)).reason is Reason.PUBLIC_HOLIDAY
+    saint_martin_day = datetime(2026, 5, 28, 11, tzinfo=guadeloupe)  # a Thursday
+    assert verdict_at(saint_martin_day, facts(mobile)).reason is Reason.PUBLIC_HOLIDAY
+
+
+def test_the_address_adds_its_department_holidays_and_zone() -> None:
+    reunion_landline = profile_of("+262262161234")
+    paris_address_day = datetime(2027, 12, 20, 11, tzinfo=ZoneInfo("Indian/Reunion"))
+    # Réunion's abolition day stays closed even when the address says Paris
+    assert verdict_at(paris_address_day, facts(reunion_landline, subdivision="75")).reason is (
+        Reason.PUBLIC_HOLIDAY
+    )
+    # a metropolitan mobile whose holder lives in Réunion: 21:30 there is outside hours
+    mobile = NumberProfile("+33612345678", "FR", ("Europe/Paris",), None)
+    evening = datetime(2026, 6, 3, 17, 30, tzinfo=UTC)  # 19:30 Paris, 21:30 Réunion
+    assert verdict_at(evening, facts(mobile)).verdict is Verdict.ALLOW
+    in_reunion = facts(mobile, subdivision="974", extra_zones=("Indian/Reunion",))
+    assert verdict_at(evening, in_reunion).verdict is Verdict.DEFER
+
+
+def test_us_territories_take_the_us_pack() -> None:
+    puerto_rico = profile_of("+17872345678")
+    assert PACKS.for_region(puerto_rico.region).code == "US"
+    now = datetime(2026, 6, 3, 12, tzinfo=ZoneInfo("America/Puerto_Rico"))
+    info = CampaignRules(Purpose.INFORMATIONAL, Audience.B2C, legal_basis="contract")
+    three = tuple(now - timedelta(days=d) for d in (3, 2, 1))
+    assert verdict_at(now, facts(puerto_rico, attempts=three), info).reason is (
+        Reason.FREQUENCY_CAP
+    )
+
+
+def test_generic_pack_caps_informational_calls_and_avoids_regional_holidays() -> None:
+    canada = profile_of("+14165551234")
+    now = datetime(2026, 6, 3, 12, tzinfo=ZoneInfo("America/Toronto"))
+    info = CampaignRules(Purpose.INFORMATIONAL, Audience.B2C, legal_basis="contract")
+    three = tuple(now - timedelta(days=d) for d in (3, 2, 1))
+    assert verdict_at(now, facts(canada, attempts=three), info).reason is Reason.FREQUENCY_CAP
+    munich = profile_of("+4989123456")
+    corpus_christi = datetime(2026, 6, 4, 11, tzinfo=ZoneInfo("Europe/Berlin"))  # Bavaria
+    assert verdict_at(corpus_christi, facts(munich)).reason is Reason.PUBLIC_HOLIDAY
+
+
+def test_an_invalid_number_is_blocked_even_in_a_single_region_country() -> None:
+    assert verdict_at(paris(2026, 12, 2, 11, 0), facts(profile_of("+3319"))).reason is (
+        Reason.INVALID_NUMBER
+    )

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from voicecast.compliance.consent import consent_states
 from voicecast.compliance.gate import ConsentView, ContactFacts, NumberProfile, profile_of
-from voicecast.compliance.packs import PackSet
+from voicecast.compliance.packs import PackSet, department_zone
 from voicecast.compliance.suppression import last_refusals, opposition_hits, opted_out
 from voicecast.compliance.types import Purpose
 from voicecast.compliance.zones import french_department_from_fields
@@ -177,12 +177,17 @@ def load_facts(
             if state is not None
             else None
         )
+        subdivision = (
+            french_department_from_fields(dict(fields))
+            if packs.for_region(profile.region) is packs.fr
+            else None
+        )
+        zone = department_zone(subdivision)
         out.append(
             ContactFacts(
                 profile=profile,
-                subdivision=french_department_from_fields(dict(fields))
-                if packs.for_region(profile.region) is packs.fr
-                else None,
+                subdivision=subdivision,
+                extra_zones=(zone,) if zone and zone not in profile.zones else (),
                 professional=is_professional(fields),
                 consent=consent,
                 opted_out=number in opted,

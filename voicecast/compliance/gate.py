@@ -21,7 +21,7 @@ from functools import lru_cache
 from voicecast.compliance.calendar import WeeklyWindows, check_window
 from voicecast.compliance.packs import CapRule, PackSet, RulePack, holiday_calendar
 from voicecast.compliance.types import Audience, Decision, Purpose, Reason, Verdict
-from voicecast.compliance.zones import number_region, number_zones, us_state
+from voicecast.compliance.zones import number_region, number_regions, number_zones, us_state
 
 OPT_OUT_SOURCE = "CPCE L34-5; Code conso L221-16; GDPR art. 21(2)-(3); FCC 24-24"
 THIRTY_DAYS = timedelta(days=30)
@@ -36,12 +36,20 @@ class NumberProfile:
         region: phonenumbers region code (``FR``, ``RE``, ``US``, ``GB``...), None if invalid.
         zones: IANA zones the callee may be in (several for some numbers), sorted.
         state: two-letter US state from the area code, else None.
+        regions: every region the number is valid in (shared ranges: +590 690 mobiles are
+            GP, BL and MF), for rules that depend on the territory (holidays).
     """
 
     number: str
     region: str | None
     zones: tuple[str, ...]
     state: str | None
+    regions: tuple[str, ...] = ()
+
+    @property
+    def all_regions(self) -> tuple[str, ...]:
+        """Every region the number may belong to (at least :attr:`region`)."""
+        return self.regions or ((self.region,) if self.region else ())
 
 
 @lru_cache(maxsize=262_144)
@@ -52,7 +60,8 @@ def profile_of(number: str) -> NumberProfile:
         number=number,
         region=region,
         zones=number_zones(number) if region else (),
-        state=us_state(number) if region == "US" else None,
+        state=us_state(number) if region else None,
+        regions=number_regions(number) if region else (),
     )
 
 
@@ -82,6 +91,9 @@ class ContactFacts:
         attempts: start instants (UTC, ascending) of the stored attempts to this number by
             every campaign, at least those of the last 30 days.
         last_machine_at: when an answering machine last answered this number (UTC).
+        extra_zones: zones the callee may also be in, from the contact's address (an
+            overseas department for a metropolitan mobile...): the window must be open in
+            these too.
     """
 
     profile: NumberProfile
@@ -93,6 +105,7 @@ class ContactFacts:
     last_refusal: datetime | None = None
     attempts: tuple[datetime, ...] = ()
     last_machine_at: datetime | None = None
+    extra_zones: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -267,7 +280,10 @@ def decide(facts: ContactFacts, rules: CampaignRules, packs: PackSet, now: datet
             )
     if rules.ends_at is not None and now >= rules.ends_at:
         return _block(Reason.CAMPAIGN_ENDED, "", f"the campaign ended {_fmt(rules.ends_at)}")
-    if not profile.zones:
+    zones = profile.zones
+    if facts.extra_zones:
+        zones = tuple(sorted(set(zones) | set(facts.extra_zones)))
+    if not zones:
         return _block(
             Reason.NO_LEGAL_WINDOW, pack.hours_source, "the callee's time zone is unknown"
         )
@@ -301,9 +317,9 @@ def decide(facts: ContactFacts, rules: CampaignRules, packs: PackSet, now: datet
     windows, window_source = _windows(pack, rules.purpose, profile.state, rules.hours)
     if windows is not None:
         calendar = holiday_calendar(
-            pack, profile.region, facts.subdivision, packs.unknown_region_holidays
+            pack, profile.all_regions, facts.subdivision, packs.unknown_region_holidays
         )
-        check = check_window(windows, calendar, profile.zones, at)
+        check = check_window(windows, calendar, zones, at)
         if not check.open:
             if check.next_open is None:
                 return _block(

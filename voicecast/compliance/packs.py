@@ -11,9 +11,12 @@ Sources: ``../shared/COMPLIANCE-RULES.md``; each field below names its article.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import lru_cache
+
+import holidays
 
 from voicecast.compliance.calendar import (
     CountryHolidays,
@@ -29,10 +32,33 @@ from voicecast.compliance.types import Audience, Purpose
 # Regions (phonenumbers region codes) of each pack.
 FR_REGIONS = frozenset({"FR", "GP", "MQ", "GF", "RE", "YT", "PM", "BL", "MF"})
 UK_REGIONS = frozenset({"GB", "GG", "JE", "IM"})
-US_REGIONS = frozenset({"US"})
+# 47 CFR 64.1200 covers the US territories too (Puerto Rico, USVI, Guam, N. Mariana, Samoa)
+US_REGIONS = frozenset({"US", "PR", "VI", "GU", "MP", "AS"})
 
 # Overseas French regions -> the department code used for their holidays (L3422-2).
 OVERSEAS_DEPARTMENTS = {"GP": "971", "MQ": "972", "GF": "973", "RE": "974", "YT": "976"}
+# A French department (from the contact's address) -> its time zone (D223-9: local time).
+_OVERSEAS_ZONES = {
+    "971": "America/Guadeloupe",
+    "972": "America/Martinique",
+    "973": "America/Cayenne",
+    "974": "Indian/Reunion",
+    "976": "Indian/Mayotte",
+    "977": "America/St_Barthelemy",
+    "978": "America/Marigot",
+    "PM": "America/Miquelon",
+    "BL": "America/St_Barthelemy",
+    "MF": "America/Marigot",
+}
+
+
+def department_zone(subdivision: str | None) -> str | None:
+    """The IANA zone of a French department (``"974"`` -> ``Indian/Reunion``; metropolitan
+    departments -> ``Europe/Paris``), None when unknown."""
+    if not subdivision:
+        return None
+    return _OVERSEAS_ZONES.get(subdivision, "Europe/Paris" if subdivision[:2] < "97" else None)
+
 
 D223_9 = "Code de la consommation D223-9 (décret 2022-1313)"
 L34_5 = "CPCE L34-5"
@@ -223,7 +249,7 @@ def _generic(hours: str) -> RulePack:
         informational_hours=None,
         holidays="country",
         holidays_source=f"{GENERIC}: the country's public holidays (holidays package)",
-        caps=(CapRule(3, timedelta(days=30), GENERIC, frozenset({Purpose.MARKETING})),),
+        caps=(CapRule(3, timedelta(days=30), GENERIC),),  # every purpose: US exempt-call cap
         refusal_silence=timedelta(days=60),
         refusal_source=GENERIC,
         machine_silence=timedelta(hours=24),
@@ -290,32 +316,62 @@ def build_packs(
     )
 
 
+def _union(calendars: Sequence[HolidayCalendar]) -> HolidayCalendar:
+    unique = list(dict.fromkeys(calendars))
+    if not unique:
+        return NoHolidays()
+    return unique[0] if len(unique) == 1 else UnionHolidays(tuple(unique))
+
+
+def _country_union(country: str) -> HolidayCalendar:
+    """A country's public holidays in any of its subdivisions (the callee's is unknown)."""
+    subdivisions = holidays.list_supported_countries().get(country) or []
+    if not subdivisions:
+        return CountryHolidays(country, None)
+    return _union(
+        [CountryHolidays(country, None)] + [CountryHolidays(country, s) for s in subdivisions]
+    )
+
+
 @lru_cache(maxsize=4096)
 def holiday_calendar(
-    pack: RulePack, number_region: str | None, subdivision: str | None, unknown: str
+    pack: RulePack, regions: tuple[str, ...], subdivision: str | None, unknown: str
 ) -> HolidayCalendar:
-    """The holiday calendar of a callee.
+    """The holiday calendar of a callee: closed on a day that is a holiday in any place
+    the callee may be.
 
     Args:
         pack: the callee's pack.
-        number_region: phonenumbers region of the number (``FR``, ``RE``, ``GB``...).
-        subdivision: the callee's department when known (``"57"``, ``"974"``...), else None.
+        regions: every phonenumbers region the number is valid in (``("FR",)``,
+            ``("BL", "GP", "MF")`` for a +590 690 mobile...).
+        subdivision: the callee's department from its address (``"57"``, ``"974"``...),
+            else None. Its holidays are added to the number's territory's.
         unknown: ``conservative`` or ``national`` (``[compliance] unknown_region_holidays``).
     """
+    calendars: list[HolidayCalendar] = []
     if pack.holidays == "FR":
-        region = subdivision or OVERSEAS_DEPARTMENTS.get(number_region or "")
-        if region is None and number_region in {"PM", "BL", "MF"}:
-            region = number_region
-        if region is None and number_region == "FR" and unknown != "national":
-            # a metropolitan number (its zone is Paris): the only regional days that can
-            # apply are Alsace-Moselle's, i.e. department 57's calendar
-            region = "57"
-        return FrenchHolidays(region, "national" if unknown == "national" else "conservative")
-    if pack.holidays == "country" and number_region:
-        if number_region == "GB":
-            # the nation is not knowable from the number: every nation's bank holidays
-            return UnionHolidays(
-                tuple(CountryHolidays("GB", n) for n in ("ENG", "NIR", "SCT", "WLS"))
-            )
-        return CountryHolidays(number_region, None)
+        national = unknown == "national"
+        for region in regions:
+            if region == "FR":
+                if subdivision is None:
+                    # a metropolitan number: the only regional days that can apply are
+                    # Alsace-Moselle's, i.e. department 57's calendar
+                    calendars.append(
+                        FrenchHolidays(None, "national") if national else FrenchHolidays("57")
+                    )
+            else:
+                calendars.append(FrenchHolidays(OVERSEAS_DEPARTMENTS.get(region, region)))
+        if subdivision is not None:
+            calendars.append(FrenchHolidays(subdivision))
+        return _union(calendars)
+    if pack.holidays == "country":
+        for region in regions:
+            if region in UK_REGIONS:
+                # the nation is not knowable from the number: every nation's bank holidays
+                calendars += [CountryHolidays("GB", n) for n in ("ENG", "NIR", "SCT", "WLS")]
+                if region != "GB":
+                    calendars.append(CountryHolidays(region, None))
+            else:
+                calendars.append(_country_union(region))
+        return _union(calendars)
     return NoHolidays()

@@ -138,15 +138,36 @@ def number_zones(e164: str) -> tuple[str, ...]:
 
 @lru_cache(maxsize=1 << 16)
 def number_region(e164: str) -> str | None:
-    """ISO region of a number (``"FR"``, ``"RE"``, ``"YT"``, ``"GP"``, ``"BL"``, ``"US"``,
-    ``"GB"``...) per ``phonenumbers.region_code_for_number``; None when the text does not
-    parse or matches no region. An invalid number still gets its calling code's region when
-    that code has only one (``+33999`` -> ``"FR"``), not when it is shared (+262, +590)."""
+    """ISO region of a valid number (``"FR"``, ``"RE"``, ``"YT"``, ``"GP"``, ``"BL"``,
+    ``"US"``, ``"GB"``...) per ``phonenumbers.region_code_for_number``; None when the text
+    does not parse or is not a valid number (``+33999`` -> None)."""
     num = _parse(e164)
-    if num is None:
+    if num is None or not phonenumbers.is_valid_number(num):
         return None
     region = phonenumbers.region_code_for_number(num)
     return region if region and region != "ZZ" else None
+
+
+@lru_cache(maxsize=1 << 16)
+def number_regions(e164: str) -> tuple[str, ...]:
+    """Every region a valid number may belong to, sorted.
+
+    phonenumbers gives one region per number (the first its ranges match), but some ranges
+    are shared: +590 690 mobiles are valid in Guadeloupe, Saint-Barthélemy and Saint-Martin,
+    some +590 590 landlines in BL and MF, +262 80x in Réunion and Mayotte, UK mobiles in GB
+    and the Crown Dependencies. Rules that depend on the territory (holidays) take all of
+    them. Empty for an invalid number.
+    """
+    num = _parse(e164)
+    if num is None or num.country_code is None or not phonenumbers.is_valid_number(num):
+        return ()
+    return tuple(
+        sorted(
+            r
+            for r in phonenumbers.region_codes_for_country_code(num.country_code)
+            if phonenumbers.is_valid_number_for_region(num, r)
+        )
+    )
 
 
 @lru_cache(maxsize=1 << 16)
