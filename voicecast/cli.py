@@ -533,6 +533,28 @@ def campaign_create(
             f"{c.retry_delay:g} s",
             highlight=False,
         )
+    _print_start_problems(runtime, name)
+
+
+def _print_start_problems(runtime: Any, name: str) -> None:
+    """Say now what would stop the campaign from starting (declaration, caller ID...)."""
+    from voicecast.app import gate_env
+    from voicecast.campaigns.compliance import campaign_problems
+    from voicecast.campaigns.service import get_campaign
+
+    env = gate_env(runtime)
+    with runtime.sessions() as s:
+        problems = campaign_problems(s, get_campaign(s, name), env, datetime.now(UTC))
+    if problems:
+        err_console.print(
+            f"note: campaign {name} cannot start yet (fix with `voicecast campaign declare`, "
+            "or see `voicecast campaign check`):",
+            highlight=False,
+            markup=False,
+        )
+        for p in problems:
+            src = f" [{p.source}]" if p.source else ""
+            err_console.print(f"  - {p.message}{src}", highlight=False, markup=False)
 
 
 @campaign.command("declare")
@@ -565,6 +587,7 @@ def campaign_declare(ctx: Ctx, /, name: str, default_region: str, **declared: An
             f"key {c.optout_key or '-'} call-back {c.callback_number or '-'}",
             highlight=False,
         )
+    _print_start_problems(runtime, name)
 
 
 @campaign.command("check")

@@ -569,3 +569,13 @@ def test_b2b_check_uses_imported_professional_and_postal_code_columns(
         }
     }
     assert data["blocked"] == {"not_professional": 1}
+
+
+def test_create_says_at_once_what_would_stop_the_start(config: Path, db: Any) -> None:
+    setup_list(config, ALLOWED)
+    result = create(config, "geo-cli", *DECLARED, caller_id="01 99 00 00 00")
+    assert result.exit_code == 0, result.output  # created as a draft all the same
+    out = text(result.output)
+    assert "cannot start yet" in out and "ARCEP" in out
+    quiet = create(config, "undeclared")
+    assert "sender name" in text(quiet.output)

@@ -421,7 +421,7 @@ def test_the_address_adds_its_department_holidays_and_zone() -> None:
         Reason.PUBLIC_HOLIDAY
     )
     # a metropolitan mobile whose holder lives in Réunion: 21:30 there is outside hours
-    mobile = NumberProfile("+33612345678", "FR", ("Europe/Paris",), None)
+    mobile = NumberProfile("+33639980010", "FR", ("Europe/Paris",), None)
     evening = datetime(2026, 6, 3, 17, 30, tzinfo=UTC)  # 19:30 Paris, 21:30 Réunion
     assert verdict_at(evening, facts(mobile)).verdict is Verdict.ALLOW
     in_reunion = facts(mobile, subdivision="974", extra_zones=("Indian/Reunion",))
