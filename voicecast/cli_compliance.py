@@ -155,17 +155,28 @@ def consent() -> None:
 )
 @region_option
 @click.option("--skip-invalid", is_flag=True, help="Import the valid rows, list the others.")
+@click.option(
+    "--purpose",
+    type=click.Choice(["marketing", "informational"]),
+    help="Purpose of every row when the file has no purpose column.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_ctx
 def consent_import(
-    ctx: Ctx, file: Path, timezone_name: str, region: str, skip_invalid: bool, as_json: bool
+    ctx: Ctx,
+    file: Path,
+    timezone_name: str,
+    region: str,
+    skip_invalid: bool,
+    purpose: str | None,
+    as_json: bool,
 ) -> None:
     """Append the consent records of a CSV or .xlsx FILE to the ledger (all or nothing).
 
     \b
     Columns (header names in English or French, case and accents ignored):
       phone    phone, number, téléphone, mobile...
-      purpose  purpose, finalité: marketing | informational
+      purpose  purpose, finalité: marketing | informational (or --purpose for all rows)
       status   status, statut: granted | withdrawn (yes/no, opt-in/opt-out, oui/non,
                accordé/retiré)
       date     date, recorded_at, timestamp, consent date: ISO 8601, or dd/mm/yyyy
@@ -180,7 +191,12 @@ def consent_import(
     runtime = _runtime(ctx)
     with runtime.sessions() as s, s.begin():
         summary = import_consents(
-            s, file, default_region=region, timezone=timezone_name, skip_invalid=skip_invalid
+            s,
+            file,
+            default_region=region,
+            timezone=timezone_name,
+            skip_invalid=skip_invalid,
+            purpose=purpose,
         )
     if as_json:
         _echo_json(summary.to_dict())

@@ -338,3 +338,28 @@ def test_help_texts_name_the_legal_sources(config: Path) -> None:
     assert "PECR reg. 21" in run(config, "opposition", "--help").output
     assert "D223-9" in run(config, "refusal", "--help").output
     assert "L34-5" in run(config, "consent", "--help").output
+
+
+def test_consent_import_purpose_option_for_files_without_the_column(tmp_path: Path) -> None:
+    from voicecast.cli import main
+
+    cfg = tmp_path / "voicecast.toml"
+    cfg.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path}/c.db"\n'
+        f"[sandbox]\nenabled = false\n"
+        f'[compliance]\nhash_key_file = "{tmp_path}/k.key"\n'
+    )
+    crm = tmp_path / "crm.csv"
+    crm.write_text(
+        "téléphone;statut;date;preuve\n01 99 00 00 10;oui;25/11/2026 14:32;web-1\n",
+        encoding="utf-8",
+    )
+    runner = CliRunner()
+    refused = runner.invoke(main, ["--config", str(cfg), "consent", "import", str(crm)])
+    assert refused.exit_code == 1 and "purpose" in refused.output
+    done = runner.invoke(
+        main, ["--config", str(cfg), "consent", "import", str(crm), "--purpose", "marketing"]
+    )
+    assert done.exit_code == 0, done.output
+    shown = runner.invoke(main, ["--config", str(cfg), "consent", "show", "0199000010"])
+    assert "marketing" in shown.output and "web-1" in shown.output

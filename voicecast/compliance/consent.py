@@ -340,7 +340,7 @@ def record_consent(
     return consent
 
 
-def _map_headers(where: str, headers: list[str]) -> dict[str, int]:
+def _map_headers(where: str, headers: list[str], *, purpose_given: bool = False) -> dict[str, int]:
     keys = [importer._key(h) for h in headers]
     found: dict[str, int] = {}
     for name, words in _HEADERS.items():
@@ -360,6 +360,8 @@ def _map_headers(where: str, headers: list[str]) -> dict[str, int]:
     if phone is not None:
         found["phone"] = phone
     for name in _REQUIRED:
+        if name == "purpose" and purpose_given:
+            continue
         if name not in found:
             raise ConsentError(
                 f"{where}: no {name!r} column (accepted names: {_HEADER_HINT[name]}); "
@@ -387,6 +389,7 @@ def import_consents(
     timezone: str = "Europe/Paris",
     skip_invalid: bool = False,
     now: datetime | None = None,
+    purpose: str | None = None,
 ) -> ConsentImportSummary:
     """Append the records of a CSV or ``.xlsx`` consent file to the ledger, all or nothing.
 
@@ -407,6 +410,8 @@ def import_consents(
         skip_invalid: import the valid rows and list the others in the summary, instead of
             refusing the file at its first invalid row.
         now: the current instant (default: now), for the "not in the future" check.
+        purpose: the purpose of every row of a file without a purpose column (CRM exports
+            of one consent type); a file that has the column keeps its own values.
 
     Raises:
         ImportFormatError: unreadable file, empty file, malformed CSV.
@@ -440,7 +445,9 @@ def import_consents(
                 raise ImportFormatError(f"{path}: no header row (the file is empty)")
             header_line, cells = first
             headers = importer._clean_headers(cells)
-            columns = _map_headers(f"{path}: header (line {header_line})", headers)
+            columns = _map_headers(
+                f"{path}: header (line {header_line})", headers, purpose_given=purpose is not None
+            )
             summary.columns = {name: headers[i] for name, i in columns.items()}
             summary.ignored_columns = [
                 h for i, h in enumerate(headers) if i not in columns.values()
@@ -457,7 +464,9 @@ def import_consents(
                 try:
                     row = _validated(
                         phone=cell(cells, "phone"),
-                        purpose=normalize_purpose(cell(cells, "purpose")),
+                        purpose=normalize_purpose(
+                            cell(cells, "purpose") if "purpose" in columns else (purpose or "")
+                        ),
                         status=normalize_status(cell(cells, "status")),
                         recorded_at=parse_instant(cell(cells, "date"), zone),
                         source=cell(cells, "source").strip(importer._WS) or "import",
