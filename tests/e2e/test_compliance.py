@@ -144,7 +144,7 @@ def test_an_opt_out_recorded_during_the_campaign_stops_the_next_retry(
     _setup(ws, short_message, [(leaving, ""), (staying, "")])
     ws.vc(
         "campaign", "create", "notice", "--list", "l", "--message", "msg",
-        "--caller-id", "01 62 00 00 00", "--retries", "2", "--retry-delay", "6",
+        "--caller-id", "01 62 00 00 00", "--retries", "2", "--retry-delay", "10",
         "--purpose", "informational", "--audience", "b2c", "--legal-basis", "contract",
         *DECLARE,
     )  # fmt: skip

@@ -24,7 +24,7 @@ def test_wakes_at_an_instant_of_a_shifted_clock_and_keeps_the_earliest() -> None
         scheduler.wake_at("a", soon + timedelta(hours=1), lambda: fired.append(("late", 0)))
         scheduler.wake_at("b", clock.now() + timedelta(days=3), lambda: fired.append(("b", 0)))
         assert set(scheduler.pending()) == {"a", "b"}
-        await asyncio.sleep(0.8)
+        await asyncio.sleep(1.5)
         scheduler.cancel("b")
         assert scheduler.pending() == {}
         scheduler.shutdown()
@@ -32,4 +32,4 @@ def test_wakes_at_an_instant_of_a_shifted_clock_and_keeps_the_earliest() -> None
 
     fired = asyncio.run(main())
     assert [name for name, _ in fired] == ["a"]
-    assert 0.2 <= fired[0][1] <= 0.7
+    assert 0.25 <= fired[0][1] <= 1.4  # generous: CI machines are shared and slow
