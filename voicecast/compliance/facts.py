@@ -7,7 +7,6 @@ batch (consent ledger, opt-outs, national lists, refusals, stored attempts).
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,7 +17,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from voicecast.compliance.consent import consent_states
-from voicecast.compliance.gate import ConsentView, ContactFacts, NumberProfile, profile_of
+from voicecast.compliance.gate import ConsentView, ContactFacts, profile_of
 from voicecast.compliance.packs import PackSet, department_zone
 from voicecast.compliance.suppression import last_refusals, opposition_hits, opted_out
 from voicecast.compliance.types import Purpose
@@ -26,7 +25,6 @@ from voicecast.compliance.zones import french_department_from_fields
 from voicecast.storage.models import CallAttempt
 
 CHUNK = 500
-E164 = re.compile(r"\+[1-9][0-9]{6,14}\Z")
 ATTEMPT_LOOKBACK = timedelta(days=31)  # longest cap period (30 days) plus a margin
 MACHINE_LOOKBACK = timedelta(hours=24)
 
@@ -146,7 +144,7 @@ def load_facts(
         now: the instant of the decision (aware); consents recorded after it are ignored.
     """
     # a malformed number is blocked by the gate (no region); never look it up
-    numbers = sorted({n for n, _ in contacts if E164.fullmatch(n) and profile_of(n).region})
+    numbers = sorted({n for n, _ in contacts if profile_of(n).region})
     consents = consent_states(session, numbers, purpose.value, now)
     opted = opted_out(session, key, numbers)
     refusals = last_refusals(session, key, numbers)
@@ -161,11 +159,7 @@ def load_facts(
     starts, machines = attempt_history(session, numbers, now)
     out: list[ContactFacts] = []
     for number, fields in contacts:
-        # phonenumbers reads "+33199000010\r\n" as a French number: only E.164 gets a
-        # region, so the gate blocks anything else as an invalid number
-        profile = (
-            profile_of(number) if E164.fullmatch(number) else NumberProfile(number, None, (), None)
-        )
+        profile = profile_of(number)  # no region unless strict E.164: blocked as invalid
         state = consents.get(number)
         consent = (
             ConsentView(

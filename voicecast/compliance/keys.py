@@ -28,6 +28,7 @@ import stat
 from pathlib import Path
 
 from voicecast.errors import VoicecastError
+from voicecast.pbx.validation import E164_RE
 
 KEY_BYTES = 32
 """Length of the key in bytes (256 bits)."""
@@ -35,7 +36,6 @@ KEY_BYTES = 32
 FINGERPRINT_MESSAGE = b"voicecast hash key check v1"
 """What :func:`key_fingerprint` authenticates with the key."""
 
-_E164_RE = re.compile(r"\+[1-9][0-9]{6,14}")
 _HEX_RE = re.compile(r"[0-9a-fA-F]{64}")
 
 
@@ -140,7 +140,7 @@ def key_fingerprint(key: bytes) -> str:
 
 def is_e164(text: str) -> bool:
     """True when ``text`` is exactly ``+`` then 7 to 15 digits, the first not 0."""
-    return _E164_RE.fullmatch(text) is not None
+    return E164_RE.match(text) is not None
 
 
 def number_hash(key: bytes, e164: str) -> str:
@@ -157,6 +157,6 @@ def number_hash(key: bytes, e164: str) -> str:
     """
     if len(key) != KEY_BYTES:
         raise ValueError(f"hash key must be {KEY_BYTES} bytes, not {len(key)}")
-    if _E164_RE.fullmatch(e164) is None:
+    if E164_RE.match(e164) is None:
         raise ValueError(f"not an E.164 number: {e164[:40]!r}")
     return hmac.digest(key, e164.encode("ascii"), "sha256").hex()

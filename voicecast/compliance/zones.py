@@ -24,6 +24,8 @@ import phonenumbers
 from phonenumbers import geocoder
 from phonenumbers import timezone as pn_timezone
 
+_PLUS_DIGITS_RE = re.compile(r"\+[0-9]{1,15}\Z")
+
 __all__ = [
     "french_department_from_fields",
     "number_region",
@@ -97,6 +99,10 @@ _US_REGIONS = frozenset({"US", "PR", "GU", "VI", "AS", "MP"})
 
 @lru_cache(maxsize=1 << 16)
 def _parse(e164: str) -> phonenumbers.PhoneNumber | None:
+    # "+" and digits only: phonenumbers would also read "+33199000010\r\n..." as French.
+    # Shorter than E.164 is let through: an invalid number still gets its country's zones.
+    if not _PLUS_DIGITS_RE.match(e164):
+        return None
     try:
         return phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:

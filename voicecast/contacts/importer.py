@@ -39,6 +39,7 @@ from pathlib import Path
 import phonenumbers
 
 from voicecast.errors import VoicecastError
+from voicecast.pbx.validation import E164_RE
 
 CANONICAL_FIELDS: tuple[str, ...] = (
     "first_name",
@@ -75,7 +76,6 @@ _SCIENTIFIC_RE = re.compile(r"[+-]?\d+(?:[.,]\d*)?[eE][+-]?\d+")
 _SIMPLE_PHONE_RE = re.compile(r"[0-9 .\-/()+]+")
 _SEVERAL_SPLIT_RE = re.compile(r"[/,;|&\n\r]")
 _NON_DIGIT_RE = re.compile(r"[^0-9]+")
-_E164_RE = re.compile(r"\+[1-9][0-9]{6,14}")
 _ALLOWED_PHONE_CHARS = frozenset("0123456789 +.-/()")
 _SEP_LINE_RE = re.compile(r"sep=([,;\t|])", re.IGNORECASE)
 _FLOAT_EXPORT_RE = re.compile(r"\+?[0-9]+\.0+")
@@ -278,7 +278,7 @@ def normalize_phone(raw: str, default_region: str = "FR") -> str:
             )
         number = found
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    if _E164_RE.fullmatch(e164) is None:  # never expected: the dialler relies on it
+    if E164_RE.match(e164) is None:  # never expected: the dialler relies on it
         raise InvalidPhoneError(f"phone: cannot be written in E.164 ({_show(text)})")
     return e164
 
