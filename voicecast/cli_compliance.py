@@ -516,8 +516,8 @@ def opposition_status_cmd(ctx: Ctx, as_json: bool) -> None:
     Also checks the hash key: when it is missing or is not the key the lists were hashed
     with, the stored lists cannot be matched (state "cannot be matched"; exit status 1)."""
     from voicecast.compliance.keys import HashKeyError
+    from voicecast.compliance.packs import OPPOSITION_LISTS
     from voicecast.compliance.suppression import (
-        OPPOSITION_LISTS,
         hashed_data_present,
         load_store_key,
         opposition_status,

@@ -79,6 +79,38 @@ GENERIC = "voicecast generic pack: the strictest of the FR, US and UK packs"
 
 
 @dataclass(frozen=True, slots=True)
+class OppositionListSpec:
+    """A national opposition list voicecast knows.
+
+    Attributes:
+        name: ``bloctel`` | ``us-dnc`` | ``tps``.
+        country: ISO 3166 country it covers (``FR``, ``US``, ``GB``).
+        region: default region for numbers written without a country code.
+        title: human name.
+        source: the legal source that requires scrubbing against it.
+        max_age_days: a stored version older than this is stale.
+    """
+
+    name: str
+    country: str
+    region: str
+    title: str
+    source: str
+    max_age_days: int
+
+
+OPPOSITION_LISTS: dict[str, OppositionListSpec] = {
+    "bloctel": OppositionListSpec("bloctel", "FR", "FR", "Bloctel (France)", L223_1, 30),
+    "us-dnc": OppositionListSpec(
+        "us-dnc", "US", "US", "National Do Not Call Registry (US)", CFR_DNC, 31
+    ),
+    "tps": OppositionListSpec("tps", "GB", "GB", "Telephone Preference Service (UK)", PECR_21, 28),
+}
+"""Known national opposition lists by name: the one place their maximum age and legal
+source are stated (rule packs name theirs; the stores import them)."""
+
+
+@dataclass(frozen=True, slots=True)
 class CapRule:
     """At most ``max_attempts`` attempts to one number per rolling ``period``.
 
@@ -119,7 +151,7 @@ class RulePack:
         b2b_needs_professional: B2B marketing without consent needs the contact marked
             professional.
         national_list: name of the national opposition list (``bloctel``, ``us-dnc``,
-            ``tps``) and its maximum age.
+            ``tps``; its maximum age and source are in :data:`OPPOSITION_LISTS`).
         caller_id_rule: ``npv_fr`` (ARCEP NPV prefixes) or ``callable``.
         min_ring_timeout: seconds a number must ring at least (UK: 15 s).
     """
@@ -141,13 +173,23 @@ class RulePack:
     b2b_needs_professional: bool
     b2b_source: str
     national_list: str | None
-    national_list_max_age: timedelta | None
-    national_list_source: str
     caller_id_rule: str
     caller_id_source: str
     min_ring_timeout: float | None = None
     ring_source: str = ""
     state_rules: dict[str, StateRule] = field(default_factory=dict)
+
+    @property
+    def national_list_max_age(self) -> timedelta | None:
+        """How old the stored copy of :attr:`national_list` may be, None without a list."""
+        spec = OPPOSITION_LISTS.get(self.national_list or "")
+        return timedelta(days=spec.max_age_days) if spec else None
+
+    @property
+    def national_list_source(self) -> str:
+        """The legal source of :attr:`national_list` ("" without a list)."""
+        spec = OPPOSITION_LISTS.get(self.national_list or "")
+        return spec.source if spec else ""
 
 
 def _fr() -> RulePack:
@@ -169,8 +211,6 @@ def _fr() -> RulePack:
         b2b_needs_professional=True,
         b2b_source=f"{L34_5}; CNIL guidance 2022 (B2B)",
         national_list="bloctel",
-        national_list_max_age=timedelta(days=30),
-        national_list_source=L223_1,
         caller_id_rule="npv_fr",
         caller_id_source=ARCEP_NPV,
     )
@@ -199,8 +239,6 @@ def _us() -> RulePack:
         b2b_needs_professional=False,
         b2b_source="",
         national_list="us-dnc",
-        national_list_max_age=timedelta(days=31),
-        national_list_source=CFR_DNC,
         caller_id_rule="callable",
         caller_id_source=CFR_CALLER_ID,
         state_rules={
@@ -231,8 +269,6 @@ def _uk(hours: str) -> RulePack:
         b2b_needs_professional=False,
         b2b_source="",
         national_list="tps",
-        national_list_max_age=timedelta(days=28),
-        national_list_source=PECR_21,
         caller_id_rule="callable",
         caller_id_source=PECR_CLI,
         min_ring_timeout=15.0,
@@ -261,8 +297,6 @@ def _generic(hours: str) -> RulePack:
         b2b_needs_professional=False,
         b2b_source="",
         national_list=None,
-        national_list_max_age=None,
-        national_list_source="",
         caller_id_rule="callable",
         caller_id_source=GENERIC,
         min_ring_timeout=15.0,

@@ -46,6 +46,7 @@ from voicecast.compliance.keys import (
     load_hash_key,
 )
 from voicecast.compliance.numberfile import InvalidNumberError, read_numbers
+from voicecast.compliance.packs import OPPOSITION_LISTS, OppositionListSpec
 from voicecast.errors import VoicecastError
 from voicecast.storage.models import (
     HashKeyCheck,
@@ -75,41 +76,6 @@ _TOKEN_RE = re.compile(r"[a-z0-9][a-z0-9_.:/-]{0,39}")
 
 class SuppressionError(VoicecastError, ValueError):
     """An opt-out, refusal or opposition-list operation was refused (the message says why)."""
-
-
-@dataclass(frozen=True, slots=True)
-class OppositionListSpec:
-    """A national opposition list voicecast knows.
-
-    Attributes:
-        name: ``bloctel`` | ``us-dnc`` | ``tps``.
-        country: ISO 3166 country it covers (``FR``, ``US``, ``GB``).
-        region: default region for numbers written without a country code.
-        title: human name.
-        source: the legal source that requires scrubbing against it.
-        max_age_days: a stored version older than this is stale.
-    """
-
-    name: str
-    country: str
-    region: str
-    title: str
-    source: str
-    max_age_days: int
-
-
-OPPOSITION_LISTS: dict[str, OppositionListSpec] = {
-    "bloctel": OppositionListSpec(
-        "bloctel", "FR", "FR", "Bloctel (France)", "Code de la consommation L223-1", 30
-    ),
-    "us-dnc": OppositionListSpec(
-        "us-dnc", "US", "US", "National Do Not Call Registry (US)", "47 CFR 64.1200(c)(2)", 31
-    ),
-    "tps": OppositionListSpec(
-        "tps", "GB", "GB", "Telephone Preference Service (UK)", "PECR reg. 21", 28
-    ),
-}
-"""Known national opposition lists by name."""
 
 
 @dataclass
