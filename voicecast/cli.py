@@ -553,8 +553,7 @@ def _print_start_problems(runtime: Any, name: str) -> None:
             markup=False,
         )
         for p in problems:
-            src = f" [{p.source}]" if p.source else ""
-            err_console.print(f"  - {p.message}{src}", highlight=False, markup=False)
+            err_console.print(f"  - {p}", highlight=False, markup=False)
 
 
 @campaign.command("declare")
@@ -645,9 +644,8 @@ def campaign_check(ctx: Ctx, name: str, at_text: str | None, as_json: bool, deta
             console.print(f"  already done: {data['already_done']}", highlight=False)
         if data["problems"]:
             console.print("[bold red]the campaign may not dial:[/]")
-            for p in data["problems"]:
-                src = f" [{p['source']}]" if p["source"] else ""
-                console.print(f"  - {p['message']}{src}", highlight=False, markup=False)
+            for p in result.problems:
+                console.print(f"  - {p}", highlight=False, markup=False)
         else:
             console.print("  campaign-level checks: ok", highlight=False)
         if result.contacts is not None:  # one plain line per contact (grep-friendly)

@@ -320,9 +320,7 @@ def start_campaign(
 
         problems = campaign_problems(session, campaign, gate, now)
         if problems:
-            lines = "\n".join(
-                f"  - {p.message}" + (f" [{p.source}]" if p.source else "") for p in problems
-            )
+            lines = "\n".join(f"  - {p}" for p in problems)
             raise CampaignError(f"campaign {name!r} cannot start:\n{lines}")
     already = select(CampaignContact.contact_id).where(CampaignContact.campaign_id == campaign.id)
     rows = session.execute(

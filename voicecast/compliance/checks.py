@@ -69,6 +69,10 @@ class Problem:
     message: str
     source: str = ""
 
+    def __str__(self) -> str:
+        """``message [source]``, as the CLI lists it."""
+        return f"{self.message} [{self.source}]" if self.source else self.message
+
 
 @dataclass(frozen=True)
 class Declaration:
