@@ -158,6 +158,16 @@ class Tracker:
     note: str | None = None
 
 
+def outcome_of_answerer(who: Answerer) -> Outcome:
+    """The attempt's outcome for who answered: a person (or a hang-up during AMD: someone
+    picked up) is ``human``, a machine ``machine``, a silent line ``no_answer``."""
+    if who is Answerer.MACHINE:
+        return Outcome.MACHINE
+    if who is Answerer.NO_ANSWER:
+        return Outcome.NO_ANSWER
+    return Outcome.HUMAN
+
+
 def _controller_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
@@ -645,10 +655,7 @@ class Dialer:
             return Outcome.OPTED_OUT, None
         if report.answerer is Answerer.HANGUP:
             return Outcome.HUMAN, "the callee hung up during answering-machine detection"
-        if report.answerer is Answerer.NO_ANSWER:
-            return Outcome.NO_ANSWER, report.note or None
-        outcome = Outcome.HUMAN if report.answerer is Answerer.HUMAN else Outcome.MACHINE
-        return outcome, report.note or None
+        return outcome_of_answerer(report.answerer), report.note or None
 
     async def _channel_up(self, attempt_id: str) -> bool:
         try:
@@ -849,14 +856,11 @@ class Dialer:
             cc = s.get(CampaignContact, attempt.campaign_contact_id)
             outcome = Outcome.FAILED
             if attempt.amd_status and campaign is not None:
-                who = classify_amd(
-                    attempt.amd_status, attempt.amd_cause or "", self.plan_for(campaign)
+                outcome = outcome_of_answerer(
+                    classify_amd(
+                        attempt.amd_status, attempt.amd_cause or "", self.plan_for(campaign)
+                    )
                 )
-                outcome = {
-                    Answerer.HUMAN: Outcome.HUMAN,
-                    Answerer.MACHINE: Outcome.MACHINE,
-                    Answerer.NO_ANSWER: Outcome.NO_ANSWER,
-                }.get(who, Outcome.HUMAN)
             attempt.state = "ended"
             attempt.ended_at = self.clock.now()
             attempt.outcome = outcome.value
