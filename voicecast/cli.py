@@ -723,36 +723,36 @@ def start_and_wait(runtime: Any, name: str, wait: bool, show_progress: bool = Tr
         )
         return
 
-    def counts() -> tuple[int, int]:
+    def snapshot() -> dict[str, int]:
         with runtime.sessions() as s:
-            p = progress(s, campaign_id)
+            return progress(s, campaign_id)
+
+    def counts() -> tuple[int, int]:
+        p = snapshot()
         return p["done"], sum(p.values())
 
     zone = runtime.report_zone()
 
-    def waiting_note() -> str:
+    def waiting_note(p: dict[str, int] | None = None) -> str:
         """' (next call ...)' when every remaining contact waits for a later instant."""
-        from sqlalchemy import func
-
         from voicecast.compliance.types import reason_text
         from voicecast.storage.models import CampaignContact
 
+        p = p if p is not None else snapshot()
+        if p["dialing"] or not p["pending"]:
+            return ""
         with runtime.sessions() as s:
-            p = progress(s, campaign_id)
-            if p["dialing"] or not p["pending"]:
-                return ""
-            due = s.scalar(
-                select(func.min(CampaignContact.next_attempt_at)).where(
-                    CampaignContact.campaign_id == campaign_id, CampaignContact.state == "pending"
-                )
-            )
-            reason = s.scalar(
-                select(CampaignContact.gate_reason).where(
+            first = s.execute(
+                select(CampaignContact.next_attempt_at, CampaignContact.gate_reason)
+                .where(
                     CampaignContact.campaign_id == campaign_id,
                     CampaignContact.state == "pending",
-                    CampaignContact.next_attempt_at == due,
+                    CampaignContact.next_attempt_at.is_not(None),
                 )
-            )
+                .order_by(CampaignContact.next_attempt_at)
+                .limit(1)
+            ).first()
+        due, reason = first if first is not None else (None, None)
         if due is None or due <= datetime.now(UTC) + timedelta(seconds=5):
             return ""
         why = f": {reason_text(reason)}" if reason and reason != "ok" else ""
@@ -761,10 +761,13 @@ def start_and_wait(runtime: Any, name: str, wait: bool, show_progress: bool = Tr
     async def watch(progress_bar: Progress | None) -> None:
         task = progress_bar.add_task(name, total=counts()[1]) if progress_bar else None
         while True:
-            done, total = counts()
+            p = snapshot()
             if progress_bar is not None and task is not None:
                 progress_bar.update(
-                    task, completed=done, total=total, description=name + waiting_note()
+                    task,
+                    completed=p["done"],
+                    total=sum(p.values()),
+                    description=name + waiting_note(p),
                 )
             await asyncio.sleep(0.5)
 
