@@ -28,6 +28,19 @@ from .amimon import AmiMonitor
 REPO = Path(__file__).resolve().parents[2]
 SANDBOX_DIR = Path(os.environ.get("VOICECAST_TEST_SANDBOX_DIR", REPO / "var" / "sandbox"))
 VOICECAST = [sys.executable, "-m", "voicecast"]
+# an informational campaign (a service notice, legal basis: contract) may run at any hour
+INFORMATIONAL = (
+    "--purpose",
+    "informational",
+    "--audience",
+    "b2c",
+    "--sender",
+    "Test Sender",
+    "--on-behalf-of",
+    "Test Sender",
+    "--legal-basis",
+    "contract",
+)
 
 
 def _config_text(tmp: Path) -> str:
@@ -97,6 +110,28 @@ class Workspace:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+        )
+
+    def create_campaign(
+        self,
+        name: str,
+        list_name: str,
+        message: str,
+        *options: str,
+        declare: tuple[str, ...] = INFORMATIONAL,
+    ) -> None:
+        """``voicecast campaign create NAME --list L --message M`` with ``options`` and a
+        declaration (default: informational, which may run at any hour)."""
+        self.vc(
+            "campaign",
+            "create",
+            name,
+            "--list",
+            list_name,
+            "--message",
+            message,
+            *declare,
+            *options,
         )
 
     def report(self, campaign: str) -> list[dict[str, Any]]:

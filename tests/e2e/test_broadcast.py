@@ -26,19 +26,6 @@ pytestmark = pytest.mark.e2e
 
 EXAMPLE_MESSAGE = REPO / "sounds" / "example-message.wav"
 EXAMPLE_LIST = REPO / "examples" / "contacts.csv"
-# an informational campaign (a service notice, legal basis: contract) may run at any hour
-INFO = (
-    "--purpose",
-    "informational",
-    "--audience",
-    "b2c",
-    "--sender",
-    "Test Sender",
-    "--on-behalf-of",
-    "Test Sender",
-    "--legal-basis",
-    "contract",
-)
 EXPECTED_BY_LAST_DIGIT = {
     "0": "human",
     "1": "opted_out",  # presses 9, the campaign's opt-out key, during the message
@@ -73,14 +60,9 @@ def test_every_simulated_callee_gets_its_outcome_and_hears_the_whole_message(
     ws = workspace
     ws.vc("audio", "add", str(EXAMPLE_MESSAGE), "--name", "msg")
     ws.vc("contacts", "import", str(EXAMPLE_LIST), "--list", "example")
-    ws.vc(
-        "campaign",
-        "create",
-        *INFO,
+    ws.create_campaign(
         "all-digits",
-        "--list",
         "example",
-        "--message",
         "msg",
         "--caller-id",
         "01 62 00 00 00",
@@ -148,14 +130,9 @@ def test_busy_is_retried_after_its_delay_and_an_invalid_number_never(
     ws.vc("audio", "add", str(short_message), "--name", "short")
     csv = ws.write_contacts("c.csv", ["+33199000023", "+33199000026"])
     ws.vc("contacts", "import", str(csv), "--list", "l")
-    ws.vc(
-        "campaign",
-        "create",
-        *INFO,
+    ws.create_campaign(
         "retry",
-        "--list",
         "l",
-        "--message",
         "short",
         "--caller-id",
         "+33162000000",
@@ -187,14 +164,9 @@ def test_never_more_channels_than_the_campaign_allows(
     numbers = [f"+3326191{i:03d}0" for i in range(30)]
     csv = ws.write_contacts("c.csv", numbers)
     ws.vc("contacts", "import", str(csv), "--list", "thirty")
-    ws.vc(
-        "campaign",
-        "create",
-        *INFO,
+    ws.create_campaign(
         "limit",
-        "--list",
         "thirty",
-        "--message",
         "short",
         "--caller-id",
         "+33162000000",
@@ -223,14 +195,9 @@ def test_calls_per_second_limit_holds_on_asterisks_clock(
     numbers = [f"+3335301{i:03d}3" for i in range(12)]  # busy: instant, so only CPS paces
     csv = ws.write_contacts("c.csv", numbers)
     ws.vc("contacts", "import", str(csv), "--list", "twelve")
-    ws.vc(
-        "campaign",
-        "create",
-        *INFO,
+    ws.create_campaign(
         "pace",
-        "--list",
         "twelve",
-        "--message",
         "short",
         "--caller-id",
         "+33162000000",
@@ -284,14 +251,9 @@ def test_hostile_fields_never_reach_ami(
                 source_line=99,
             )
         )
-    ws.vc(
-        "campaign",
-        "create",
-        *INFO,
+    ws.create_campaign(
         "hostile",
-        "--list",
         "hostile",
-        "--message",
         "short",
         "--caller-id",
         "+33162000000",
@@ -320,14 +282,9 @@ def test_killed_controller_resumes_without_calling_anyone_twice(
     numbers = [f"+3319900{i:03d}0" for i in range(8)]
     csv = ws.write_contacts("c.csv", numbers)
     ws.vc("contacts", "import", str(csv), "--list", "eight")
-    ws.vc(
-        "campaign",
-        "create",
-        *INFO,
+    ws.create_campaign(
         "crash",
-        "--list",
         "eight",
-        "--message",
         "msg",
         "--caller-id",
         "+33162000000",
@@ -381,14 +338,9 @@ def test_serve_dials_a_campaign_started_without_wait_and_stops_on_sigterm(
     ws.vc("audio", "add", str(short_message), "--name", "short")
     csv = ws.write_contacts("c.csv", ["+33199000040", "+33199000042", "+33199000043"])
     ws.vc("contacts", "import", str(csv), "--list", "l")
-    ws.vc(
-        "campaign",
-        "create",
-        *INFO,
+    ws.create_campaign(
         "served",
-        "--list",
         "l",
-        "--message",
         "short",
         "--caller-id",
         "+33162000000",

@@ -103,10 +103,11 @@ def test_a_mixed_list_dials_exactly_the_lawful_numbers(
     bloctel.write_text(f"{listed}\n+33199000990\n0199000991\n", encoding="utf-8")
     as_of = (wednesday - timedelta(days=1)).date().isoformat()
     ws.vc("opposition", "import", "bloctel", str(bloctel), "--as-of", as_of)
-    ws.vc(
-        "campaign", "create", "b2b", "--list", "l", "--message", "msg",
+    ws.create_campaign(
+        "b2b", "l", "msg",
         "--caller-id", "01 62 00 00 00", "--ring-timeout", "15", "--retries", "0",
         "--cps", "10", "--purpose", "marketing", "--audience", "b2b", *DECLARE,
+        declare=(),
     )  # fmt: skip
     clock = {SHIFT_ENV: _iso(wednesday)}
     check = ws.vc("campaign", "check", "b2b", "--at", _iso(wednesday), "--json")
@@ -142,11 +143,12 @@ def test_an_opt_out_recorded_during_the_campaign_stops_the_next_retry(
     ws = workspace
     leaving, staying = "+33199000203", "+33199000213"  # both busy (last digit 3)
     _setup(ws, short_message, [(leaving, ""), (staying, "")])
-    ws.vc(
-        "campaign", "create", "notice", "--list", "l", "--message", "msg",
+    ws.create_campaign(
+        "notice", "l", "msg",
         "--caller-id", "01 62 00 00 00", "--retries", "2", "--retry-delay", "10",
         "--purpose", "informational", "--audience", "b2c", "--legal-basis", "contract",
         *DECLARE,
+        declare=(),
     )  # fmt: skip
     proc = ws.popen("campaign", "start", "notice", "--wait")
     try:
@@ -188,10 +190,11 @@ def test_a_busy_retry_falling_after_20h_on_friday_waits_for_the_next_legal_morni
     bloctel.write_text("+33199000990\n", encoding="utf-8")
     as_of = (friday - timedelta(days=1)).date().isoformat()
     ws.vc("opposition", "import", "bloctel", str(bloctel), "--as-of", as_of)
-    ws.vc(
-        "campaign", "create", "late", "--list", "l", "--message", "msg",
+    ws.create_campaign(
+        "late", "l", "msg",
         "--caller-id", "01 62 00 00 00", "--retries", "1", "--retry-delay", "8",
         "--purpose", "marketing", "--audience", "b2c", *DECLARE,
+        declare=(),
     )  # fmt: skip
     proc = ws.popen("campaign", "start", "late", "--wait", env={SHIFT_ENV: _iso(friday)})
     try:
