@@ -23,6 +23,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from voicecast import __version__
+from voicecast.compliance.types import LEGAL_BASES, Audience, Purpose
 from voicecast.config import DEFAULT_CONFIG_TEXT, DEFAULT_FILE, Settings, load_settings
 from voicecast.errors import VoicecastError
 
@@ -359,13 +360,13 @@ def declaration_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option(
             "--purpose",
-            type=click.Choice(["marketing", "informational"]),
+            type=click.Choice([p.value for p in Purpose]),
             help="Canvassing (consent, hours, caps, opposition lists apply) or a service "
             "notice (declare its --legal-basis).",
         ),
         click.option(
             "--audience",
-            type=click.Choice(["b2c", "b2b"]),
+            type=click.Choice([a.value for a in Audience]),
             help="Consumers or professionals called about their profession.",
         ),
         click.option("--sender", "sender_name", help="Who calls (named in the message)."),
@@ -376,16 +377,7 @@ def declaration_options(func: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--legal-basis",
-            type=click.Choice(
-                [
-                    "consent",
-                    "contract",
-                    "legitimate_interest",
-                    "legal_obligation",
-                    "vital_interest",
-                    "public_task",
-                ]
-            ),
+            type=click.Choice(LEGAL_BASES),
             help="GDPR art. 6(1) basis of an informational campaign.",
         ),
         click.option(

@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from voicecast.cli import Ctx, _runtime, console, err_console, main, pass_ctx
+from voicecast.compliance.types import Purpose
 from voicecast.errors import VoicecastError
 
 REFUSAL_SILENCE = timedelta(days=60)
@@ -157,7 +158,7 @@ def consent() -> None:
 @click.option("--skip-invalid", is_flag=True, help="Import the valid rows, list the others.")
 @click.option(
     "--purpose",
-    type=click.Choice(["marketing", "informational"]),
+    type=click.Choice([p.value for p in Purpose]),
     help="Purpose of every row when the file has no purpose column.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -213,7 +214,7 @@ def consent_import(
 @consent.command("add")
 @click.argument("number")
 @click.option(
-    "--purpose", type=click.Choice(["marketing", "informational"]), required=True, help="Purpose."
+    "--purpose", type=click.Choice([p.value for p in Purpose]), required=True, help="Purpose."
 )
 @click.option("--source", required=True, help="How it was collected: form, contract, web...")
 @click.option("--proof", required=True, help="Where the proof is kept (document, recording...).")

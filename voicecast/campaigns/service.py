@@ -109,14 +109,14 @@ def apply_declaration(
         CampaignError: a field is invalid (the message names it).
     """
     from voicecast.compliance.calendar import parse_windows
-    from voicecast.compliance.checks import LEGAL_BASES, OPTOUT_KEYS
+    from voicecast.compliance.types import LEGAL_BASES, OPTOUT_KEYS, Audience, Purpose
 
     if spec.purpose is not None:
-        if spec.purpose not in ("marketing", "informational"):
+        if spec.purpose not in {p.value for p in Purpose}:
             raise CampaignError("purpose: marketing or informational")
         campaign.purpose = spec.purpose
     if spec.audience is not None:
-        if spec.audience not in ("b2c", "b2b"):
+        if spec.audience not in {a.value for a in Audience}:
             raise CampaignError("audience: b2c or b2b")
         campaign.audience = spec.audience
     for field_name in ("sender_name", "on_behalf_of"):

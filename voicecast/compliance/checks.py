@@ -16,19 +16,7 @@ import phonenumbers
 from phonenumbers import PhoneNumberType
 
 from voicecast.compliance.packs import RulePack
-from voicecast.compliance.types import Audience, Purpose
-
-LEGAL_BASES = (
-    "consent",
-    "contract",
-    "legitimate_interest",
-    "legal_obligation",
-    "vital_interest",
-    "public_task",
-)
-"""GDPR art. 6(1) (a)-(f), the legal basis an informational campaign declares."""
-
-OPTOUT_KEYS = frozenset("0123456789*#")
+from voicecast.compliance.types import LEGAL_BASES, OPTOUT_KEYS, Audience, Purpose
 
 # ARCEP décision 2022-1583: numbers an automated calling system may present in France.
 NPV_PREFIXES = (

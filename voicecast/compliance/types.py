@@ -14,6 +14,20 @@ class Purpose(StrEnum):
     INFORMATIONAL = "informational"
 
 
+LEGAL_BASES = (
+    "consent",
+    "contract",
+    "legitimate_interest",
+    "legal_obligation",
+    "vital_interest",
+    "public_task",
+)
+"""GDPR art. 6(1) (a)-(f), the legal basis an informational campaign declares."""
+
+OPTOUT_KEYS = frozenset("0123456789*#")
+"""DTMF keys a campaign may declare as its opt-out key."""
+
+
 class Audience(StrEnum):
     """Consumers (``b2c``) or professionals called about their profession (``b2b``)."""
 
