@@ -24,7 +24,6 @@ class AmiMonitor:
     secret: str
     poll_interval: float = 0.1
     events: list[AmiMessage] = field(default_factory=list)
-    samples: list[tuple[float, int]] = field(default_factory=list)
     raw: bytearray = field(default_factory=bytearray)
 
     def __post_init__(self) -> None:
@@ -33,7 +32,8 @@ class AmiMonitor:
         self._sock.recv(100)  # banner
         self._send(f"Action: Login\r\nUsername: voicecast\r\nSecret: {self.secret}\r\n\r\n")
         self._listing: list[AmiMessage] = []
-        self._hung_up: set[str] = set()
+        self._listings: list[tuple[float, list[str]]] = []
+        self._asked_at = 0.0
         self._poll_id = 0
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -49,7 +49,11 @@ class AmiMonitor:
             now = time.monotonic()
             if now >= next_poll:
                 self._poll_id += 1
-                self._send(f"Action: CoreShowChannels\r\nActionID: mon-{self._poll_id}\r\n\r\n")
+                # a Ping first: its response carries Asterisk's clock (Timestamp)
+                self._send(
+                    f"Action: Ping\r\nActionID: ping-{self._poll_id}\r\n\r\n"
+                    f"Action: CoreShowChannels\r\nActionID: mon-{self._poll_id}\r\n\r\n"
+                )
                 next_poll = now + self.poll_interval
             try:
                 chunk = self._sock.recv(65536)
@@ -66,24 +70,20 @@ class AmiMonitor:
 
     def _handle(self, m: AmiMessage) -> None:
         ev = m.event
-        if ev == "CoreShowChannel":
+        if ev is None and (m.get("ActionID") or "").startswith("ping-"):
+            # Asterisk's clock just before it takes the channel snapshot of this poll
+            self._asked_at = float(m.get("Timestamp") or 0.0)
+        elif ev == "CoreShowChannel":
             self._listing.append(m)
         elif ev == "CoreShowChannelsComplete":
-            # CoreShowChannels reads Asterisk's channel snapshot cache, which keeps a channel
-            # until its last reference is released, a little after its Hangup event. A
-            # channel whose Hangup already came on this same (ordered) connection is gone
-            # for the trunk: do not count it.
             ours = [
-                c
+                c.get("Uniqueid") or ""
                 for c in self._listing
                 if PRIMARY_ID.match(c.get("Uniqueid") or "")
-                and c.get("Uniqueid") not in self._hung_up
             ]
-            self.samples.append((time.monotonic(), len(ours)))
+            self._listings.append((self._asked_at, ours))
             self._listing = []
         elif ev in ("Newchannel", "Hangup", "OriginateResponse"):
-            if ev == "Hangup":
-                self._hung_up.add(m.get("Uniqueid") or "")
             self.events.append(m)
 
     def close(self) -> None:
@@ -126,5 +126,20 @@ class AmiMonitor:
         return peak
 
     def max_concurrent_sampled(self) -> int:
-        """Peak of Asterisk's own CoreShowChannels count of our primary channels."""
-        return max((n for _, n in self.samples), default=0)
+        """Peak of Asterisk's own CoreShowChannels count of our primary channels.
+
+        CoreShowChannels reads the channel snapshot cache, which keeps a channel a little
+        after its hangup, and this connection may receive that Hangup event after the
+        listing. A listed channel whose Hangup Asterisk timestamped before the listing was
+        asked (the Ping just before it) was already gone for the trunk: not counted.
+        """
+        hung_up = {
+            e.get("Uniqueid") or "": float(e.get("Timestamp") or 0.0)
+            for e in self.events
+            if e.event == "Hangup"
+        }
+        peaks = [
+            sum(1 for uid in uids if hung_up.get(uid, float("inf")) >= asked_at)
+            for asked_at, uids in self._listings
+        ]
+        return max(peaks, default=0)
