@@ -138,6 +138,13 @@ class FakePbx:
             self.listener.on_hangup(req.attempt_id, 17, "User busy", False)
         elif digit == "6":
             self.listener.on_originate_result(req.attempt_id, False, 0)
+        elif digit == "5":  # congestion through a Local channel, ";2" reported late
+            self.listener.on_originate_result(req.attempt_id, False, 8)
+            self.up.discard(req.attempt_id)
+            self.listener.on_hangup(req.attempt_id, 0, "Unknown", True)
+            await asyncio.sleep(0.3)
+            self.listener.on_hangup(req.attempt_id, 34, "Circuit/channel congestion", False)
+            return
         else:
             self.listener.on_originate_result(req.attempt_id, True, 4)
             await self.flow(FakeCall(req.attempt_id, ("HUMAN", "HUMAN-800-800")))
@@ -251,6 +258,16 @@ def test_every_contact_gets_an_outcome_and_the_campaign_completes(
     human = next(a for a in _attempts(sessions) if a.outcome == "human")
     assert human.amd_status == "HUMAN" and human.played[0]["completed"] is True
     assert human.originate_sent_at is not None and human.answered_at is not None
+
+
+def test_the_q850_cause_of_a_late_second_leg_is_kept(sessions: sessionmaker[Session]) -> None:
+    # a Local channel's ";1" half ends with cause 0, its ";2" half carries the callee's 34,
+    # and AMI may deliver the ";2" Hangup after the ";1" one (seen in CI)
+    _campaign(sessions, ["+33199000015"])
+    _run(sessions, FakePbx())
+    (attempt,) = _attempts(sessions)
+    assert (attempt.outcome, attempt.hangup_cause) == ("congestion", 34)
+    assert attempt.hangup_cause_text == "Circuit/channel congestion"
 
 
 def test_channel_limit_is_never_exceeded(sessions: sessionmaker[Session]) -> None:

@@ -76,6 +76,10 @@ FlowDecisionHook = Callable[[FlowReport], None]
 
 LEASE_TIMEOUT = timedelta(seconds=20)
 UNANSWERED_HANGUP_GRACE = 2.0  # seconds to wait for the Hangup after a failed Originate
+# seconds to wait, once the call has ended without a known Q.850 cause, for another leg's
+# Hangup to bring one: a Local channel's ``;1`` half ends with cause 0 while its ``;2`` half
+# carries the callee's cause (34 for congestion), and AMI may deliver either one first.
+CAUSE_GRACE = 1.0
 FLOW_END_GRACE = 15.0  # seconds for the call flow to finish after the hangup
 ORIGINATE_RESPONSE_MARGIN = 20.0  # seconds beyond the ring timeout
 PROBLEM_CHECK_INTERVAL = 30.0  # seconds between campaign-level compliance checks
@@ -145,6 +149,7 @@ class Tracker:
     number: str
     originated: asyncio.Event = field(default_factory=asyncio.Event)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+    cause_known: asyncio.Event = field(default_factory=asyncio.Event)
     flow_done: asyncio.Event = field(default_factory=asyncio.Event)
     answered: bool = False
     reason: int | None = None
@@ -623,6 +628,7 @@ class Dialer:
         if not t.answered:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(t.ended.wait(), UNANSWERED_HANGUP_GRACE)
+            await self._await_cause(t)
             self._finish(t, outcome_of_unanswered(t.reason, t.causes), None)
             return
         try:
@@ -638,8 +644,17 @@ class Dialer:
         if t.flow_started:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(t.flow_done.wait(), FLOW_END_GRACE)
+        await self._await_cause(t)
         outcome, error = self._answered_outcome(t)
         self._finish(t, outcome, error)
+
+    @staticmethod
+    async def _await_cause(t: Tracker) -> None:
+        """Give the attempt's other legs up to :data:`CAUSE_GRACE` seconds to report a Q.850
+        cause when the ended channel did not carry one (returns at once when one is known)."""
+        if t.ended.is_set() and not t.cause_known.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(t.cause_known.wait(), CAUSE_GRACE)
 
     @staticmethod
     def _answered_outcome(t: Tracker) -> tuple[Outcome, str | None]:
@@ -732,6 +747,8 @@ class Dialer:
         t.causes.append(cause)
         if cause and not t.cause_text:
             t.cause_text = cause_text
+        if cause:
+            t.cause_known.set()
         if primary:
             t.ended.set()
 
