@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import posixpath
 import signal
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from voicecast.compliance.suppression import load_store_key
 from voicecast.config import Settings
 from voicecast.dialer.controller import Dialer
 from voicecast.dialer.flow import FlowPlan
+from voicecast.dialer.inbound import CallbackLine
+from voicecast.dialer.prompts import Speaker, scenario_prompts
 from voicecast.errors import ConfigError
 from voicecast.pbx.asterisk import AsteriskBackend, AsteriskEndpoint
 from voicecast.pbx.base import AmdParams
@@ -57,6 +60,21 @@ class Runtime:
             return self.sandbox.sounds_dir_on_pbx
         pbx = self.settings.pbx
         return pbx.sounds_dir_on_pbx or str(self.settings.path(pbx.sounds_dir))
+
+    @property
+    def replies_dir(self) -> Path:
+        """Host folder where Asterisk writes callees' replies (scenario record nodes)."""
+        if self.sandbox is not None and self.sandbox.replies_dir is not None:
+            return self.sandbox.replies_dir
+        return self.settings.path(self.settings.pbx.replies_dir)
+
+    @property
+    def replies_dir_on_pbx(self) -> str:
+        """The same folder as Asterisk sees it."""
+        if self.sandbox is not None and self.sandbox.replies_dir_on_pbx:
+            return self.sandbox.replies_dir_on_pbx
+        pbx = self.settings.pbx
+        return pbx.replies_dir_on_pbx or str(self.settings.path(pbx.replies_dir))
 
     @property
     def audio_store(self) -> Path:
@@ -108,30 +126,88 @@ def endpoint(runtime: Runtime) -> AsteriskEndpoint:
 
 
 def plan_builder(runtime: Runtime) -> Callable[[Campaign], FlowPlan]:
-    """Build a campaign's call-flow plan (PBX sound paths, AMD settings)."""
-    from voicecast.audio.library import pbx_playback_name
+    """Build a campaign's call-flow plan: its scenario (the default one when it has none),
+    the sounds it plays (library audio published for the PBX, texts spoken by local TTS)
+    and its AMD and voicemail settings.
+
+    Raises:
+        ConfigError: the campaign's audio was deleted or its scenario no longer loads.
+    """
+    from voicecast.audio.library import get_audio, pbx_playback_name, publish
+    from voicecast.dialer.inbound import language_for
+    from voicecast.dialer.prompts import OPTOUT_TEXTS, PromptSet
+    from voicecast.scenarios.model import (
+        MESSAGE_AUDIO,
+        SPECIAL_AUDIO,
+        VOICEMAIL_AUDIO,
+        Scenario,
+        ScenarioError,
+        default_scenario,
+    )
 
     def build(campaign: Campaign) -> FlowPlan:
+        talk = speaker(runtime)
+        voice_name = campaign.tts_voice
+        language = (
+            ("fr" if voice_name.startswith("fr") else "en")
+            if voice_name
+            else language_for(campaign.caller_id)
+        )
+        voice = talk.voice(language, voice_name, campaign.tts_speed)
+        texts = OPTOUT_TEXTS[language]
+        audio: dict[str, str] = {}
         with runtime.sessions() as s:
-            message = s.get(AudioMessage, campaign.message_id)
-            voicemail = (
-                s.get(AudioMessage, campaign.voicemail_message_id)
-                if campaign.voicemail_message_id
-                else None
-            )
-        if message is None:
-            raise ConfigError(f"campaign {campaign.name}: its message audio was deleted")
-        sound = pbx_playback_name(message, runtime.sounds_dir_on_pbx)
-        vm_sound = pbx_playback_name(voicemail, runtime.sounds_dir_on_pbx) if voicemail else sound
+            for special, audio_id in (
+                (MESSAGE_AUDIO, campaign.message_id),
+                (VOICEMAIL_AUDIO, campaign.voicemail_message_id or campaign.message_id),
+            ):
+                msg = s.get(AudioMessage, audio_id) if audio_id else None
+                if audio_id and msg is None:
+                    raise ConfigError(f"campaign {campaign.name}: its message audio was deleted")
+                if msg is not None:
+                    audio[special] = pbx_playback_name(msg, runtime.sounds_dir_on_pbx)
+            try:
+                scenario = (
+                    Scenario.model_validate(campaign.scenario)
+                    if campaign.scenario
+                    else default_scenario(
+                        campaign.optout_key or None,
+                        announce_text=texts["announce"].replace("{key}", "{optout_key}"),
+                        confirm_text=texts["confirm"],
+                    )
+                )
+            except (ScenarioError, ValueError) as exc:
+                raise ConfigError(f"campaign {campaign.name}: its scenario: {exc}") from exc
+            for _node, prompt in scenario_prompts(scenario):
+                name = prompt.audio
+                if name and name not in SPECIAL_AUDIO and name not in audio:
+                    msg = get_audio(s, name)
+                    publish(msg, runtime.audio_store, runtime.sounds_dir)
+                    audio[name] = pbx_playback_name(msg, runtime.sounds_dir_on_pbx)
+        if MESSAGE_AUDIO not in audio and not campaign.message_text:
+            raise ConfigError(f"campaign {campaign.name}: it has neither audio nor text")
         amd = dict(campaign.amd or {})
         params = {k: int(v) for k, v in dict(amd.get("params") or {}).items()}
+        beep = {k: amd[k] for k in ("beep_hz", "beep_silence_ms", "beep_timeout") if k in amd}
         return FlowPlan(
-            message=sound,
-            voicemail_message=vm_sound,
+            message=audio.get(MESSAGE_AUDIO, ""),
+            voicemail_message=audio.get(VOICEMAIL_AUDIO, ""),
             amd=AmdParams(**params),
             on_notsure=str(amd.get("on_notsure", "human")),
             on_silence=str(amd.get("on_silence", "machine")),
             optout_key=campaign.optout_key or None,
+            deliver_to=campaign.deliver_to or "both",
+            scenario=scenario,
+            prompts=PromptSet(
+                talk,
+                voice,
+                tuple(audio.items()),
+                campaign.message_text,
+                campaign.optout_key or None,
+            ),
+            replies_dir_on_pbx=runtime.replies_dir_on_pbx,
+            replies_dir=str(runtime.replies_dir),
+            **beep,
         )
 
     return build
@@ -158,15 +234,27 @@ def make_clock(runtime: Runtime) -> Clock:
     return clock_from_env(sandbox=runtime.sandbox is not None)
 
 
+def speaker(runtime: Runtime) -> Speaker:
+    """Local text-to-speech into the PBX's sounds folder (``<sounds_dir>/tts``)."""
+    return Speaker(
+        cache_dir=runtime.sounds_dir / "tts",
+        cache_dir_on_pbx=posixpath.join(runtime.sounds_dir_on_pbx, "tts"),
+        max_duration=runtime.settings.audio.max_duration,
+    )
+
+
 def make_dialer(runtime: Runtime) -> Dialer:
-    """A dialer on the configured PBX (not started)."""
+    """A dialer on the configured PBX (not started), serving the call-back line too."""
+    gate = gate_env(runtime)
+    clock = make_clock(runtime)
+    line = CallbackLine(runtime.sessions, gate.key, speaker(runtime).speak, clock)
     return Dialer(
         runtime.sessions,
-        AsteriskBackend(endpoint(runtime)),
+        AsteriskBackend(endpoint(runtime), inbound=line.serve),
         plan_builder(runtime),
-        gate=gate_env(runtime),
+        gate=gate,
         max_call_duration=runtime.settings.dialer.max_call_duration,
-        clock=make_clock(runtime),
+        clock=clock,
     )
 
 

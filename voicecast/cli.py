@@ -168,6 +168,27 @@ def sandbox_status(ctx: Ctx, as_json: bool) -> None:
     _print_status(_sandbox(ctx).status(), as_json)
 
 
+@sandbox.command("call-back")
+@click.argument("caller")
+@click.argument("called")
+@click.option("--press", default="", help="Keys the caller presses (0-9 * #), e.g. 9.")
+@click.option(
+    "--after", default=4.0, show_default=True, help="Seconds after the answer to press them."
+)
+@pass_ctx
+def sandbox_call_back(ctx: Ctx, caller: str, called: str, press: str, after: float) -> None:
+    """Call CALLED (one of our caller IDs) from CALLER through the simulated network.
+
+    Tests the call-back opt-out line: `voicecast serve` (or a running campaign) must be up
+    to answer. Prints what the caller heard (a WAV file) once voicecast hangs up.
+    """
+    from voicecast.sandbox import place_callback
+
+    view = _sandbox(ctx).view()
+    result = asyncio.run(place_callback(view, caller, called, press=press, after=after))
+    console.print(f"call-back ended after {result.seconds:.1f} s; heard: {result.heard}")
+
+
 # --- audio -----------------------------------------------------------------------------------
 
 
@@ -182,7 +203,11 @@ def audio() -> None:
 @click.option("--replace", is_flag=True, help="Replace an existing audio of that name.")
 @pass_ctx
 def audio_add(ctx: Ctx, file: Path, name: str, replace: bool) -> None:
-    """Convert FILE (WAV, MP3, OGG...) and add it to the library as NAME."""
+    """Convert FILE (WAV, MP3, OGG...) and add it to the library as NAME.
+
+    The audio is resampled to 8 kHz mono 16-bit and its loudness normalised to
+    [audio] loudness_lufs (default -18 LUFS, true peaks at most -2 dBTP).
+    """
     from voicecast.audio.library import add_audio
 
     runtime = _runtime(ctx)
@@ -195,12 +220,98 @@ def audio_add(ctx: Ctx, file: Path, name: str, replace: bool) -> None:
             name,
             max_duration=a.max_duration,
             silence_threshold_dbfs=a.silence_threshold_dbfs,
+            loudness=a.loudness_target(),
             replace=replace,
         )
-        console.print(
-            f"audio {msg.name}: {msg.duration_ms / 1000:.1f} s, 8 kHz mono "
-            f"16-bit WAV ({runtime.audio_store / msg.file_name})"
+        _print_added(runtime, msg)
+
+
+def _print_added(runtime: Any, msg: Any) -> None:
+    """One line about an audio message just added to the library."""
+    a = runtime.settings.audio
+    level = f", {a.loudness_lufs:.1f} LUFS" if a.normalise_loudness else ""
+    console.print(
+        f"audio {msg.name}: {msg.duration_ms / 1000:.1f} s, 8 kHz mono "
+        f"16-bit WAV{level} ({runtime.audio_store / msg.file_name})",
+        highlight=False,
+    )
+
+
+@audio.command("say")
+@click.argument("name")
+@click.option(
+    "--text",
+    required=True,
+    help="What to say; [pause 500ms] or [pause 1.5s] for a pause (at most 10 s).",
+)
+@click.option(
+    "--voice",
+    help="espeak-ng voice (fr, en-gb, en-us...: see `audio voices`) or "
+    "piper:/path/model.onnx (default: [audio] tts_voice).",
+)
+@click.option("--speed", type=int, help="Words per minute, 80 to 450 (default: [audio] tts_speed).")
+@click.option("--pitch", type=int, help="espeak-ng pitch, 0 to 99 (default: the voice's, 50).")
+@click.option("--replace", is_flag=True, help="Replace an existing audio of that name.")
+@pass_ctx
+def audio_say(
+    ctx: Ctx,
+    name: str,
+    text: str,
+    voice: str | None,
+    speed: int | None,
+    pitch: int | None,
+    replace: bool,
+) -> None:
+    """Speak TEXT with the local text-to-speech and add it to the library as NAME.
+
+    \b
+    Examples:
+      voicecast audio say rappel --text "Bonjour, [pause 500ms] ceci est un rappel."
+      voicecast audio say notice --voice en-gb --speed 140 --text "Hello, this is Acme."
+    """
+    from voicecast.audio.library import add_speech
+
+    settings = ctx.settings
+    a = settings.audio
+    spoken_by = a.tts_voice_for(voice, speed, pitch)
+    runtime = _runtime(ctx)
+    with runtime.sessions() as s, s.begin():
+        msg = add_speech(
+            s,
+            runtime.audio_store,
+            text,
+            name,
+            voice=spoken_by,
+            cache_dir=settings.path(a.tts_cache_dir),
+            max_duration=a.max_duration,
+            silence_threshold_dbfs=a.silence_threshold_dbfs,
+            loudness=a.loudness_target(),
+            replace=replace,
         )
+        _print_added(runtime, msg)
+
+
+@audio.command("voices")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+@pass_ctx
+def audio_voices(ctx: Ctx, as_json: bool) -> None:
+    """List the espeak-ng voices usable with `audio say --voice` and [audio] tts_voice."""
+    from voicecast.audio.tts import available_voices
+
+    voices = available_voices("espeak-ng")
+    if as_json:
+        click.echo(json.dumps({"espeak-ng": voices}))
+        return
+    default = ctx.settings.audio.tts_voice
+    console.print(
+        f"espeak-ng voices ({len(voices)}; [audio] tts_voice is {default!r}):", highlight=False
+    )
+    console.print(" ".join(voices), highlight=False)
+    console.print(
+        "A variant can follow a voice: fr+f3, en-gb+m2. Piper (optional, not downloaded): "
+        "--voice piper:/path/to/model.onnx",
+        highlight=False,
+    )
 
 
 @audio.command("list")
@@ -419,7 +530,30 @@ def _declaration(kwargs: dict[str, Any]) -> Any:
 @campaign.command("create")
 @click.argument("name")
 @click.option("--list", "list_name", required=True, help="Contact list to call.")
-@click.option("--message", required=True, help="Audio played to people.")
+@click.option("--message", default="", help="Audio played to people (a library name).")
+@click.option(
+    "--text",
+    "message_text",
+    help="Instead of --message: a text spoken by local TTS, with merge fields such as "
+    "{first_name} and pauses such as [pause 500ms] (the 'SMS vocal').",
+)
+@click.option("--voice", "tts_voice", help="TTS voice for texts (fr, en-gb, en-us...).")
+@click.option("--speed", "tts_speed", type=int, help="TTS speed in words per minute.")
+@click.option(
+    "--scenario",
+    "scenario_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Scenario document (YAML or JSON): menus, transfers, recordings (default: the "
+    "message, then the opt-out announcement).",
+)
+@click.option(
+    "--deliver-to",
+    type=click.Choice(["both", "humans", "machines"]),
+    default="both",
+    show_default=True,
+    help="Who gets the message: machines = voicemail drop only.",
+)
+@click.option("--beep-hz", type=int, help="Mailbox beep frequency used as a hint (Hz).")
 @click.option("--voicemail-message", help="Audio left on answering machines (default: --message).")
 @click.option("--caller-id", required=True, help="Number presented to callees (CLI).")
 @click.option("--max-channels", type=int, help="Calls up at once at most.")
@@ -467,6 +601,12 @@ def campaign_create(
     name: str,
     list_name: str,
     message: str,
+    message_text: str | None,
+    tts_voice: str | None,
+    tts_speed: int | None,
+    scenario_file: Path | None,
+    deliver_to: str,
+    beep_hz: int | None,
     voicemail_message: str | None,
     caller_id: str,
     max_channels: int | None,
@@ -514,6 +654,12 @@ def campaign_create(
         amd_params=tuple(parsed_amd),
         default_region=default_region.upper(),
         declaration=declaration,
+        message_text=message_text,
+        tts_voice=tts_voice,
+        tts_speed=tts_speed,
+        scenario_text=scenario_file.read_text(encoding="utf-8") if scenario_file else None,
+        deliver_to=deliver_to,
+        beep_hz=beep_hz,
     )
     if retry_outcomes is not None:
         spec = dataclasses.replace(spec, retry_outcomes=retry_outcomes)
@@ -1027,6 +1173,83 @@ def demo(ctx: Ctx, keep_sandbox: bool) -> None:
     finally:
         if not keep_sandbox:
             sb.down()
+
+
+# --- amd -------------------------------------------------------------------------------------
+
+
+@main.group()
+def amd() -> None:
+    """Answering-machine detection (Asterisk AMD()): accuracy on a labelled set."""
+
+
+@amd.command("evaluate")
+@click.option(
+    "--set",
+    "set_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Folder of WAVs with a labels.csv (file,label: human|machine|silence) "
+    "[default: the shipped sounds/amd-eval].",
+)
+@click.option(
+    "--amd",
+    "amd_params",
+    multiple=True,
+    metavar="PARAM=MS",
+    help="Override an AMD() parameter, e.g. --amd greeting=2000 (same names as "
+    "`campaign create --amd`); default: voicecast's defaults.",
+)
+@click.option(
+    "--amd-on-notsure",
+    type=click.Choice(["human", "machine", "hangup"]),
+    default="human",
+    show_default=True,
+    help="Policy for AMD's NOTSURE in the decision matrix.",
+)
+@click.option(
+    "--amd-on-silence",
+    type=click.Choice(["machine", "no_answer"]),
+    default="machine",
+    show_default=True,
+    help="Policy for a silent answer in the decision matrix.",
+)
+@click.option(
+    "--concurrency", type=click.IntRange(1, 32), default=8, show_default=True, help="Calls at once."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_ctx
+def amd_evaluate(
+    ctx: Ctx,
+    set_dir: Path | None,
+    amd_params: tuple[str, ...],
+    amd_on_notsure: str,
+    amd_on_silence: str,
+    concurrency: int,
+    as_json: bool,
+) -> None:
+    """Call the sandbox once per labelled recording, run AMD on each answer, and print the
+    confusion matrices (label x AMD verdict, label x decision under the policy) and every
+    recording's verdict and cause.
+
+    Needs the sandbox running (`voicecast sandbox up`) and no dialer running (it listens on
+    the FastAGI port).
+    """
+    from voicecast.amd_eval import DEFAULT_SET, evaluate, parse_amd_overrides, render_text
+
+    params = parse_amd_overrides(amd_params)
+    report = evaluate(
+        _runtime(ctx),
+        set_dir or DEFAULT_SET,
+        params,
+        on_notsure=amd_on_notsure,
+        on_silence=amd_on_silence,
+        concurrency=concurrency,
+    )
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        click.echo(render_text(report))
 
 
 from voicecast import cli_compliance  # noqa: E402,F401  (registers its command groups)

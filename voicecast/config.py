@@ -18,12 +18,16 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from voicecast.errors import ConfigError, UnsafeValueError
 from voicecast.pbx.validation import build_dial_string
+
+if TYPE_CHECKING:
+    from voicecast.audio.convert import LoudnessTarget
+    from voicecast.audio.tts import Voice
 
 ENV_PREFIX = "VOICECAST_"
 DEFAULT_FILE = "voicecast.toml"
@@ -82,6 +86,13 @@ class PbxSettings(_Section):
     sounds_dir_on_pbx: str = Field(
         "", description="the same folder as Asterisk sees it; empty = sounds_dir"
     )
+    replies_dir: str = Field(
+        "/var/spool/asterisk/voicecast-replies",
+        description="where Asterisk writes callees' replies (scenario record nodes)",
+    )
+    replies_dir_on_pbx: str = Field(
+        "", description="the same folder as Asterisk sees it; empty = replies_dir"
+    )
 
     @field_validator("dial_string")
     @classmethod
@@ -96,13 +107,60 @@ class PbxSettings(_Section):
 
 
 class AudioSettings(_Section):
-    """The audio library (messages converted to 8 kHz mono 16-bit WAV)."""
+    """The audio library (messages converted to 8 kHz mono 16-bit WAV) and text-to-speech."""
 
     store_dir: str = "var/audio"
     max_duration: float = Field(180.0, gt=0, description="seconds; longer files are refused")
     silence_threshold_dbfs: float = Field(
         -50.0, description="a file whose loudest peak is below this is refused as silent"
     )
+    normalise_loudness: bool = Field(
+        True, description="bring every message to loudness_lufs (ITU-R BS.1770 / EBU R128)"
+    )
+    loudness_lufs: float = Field(
+        -18.0, ge=-40.0, le=-10.0, description="integrated loudness of messages, LUFS"
+    )
+    true_peak_dbtp: float = Field(
+        -2.0, ge=-9.0, le=0.0, description="highest true peak of messages, dBTP"
+    )
+    tts_voice: str = Field(
+        "fr", description="espeak-ng voice (fr, en-gb, en-us...) or piper:/path/model.onnx"
+    )
+    tts_speed: int = Field(150, ge=80, le=450, description="words per minute")
+    tts_cache_dir: str = "var/tts-cache"
+
+    @field_validator("tts_voice")
+    @classmethod
+    def _valid_voice(cls, value: str) -> str:
+        from voicecast.audio.tts import TtsError, Voice
+
+        try:
+            Voice.parse(value)
+        except TtsError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
+
+    def loudness_target(self) -> LoudnessTarget | None:
+        """What converted audio is normalised to; None when ``normalise_loudness`` is false."""
+        from voicecast.audio.convert import LoudnessTarget
+
+        if not self.normalise_loudness:
+            return None
+        return LoudnessTarget(self.loudness_lufs, self.true_peak_dbtp)
+
+    def tts_voice_for(
+        self, name: str | None = None, speed: int | None = None, pitch: int | None = None
+    ) -> Voice:
+        """The voice to speak with: ``name`` / ``speed`` when given, else the configured ones.
+
+        Raises:
+            TtsError: invalid voice, speed or pitch.
+        """
+        from voicecast.audio.tts import Voice
+
+        return Voice.parse(
+            name or self.tts_voice, speed=self.tts_speed if speed is None else speed, pitch=pitch
+        )
 
 
 class DialerSettings(_Section):
@@ -324,11 +382,28 @@ originate_context = "voicecast-outbound"
 # Asterisk sees it (differs only when Asterisk runs in a chroot or a container).
 sounds_dir = "/var/lib/asterisk/sounds/voicecast"
 sounds_dir_on_pbx = ""
+# Where Asterisk writes the callees' replies (scenario record nodes; kept for the node's
+# retention_days), and the same folder as Asterisk sees it. Asterisk must be able to write it.
+replies_dir = "/var/spool/asterisk/voicecast-replies"
+replies_dir_on_pbx = ""
 
 [audio]
 store_dir = "var/audio"
 max_duration = 180.0          # seconds
 silence_threshold_dbfs = -50.0
+# Every message (uploaded or spoken) is brought to the same integrated loudness, measured as
+# ITU-R BS.1770 / EBU R128 define it, with true peaks at most true_peak_dbtp. -18 LUFS is
+# the level AES TD1008 recommends for speech (EBU R128's -23 LUFS is for broadcast
+# programmes); -2 dBTP leaves headroom for the G.711 encoding. false keeps each file's level.
+normalise_loudness = true
+loudness_lufs = -18.0         # LUFS, -40 to -10
+true_peak_dbtp = -2.0         # dBTP, -9 to 0
+# Text-to-speech (`voicecast audio say`): espeak-ng voice (`voicecast audio voices`: fr,
+# en-gb, en-us...) or "piper:/path/to/model.onnx" (Piper installed by you; nothing is
+# downloaded), speed in words per minute (80 to 450), and where spoken texts are cached.
+tts_voice = "fr"
+tts_speed = 150
+tts_cache_dir = "var/tts-cache"
 
 [dialer]
 # Defaults for new campaigns.

@@ -56,6 +56,8 @@ class SandboxView:
         sounds_dir: host path where voicecast publishes audio for this Asterisk.
         sounds_dir_on_pbx: the same folder as Asterisk sees it.
         recordings_dir: host path of the simulated callees' recordings.
+        replies_dir, replies_dir_on_pbx: where Asterisk writes callees' replies (scenario
+            record nodes), on the host and as Asterisk sees it.
     """
 
     ami_port: int
@@ -64,6 +66,8 @@ class SandboxView:
     sounds_dir: Path
     sounds_dir_on_pbx: str
     recordings_dir: Path
+    replies_dir: Path | None = None
+    replies_dir_on_pbx: str = ""
 
 
 def _find_host_asterisk() -> str | None:
@@ -168,6 +172,8 @@ class Sandbox:
             sounds_dir=self._host_path(sounds_on_pbx),
             sounds_dir_on_pbx=sounds_on_pbx,
             recordings_dir=self._host_path(f"{dirs['astspooldir']}/{SIM_RECORDINGS}"),
+            replies_dir=self._host_path(f"{dirs['astspooldir']}/voicecast-replies"),
+            replies_dir_on_pbx=f"{dirs['astspooldir']}/voicecast-replies",
         )
 
     def ami_secret(self) -> str:
@@ -281,6 +287,8 @@ class Sandbox:
             parents=True, exist_ok=True
         )
         view.sounds_dir.mkdir(parents=True, exist_ok=True)
+        if view.replies_dir is not None:
+            view.replies_dir.mkdir(parents=True, exist_ok=True)
         return etc
 
     # --- process ----------------------------------------------------------------------------
@@ -469,3 +477,96 @@ def _is_zombie(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+@dataclass(frozen=True)
+class CallbackResult:
+    """A simulated call-back (see :func:`place_callback`).
+
+    Attributes:
+        heard: host path of the WAV of what the caller heard.
+        seconds: how long the call lasted (answer to hangup, wall clock).
+    """
+
+    heard: Path
+    seconds: float
+
+
+async def place_callback(
+    view: SandboxView,
+    caller: str,
+    called: str,
+    *,
+    press: str = "",
+    after: float = 4.0,
+    timeout: float = 90.0,
+) -> CallbackResult:
+    """Call one of our caller IDs from the simulated network, as a person calling back.
+
+    Originates ``Local/<called>@sim-callback`` (which enters ``voicecast-inbound``) with
+    caller ID ``caller``; the simulated caller (context ``sim-caller``) records what it
+    hears, presses ``press`` (DTMF keys, may be empty) ``after`` seconds after the answer,
+    and listens until voicecast hangs up. The controller (``voicecast serve`` or a running
+    campaign) must be up to answer over FastAGI.
+
+    Raises:
+        voicecast.errors.UnsafeValueError: ``caller``/``called`` are not E.164, or ``press``
+            holds other than ``0-9*#``.
+        SandboxError: AMI refused the call or it did not end within ``timeout`` seconds.
+    """
+    import asyncio
+    import uuid
+
+    from voicecast.ami.client import AmiClient, AmiError
+    from voicecast.errors import UnsafeValueError
+    from voicecast.pbx.validation import build_dial_string, check_e164
+
+    check_e164(caller, "caller")
+    check_e164(called, "called number")
+    if not all(c in "0123456789*#" for c in press) or len(press) > 10:
+        raise UnsafeValueError(f"keys to press {press!r}: use 0-9, * and # only")
+    tag = uuid.uuid4().hex[:12]
+    channel_id = f"callback-{tag}"
+    ended = asyncio.Event()
+    answered_at: list[float] = []
+
+    def on_hangup(msg: Any) -> None:
+        if (msg.get("Uniqueid") or "") == channel_id:
+            ended.set()
+
+    def on_newstate(msg: Any) -> None:
+        if (msg.get("Uniqueid") or "") == channel_id and msg.get("ChannelStateDesc") == "Up":
+            answered_at.append(time.monotonic())
+
+    client = AmiClient("127.0.0.1", view.ami_port, "voicecast", view.secret)
+    client.on("Hangup", on_hangup)
+    client.on("Newstate", on_newstate)
+    await client.connect()
+    try:
+        resp = await client.send_action(
+            "Originate",
+            {
+                "Channel": build_dial_string("Local/{number}@sim-callback", called),
+                "Context": "sim-caller",
+                "Exten": "s",
+                "Priority": "1",
+                "CallerID": f"<{caller}>",
+                "Timeout": "30000",
+                "Async": "true",
+                "ChannelId": channel_id,
+                "OtherChannelId": channel_id + "-b",
+                "Variable": [f"SIM_TAG={tag}", f"SIM_PRESS={press}", f"SIM_AFTER={int(after)}"],
+            },
+        )
+        if not resp.success:
+            raise SandboxError(f"the sandbox refused the call-back: {resp.message.get('Message')}")
+        try:
+            await asyncio.wait_for(ended.wait(), timeout)
+        except TimeoutError as exc:
+            raise SandboxError(f"the call-back did not end within {timeout:.0f} s") from exc
+    except AmiError as exc:
+        raise SandboxError(f"AMI: {exc}") from exc
+    finally:
+        await client.close()
+    seconds = time.monotonic() - answered_at[0] if answered_at else 0.0
+    return CallbackResult(view.recordings_dir / f"callback-{tag}-heard.wav", round(seconds, 1))

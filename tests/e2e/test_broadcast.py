@@ -18,7 +18,13 @@ from sqlalchemy import select
 
 from voicecast.audio.convert import voiced_span, wav_duration_ms
 from voicecast.dialer.controller import lease_holder
-from voicecast.storage.models import CallAttempt, CampaignContact, Contact, ContactList
+from voicecast.storage.models import (
+    CallAttempt,
+    CampaignContact,
+    Contact,
+    ContactList,
+    InboundCall,
+)
 
 from .amimon import AmiMonitor
 from .conftest import REPO, Workspace
@@ -27,6 +33,7 @@ pytestmark = pytest.mark.e2e
 
 EXAMPLE_MESSAGE = REPO / "sounds" / "example-message.wav"
 EXAMPLE_LIST = REPO / "examples" / "contacts.csv"
+MENU_SCENARIO = REPO / "examples" / "scenarios" / "menu-record-transfer.yaml"
 EXPECTED_BY_LAST_DIGIT = {
     "0": "human",
     "1": "opted_out",  # presses 9, the campaign's opt-out key, during the message
@@ -35,7 +42,7 @@ EXPECTED_BY_LAST_DIGIT = {
     "4": "no_answer",
     "5": "congestion",
     "6": "invalid_number",
-    "7": "human",  # presses 1: `transferred` once the scenario issue lands
+    "7": "transferred",  # presses 1: the scenario's menu bridges them to the agent
     "8": "machine",
     "9": "machine",  # silent answer, campaign setting amd-on-silence=machine (default)
 }
@@ -77,6 +84,8 @@ def test_every_simulated_callee_gets_its_outcome_and_hears_the_whole_message(
         "0",
         "--optout-key",
         "9",
+        "--scenario",
+        str(MENU_SCENARIO),
     )
     ws.vc("campaign", "start", "all-digits", "--wait")
 
@@ -93,7 +102,18 @@ def test_every_simulated_callee_gets_its_outcome_and_hears_the_whole_message(
     assert leaver.played and leaver.played[0]["digit"] == "9"
     assert 1000 <= leaver.played[0]["ms"] < message_ms - 2000
     assert "opted out since" in ws.vc("optout", "check", by_digit["1"]["number"]).stdout
-    for digit in "07":  # people: their recording of what they heard holds all of it
+    # digit 7 pressed 1 during the message: bridged to the simulated agent, whose recording
+    # (named with the attempt id) exists, and whose hello the callee heard after the cut
+    (moved,) = _attempts(ws, by_digit["7"]["number"])
+    assert moved.played and moved.played[0]["digit"] == "1"
+    transfer = next(step for step in moved.steps if step.get("type") == "transfer")
+    assert transfer["status"] == "ANSWER", transfer
+    agent_calls = list(ws.view.recordings_dir.glob(f"agent-{moved.id}-*-call.wav"))
+    assert len(agent_calls) == 1, "the simulated agent recorded no call for this attempt"
+    assert wav_duration_ms(agent_calls[0]) >= 10_000  # the bridge held until the callee left
+    assert voiced_span(agent_calls[0]) is not None
+    assert transfer["talk_seconds"] >= 10
+    for digit in "0":  # a person: their recording of what they heard holds all of it
         number = by_digit[digit]["number"]
         (attempt,) = _attempts(ws, number)
         heard = ws.recording(number, attempt.id)
@@ -377,3 +397,45 @@ def test_serve_dials_a_campaign_started_without_wait_and_stops_on_sigterm(
         server.send_signal(signal.SIGTERM)
         output, _ = server.communicate(timeout=60)
     assert server.returncode == 0, output
+
+
+def test_a_call_back_from_a_called_number_hears_who_called_and_opts_out_by_key(
+    workspace: Workspace, short_message: Path
+) -> None:
+    ws = workspace
+    ws.vc("audio", "add", str(short_message), "--name", "short")
+    called, stranger = "+33199000050", "+33199000060"
+    csv = ws.write_contacts("c.csv", [called])
+    ws.vc("contacts", "import", str(csv), "--list", "l")
+    ws.create_campaign("cb", "l", "short", "--caller-id", "+33162000000", "--retries", "0")
+    ws.vc("campaign", "start", "cb", "--wait")
+    server = ws.popen("serve")
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:  # the server answers the call-back line
+            with ws.sessions() as s:
+                if lease_holder(s) is not None:
+                    break
+            time.sleep(0.2)
+        out = ws.vc(
+            "sandbox", "call-back", called, "+33162000000", "--press", "9", "--after", "12"
+        ).stdout
+        heard = Path(out.rsplit("heard: ", 1)[1].strip())
+        unknown = ws.vc("sandbox", "call-back", stranger, "+33162000000", "--after", "2").stdout
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=60)
+    assert server.returncode == 0, output
+    # the identification was heard before the key: several seconds of speech
+    assert _voiced_length(heard) >= 6.0
+    assert "opted out since" in ws.vc("optout", "check", called).stdout
+    # a number no campaign called recently is opted out by calling the line
+    assert "call-back ended" in unknown
+    assert "opted out since" in ws.vc("optout", "check", stranger).stdout
+    with ws.sessions() as s:
+        calls = list(s.scalars(select(InboundCall).order_by(InboundCall.id)))
+    assert [(c.caller, c.action) for c in calls] == [
+        (called, "opted_out"),
+        (stranger, "auto_opted_out"),
+    ]
+    assert calls[0].campaign_id is not None

@@ -133,7 +133,11 @@ def test_converts_common_formats(media: dict[str, Path], tmp_path: Path, kind: s
     assert abs(result.duration_ms - 2000) < 60
     assert result.duration_ms == wav_duration_ms(dest)
     assert result.sha256 == hashlib.sha256(dest.read_bytes()).hexdigest()
-    assert -6.0 < result.peak_dbfs < 0.0
+    # a full-scale sine (about -6.7 LUFS once mixed to mono) is brought down to -18 LUFS:
+    # a sine's peak is 3 dB above its loudness, so about -15 dBFS
+    assert result.loudness_lufs == pytest.approx(-18.0, abs=0.5)
+    assert result.source_loudness_lufs is not None and result.source_loudness_lufs > -8.0
+    assert -16.0 < result.peak_dbfs < -13.0
     assert stat.S_IMODE(dest.stat().st_mode) == 0o644
     assert os.listdir(dest.parent) == ["msg.wav"]  # no temp file left behind
 
@@ -318,8 +322,12 @@ def test_file_without_audio_stream(tmp_path: Path) -> None:
 
 def test_silence_threshold_is_configurable(tmp_path: Path) -> None:
     src = tone(tmp_path / "quiet.wav", 1.0, "vol", "0.01")  # peak about -40 dBFS
-    result = convert_for_asterisk(src, tmp_path / "a.wav", max_duration=5)
+    result = convert_for_asterisk(src, tmp_path / "a.wav", max_duration=5, loudness=None)
     assert -43 < result.peak_dbfs < -37
+    assert result.loudness_lufs is None
+    # the threshold applies to the file as given, before the normalisation lifts it
+    normalised = convert_for_asterisk(src, tmp_path / "n.wav", max_duration=5)
+    assert -16 < normalised.peak_dbfs < -13
     with pytest.raises(AudioError, match="silent"):
         convert_for_asterisk(src, tmp_path / "b.wav", max_duration=5, silence_threshold_dbfs=-30)
 

@@ -79,8 +79,10 @@ class FakeCall:
         await asyncio.sleep(0.01)
         return self._amd
 
-    async def wait_for_silence(self, silence_ms: int, timeout: float) -> bool:
-        return True
+    async def wait_for_beep(
+        self, silence_ms: int, resume_s: float, timeout: float, beep_hz: int = 1000
+    ) -> str:
+        return "beep"
 
     async def sound_exists(self, sound: str) -> bool:
         return True

@@ -27,7 +27,13 @@ from voicecast.agi.server import (
 )
 from voicecast.errors import UnsafeValueError
 from voicecast.pbx.asterisk import AsteriskBackend, AsteriskCallFlow, AsteriskEndpoint
-from voicecast.pbx.base import AmdParams, CallFlowSession, PlayResult
+from voicecast.pbx.base import (
+    AmdParams,
+    CallFlowSession,
+    PlayResult,
+    RecordResult,
+    TransferResult,
+)
 
 ATTEMPT = "5f2c9a0e7b1d4c3a8e6f0a1b2c3d4e5f"
 SOUND = "/var/lib/asterisk/sounds/voicecast/msg-1"
@@ -612,10 +618,10 @@ def test_close_cancels_calls_in_progress_after_grace() -> None:
 
 
 def run_flow(
-    body: Callable[[AsteriskCallFlow], Awaitable[Any]], dialogue: Dialogue
+    body: Callable[[AsteriskCallFlow], Awaitable[Any]], dialogue: Dialogue, dial_string: str = ""
 ) -> dict[str, Any]:
     async def handler(session: AgiSession) -> Any:
-        flow = AsteriskCallFlow(session, ATTEMPT)
+        flow = AsteriskCallFlow(session, ATTEMPT, dial_string)
         return await body(flow)
 
     return run_call(handler, dialogue)
@@ -708,28 +714,126 @@ def test_play_interrupted_by_hangup() -> None:
     assert len(outcome["commands"]) == 1
 
 
-@pytest.mark.parametrize(("status", "heard"), [("SILENCE", True), ("TIMEOUT", False)])
-def test_wait_for_silence(status: str, heard: bool) -> None:
-    async def body(flow: AsteriskCallFlow) -> bool:
-        return await flow.wait_for_silence(1500, 30.0)
+TONE_ON = 'SET VARIABLE "TONE_DETECT(700,100)" ""'
+TONE_OFF = 'SET VARIABLE "TONE_DETECT(0,,x)" ""'
+
+
+def test_wait_for_beep_ends_at_the_silence_after_a_beep() -> None:
+    async def body(flow: AsteriskCallFlow) -> str:
+        return await flow.wait_for_beep(1500, 1.0, 30.5, 700)
 
     async def dialogue(fake: FakeAsterisk) -> None:
+        await fake.answer(TONE_ON, "200 result=1")
         await fake.answer('EXEC "WaitForSilence" "1500,1,30"', "200 result=0")
-        await fake.answer('GET VARIABLE "WAITSTATUS"', f"200 result=1 ({status})")
+        await fake.answer('GET VARIABLE "WAITSTATUS"', "200 result=1 (SILENCE)")
+        await fake.answer('GET FULL VARIABLE "${TONE_DETECT(rx)}"', "200 result=1 (1)")
+        await fake.answer(TONE_OFF, "200 result=1")
 
-    assert run_flow(body, dialogue)["value"] is heard
+    assert run_flow(body, dialogue)["value"] == "beep"
 
 
-def test_wait_for_silence_on_hangup() -> None:
-    async def body(flow: AsteriskCallFlow) -> bool:
-        return await flow.wait_for_silence(1500, 0.4)  # at least 1 s for WaitForSilence
+def test_wait_for_beep_waits_again_when_the_greeting_resumes_after_a_pause() -> None:
+    async def body(flow: AsteriskCallFlow) -> str:
+        return await flow.wait_for_beep(1500, 2.0, 30.5, 700)
 
     async def dialogue(fake: FakeAsterisk) -> None:
-        await fake.answer('EXEC "WaitForSilence" "1500,1,1"', "HANGUP", "200 result=-1")
+        await fake.answer(TONE_ON, "200 result=1")
+        for noise in ("NOISE", "TIMEOUT"):  # a pause in the greeting, then the real silence
+            assert (await fake.command()).startswith('EXEC "WaitForSilence" "1500,1,')
+            await fake.send("200 result=0\n")
+            await fake.answer('GET VARIABLE "WAITSTATUS"', "200 result=1 (SILENCE)")
+            await fake.answer('GET FULL VARIABLE "${TONE_DETECT(rx)}"', "200 result=1 (0)")
+            await fake.answer('EXEC "WaitForNoise" "300,1,2"', "200 result=0")
+            await fake.answer('GET VARIABLE "WAITSTATUS"', f"200 result=1 ({noise})")
+        await fake.answer(TONE_OFF, "200 result=1")
 
-    outcome = run_flow(body, dialogue)
-    assert outcome["value"] is False
-    assert len(outcome["commands"]) == 1
+    assert run_flow(body, dialogue)["value"] == "silence"
+
+
+@pytest.mark.parametrize(("answers", "expected"), [(("TIMEOUT",), "timeout"), ((), "hangup")])
+def test_wait_for_beep_cap_and_hangup(answers: tuple[str, ...], expected: str) -> None:
+    async def body(flow: AsteriskCallFlow) -> str:
+        return await flow.wait_for_beep(1500, 1.0, 5.5, 700)
+
+    async def dialogue(fake: FakeAsterisk) -> None:
+        await fake.answer(TONE_ON, "200 result=1")
+        if answers:
+            await fake.answer('EXEC "WaitForSilence" "1500,1,5"', "200 result=0")
+            await fake.answer('GET VARIABLE "WAITSTATUS"', f"200 result=1 ({answers[0]})")
+            await fake.answer(TONE_OFF, "200 result=1")
+        else:
+            await fake.answer('EXEC "WaitForSilence" "1500,1,5"', "HANGUP", "200 result=-1")
+
+    assert run_flow(body, dialogue)["value"] == expected
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [("200 result=49", "1"), ("200 result=0", None), ("200 result=-1", None)],
+)
+def test_wait_for_digit(answer: str, expected: str | None) -> None:
+    async def body(flow: AsteriskCallFlow) -> str | None:
+        return await flow.wait_for_digit(5)
+
+    async def dialogue(fake: FakeAsterisk) -> None:
+        await fake.answer('WAIT FOR DIGIT "5000"', answer)
+
+    assert run_flow(body, dialogue)["value"] == expected
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("200 result=0 (timeout) endpos=40000", RecordResult(5000, None, True)),
+        ("200 result=35 (dtmf) endpos=8000", RecordResult(1000, "#", True)),
+        ("200 result=-1 (hangup) endpos=16000", RecordResult(2000, None, False)),
+    ],
+)
+def test_record(answer: str, expected: RecordResult) -> None:
+    async def body(flow: AsteriskCallFlow) -> RecordResult:
+        return await flow.record("/var/spool/asterisk/rec/x", 60, 3, True)
+
+    async def dialogue(fake: FakeAsterisk) -> None:
+        await fake.answer(
+            'RECORD FILE "/var/spool/asterisk/rec/x" "wav" "#" "60000" "BEEP" "s=3"', answer
+        )
+
+    assert run_flow(body, dialogue)["value"] == expected
+
+
+def test_transfer_reads_the_dial_status_even_after_the_callee_hung_up() -> None:
+    async def body(flow: AsteriskCallFlow) -> TransferResult:
+        return await flow.transfer("extension", "agent@sim-agent", 20, "+33199000107")
+
+    async def dialogue(fake: FakeAsterisk) -> None:
+        await fake.answer('SET VARIABLE "CALLERID(num)" "+33199000107"', "200 result=1")
+        await fake.answer(f'SET VARIABLE "__VC_ATTEMPT" "{ATTEMPT}"', "200 result=1")
+        await fake.answer('EXEC "Dial" "Local/agent@sim-agent,20"', "HANGUP", "200 result=-1")
+        await fake.answer('GET VARIABLE "DIALSTATUS"', "200 result=1 (ANSWER)")
+        await fake.answer('GET VARIABLE "ANSWEREDTIME"', "200 result=1 (12)")
+
+    assert run_flow(body, dialogue)["value"] == TransferResult("ANSWER", 12.0)
+
+
+def test_transfer_to_a_number_uses_the_dial_string_and_refuses_unsafe_targets() -> None:
+    async def body(flow: AsteriskCallFlow) -> list[object]:
+        out: list[object] = [await flow.transfer("number", "+33199000100", 15, "+33162000000")]
+        for kind, target in [("extension", "a@b,c"), ("queue", "q\r\nx"), ("fax", "1")]:
+            try:
+                await flow.transfer(kind, target, 15, "+33162000000")
+            except UnsafeValueError:
+                out.append("refused")
+        return out
+
+    async def dialogue(fake: FakeAsterisk) -> None:
+        await fake.answer('SET VARIABLE "CALLERID(num)" "+33162000000"', "200 result=1")
+        await fake.answer(f'SET VARIABLE "__VC_ATTEMPT" "{ATTEMPT}"', "200 result=1")
+        await fake.answer('EXEC "Dial" "PJSIP/+33199000100@trunk,15"', "200 result=0")
+        await fake.answer('GET VARIABLE "DIALSTATUS"', "200 result=1 (BUSY)")
+        await fake.answer('GET VARIABLE "ANSWEREDTIME"', "200 result=0")
+
+    value = run_flow(body, dialogue, dial_string="PJSIP/{number}@trunk")["value"]
+    assert value == [TransferResult("BUSY", 0.0), "refused", "refused", "refused"]
 
 
 @pytest.mark.parametrize(

@@ -207,10 +207,14 @@ class FakeCall:
         self._step("detect_machine")
         return self.amd
 
-    async def wait_for_silence(self, silence_ms: int, timeout: float) -> bool:
-        self.log.append(("wait_for_silence", silence_ms, timeout))
-        self._step("wait_for_silence")
-        return self.silence and not self._hung_up
+    async def wait_for_beep(
+        self, silence_ms: int, resume_s: float, timeout: float, beep_hz: int = 1000
+    ) -> str:
+        self.log.append(("wait_for_beep", silence_ms, timeout, beep_hz))
+        self._step("wait_for_beep")
+        if self._hung_up:
+            return "hangup"
+        return "beep" if self.silence else "timeout"
 
     async def sound_exists(self, sound: str) -> bool:
         self.log.append(("sound_exists", sound))
@@ -248,15 +252,15 @@ def test_human_hears_the_message_at_once() -> None:
     assert report.note == ""
 
 
-def test_machine_waits_for_silence_before_the_voicemail_message() -> None:
+def test_machine_waits_for_the_beep_before_the_voicemail_message() -> None:
     amd = AmdParams(total_analysis_time=6000)
     call = FakeCall(("MACHINE", "LONGGREETING-1500-1500"))
     report = run(call, plan(amd=amd, beep_silence_ms=1200, beep_timeout=20.0))
-    assert call.names() == ["detect_machine", "wait_for_silence", "sound_exists", "play", "hangup"]
+    assert call.names() == ["detect_machine", "wait_for_beep", "sound_exists", "play", "hangup"]
     assert call.log[0] == ("detect_machine", amd)
-    assert call.log[1] == ("wait_for_silence", 1200, 20.0)
+    assert call.log[1] == ("wait_for_beep", 1200, 20.0, 1000)
     assert call.log[3] == ("play", VOICEMAIL)
-    assert call.names().index("wait_for_silence") < call.names().index("play")
+    assert call.names().index("wait_for_beep") < call.names().index("play")
     assert report.answerer is Answerer.MACHINE
     assert report.played == [{"sound": VOICEMAIL, "ms": 9000, "completed": True, "digit": None}]
     assert report.note == ""
@@ -265,15 +269,15 @@ def test_machine_waits_for_silence_before_the_voicemail_message() -> None:
 def test_machine_without_silence_plays_anyway_with_a_note() -> None:
     call = FakeCall(("MACHINE", "MAXWORDS-3-3"), silence=False)
     report = run(call)
-    assert call.names() == ["detect_machine", "wait_for_silence", "sound_exists", "play", "hangup"]
-    assert "no silence" in report.note
+    assert call.names() == ["detect_machine", "wait_for_beep", "sound_exists", "play", "hangup"]
+    assert "no end of greeting" in report.note
     assert report.played[0]["sound"] == VOICEMAIL
 
 
 def test_machine_that_hangs_up_during_the_greeting() -> None:
-    call = FakeCall(("MACHINE", "LONGGREETING-1500-1500"), hang_up_on="wait_for_silence")
+    call = FakeCall(("MACHINE", "LONGGREETING-1500-1500"), hang_up_on="wait_for_beep")
     report = run(call)
-    assert call.names() == ["detect_machine", "wait_for_silence"]
+    assert call.names() == ["detect_machine", "wait_for_beep"]
     assert report.answerer is Answerer.MACHINE
     assert report.played == [{"sound": VOICEMAIL, "ms": 0, "completed": False}]
     assert report.note == ""
@@ -283,7 +287,7 @@ def test_initial_silence_as_machine_leaves_the_message() -> None:
     call = FakeCall(("MACHINE", "INITIALSILENCE-2500-2500"))
     report = run(call, plan(on_silence="machine"))
     assert "play" in call.names()
-    assert call.names().index("wait_for_silence") < call.names().index("play")
+    assert call.names().index("wait_for_beep") < call.names().index("play")
     assert report.answerer is Answerer.MACHINE
 
 
@@ -305,7 +309,7 @@ def test_notsure_as_hangup_hangs_up_without_playing() -> None:
 def test_notsure_as_machine_waits_for_silence() -> None:
     call = FakeCall(("NOTSURE", "TOOLONG-5000"))
     run(call, plan(on_notsure="machine"))
-    assert call.names() == ["detect_machine", "wait_for_silence", "sound_exists", "play", "hangup"]
+    assert call.names() == ["detect_machine", "wait_for_beep", "sound_exists", "play", "hangup"]
     assert call.log[3] == ("play", VOICEMAIL)
 
 
@@ -358,7 +362,7 @@ def test_on_decision_is_called_once_after_amd_and_report_is_filled_in_place() ->
     assert call.names() == [
         "detect_machine",
         "decision",
-        "wait_for_silence",
+        "wait_for_beep",
         "sound_exists",
         "play",
         "hangup",

@@ -130,8 +130,10 @@ class AgiSession:
         line = " ".join([name, *(quote_arg(a) for a in args)])
         return await self._send_line(line, name, timeout)
 
-    async def _send_line(self, line: str, name: str, timeout: float | None) -> AgiResult:
-        if self.hung_up:
+    async def _send_line(
+        self, line: str, name: str, timeout: float | None, *, dead_ok: bool = False
+    ) -> AgiResult:
+        if self.hung_up and not dead_ok:
             raise AgiHangup("channel already hung up")
         try:
             self._writer.write(line.encode("utf-8") + b"\n")
@@ -192,9 +194,18 @@ class AgiSession:
         result = await self._send_line(line, "GET FULL VARIABLE", None)
         return result.data if result.result == "1" else ""
 
-    async def get_variable(self, name: str) -> str | None:
-        """The channel variable ``name``, or None when unset."""
-        res = await self.command("GET VARIABLE", name)
+    async def get_variable(self, name: str, *, dead_ok: bool = False) -> str | None:
+        """The channel variable ``name``, or None when unset.
+
+        ``dead_ok``: ask even after Asterisk reported the hangup (``GET VARIABLE`` is allowed
+        on a dead channel while the AGI runs, e.g. to read ``DIALSTATUS`` after a bridge the
+        callee ended; Asterisk documentation, "AGI": dead-channel commands).
+
+        Raises:
+            AgiHangup: the channel is gone (and ``dead_ok`` is false, or Asterisk refused).
+        """
+        name = quote_arg(name)
+        res = await self._send_line(f"GET VARIABLE {name}", "GET VARIABLE", None, dead_ok=dead_ok)
         return res.data if res.result == "1" else None
 
 

@@ -1,39 +1,70 @@
-"""Audio: conversion to Asterisk's 8 kHz mono 16-bit WAV, and the library of named messages."""
+"""Audio: conversion to Asterisk's 8 kHz mono 16-bit WAV with loudness normalisation, local
+text-to-speech, and the library of named messages."""
 
 from voicecast.audio.convert import (
     ASTERISK_RATE,
+    DEFAULT_LOUDNESS,
+    DEFAULT_LOUDNESS_LUFS,
+    DEFAULT_TRUE_PEAK_DBTP,
     MAX_INPUT_BYTES,
     MIN_DURATION,
     AudioError,
     ConvertedAudio,
+    LoudnessMeasurement,
+    LoudnessTarget,
     atomic_write_bytes,
     convert_for_asterisk,
+    measure_loudness,
     voiced_span,
     wav_duration_ms,
 )
 from voicecast.audio.library import (
     NAME_RE,
     add_audio,
+    add_speech,
     check_name,
     get_audio,
     pbx_playback_name,
     publish,
 )
+from voicecast.audio.tts import (
+    TtsError,
+    Voice,
+    available_voices,
+    parse_markup,
+    render_text,
+    synthesize,
+    template_fields,
+)
 
 __all__ = [
     "ASTERISK_RATE",
+    "DEFAULT_LOUDNESS",
+    "DEFAULT_LOUDNESS_LUFS",
+    "DEFAULT_TRUE_PEAK_DBTP",
     "MAX_INPUT_BYTES",
     "MIN_DURATION",
     "NAME_RE",
     "AudioError",
     "ConvertedAudio",
+    "LoudnessMeasurement",
+    "LoudnessTarget",
+    "TtsError",
+    "Voice",
     "add_audio",
+    "add_speech",
     "atomic_write_bytes",
+    "available_voices",
     "check_name",
     "convert_for_asterisk",
     "get_audio",
+    "measure_loudness",
+    "parse_markup",
     "pbx_playback_name",
     "publish",
+    "render_text",
+    "synthesize",
+    "template_fields",
     "voiced_span",
     "wav_duration_ms",
 ]

@@ -7,8 +7,15 @@ any format ffmpeg reads (through pydub) and writes a RIFF WAV, 8000 Hz, mono, 16
 (e.g. recordings written by Asterisk) and tolerate the header of a file still being written
 (a ``data`` size of 0 or larger than the file).
 
+Loudness: every converted message is normalised (by default) to the same integrated loudness,
+:data:`DEFAULT_LOUDNESS_LUFS` with true peaks at most :data:`DEFAULT_TRUE_PEAK_DBTP`, measured
+as ITU-R BS.1770-4 defines it (K-weighted, gated; the meter of EBU R128), with ffmpeg's
+``loudnorm`` filter in two passes (measure, then apply; see :func:`normalise_loudness`), so
+that a quiet upload and a loud one sound equally loud on the phone.
+
 Units: ``duration_ms`` values are milliseconds; every other duration (arguments and the
-numbers in error messages) is in seconds.
+numbers in error messages) is in seconds. Loudness is in LUFS (loudness units relative to
+full scale), loudness range in LU, true peak in dBTP, sample peak in dBFS.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import array
 import contextlib
 import hashlib
 import io
+import json
 import math
 import os
 import re
@@ -44,6 +52,30 @@ FFMPEG_TIMEOUT = 300.0
 
 SUPPORTED_FORMATS = "WAV, MP3, OGG/Opus, FLAC, M4A/AAC/MP4, AIFF, WebM/MKA, AMR, AU, CAF, WMA"
 
+#: Default integrated loudness of a converted message, in LUFS (ITU-R BS.1770-4). EBU R128
+#: asks -23 LUFS of broadcast programmes mixed for quiet living rooms; a phone message is
+#: heard alone, through a small earpiece, often in noise, and AES TD1008 (loudness of
+#: internet audio, speech as the anchor) recommends -18 LUFS for speech: the level chosen here.
+DEFAULT_LOUDNESS_LUFS = -18.0
+#: Default ceiling of a converted message's true peak (inter-sample peak), in dBTP. EBU R128
+#: allows -1 dBTP; 1 dB more headroom is kept because the PBX encodes the 8 kHz audio with
+#: G.711 (A-law / mu-law), whose quantisation and any later gain stage add peaks, and G.711
+#: clips hard at full scale.
+DEFAULT_TRUE_PEAK_DBTP = -2.0
+#: Loudness at and below which nothing is measured: the absolute gate of ITU-R BS.1770-4.
+ABSOLUTE_GATE_LUFS = -70.0
+#: The loudness range target given to loudnorm, in LU: 20, the largest ffmpeg 5.1 accepts, so
+#: that speech is not compressed for its range (only for its true peaks, when needed).
+_LOUDNORM_LRA = 20.0
+#: loudnorm's dynamic mode works on 3-second windows and normalises a shorter input wrongly
+#: (ffmpeg 5.1: a 1 s phrase came out 17 LU too quiet), so shorter audio is padded with
+#: silence to this many frames (4 s at 8 kHz) and cut back after. Silence does not change the
+#: integrated loudness (it is below the absolute gate).
+_LOUDNORM_MIN_FRAMES = 4 * ASTERISK_RATE
+#: loudnorm's dynamic mode is asked for a true peak this many dB under the ceiling: its
+#: output is at 192 kHz, and the resampling back to 8 kHz adds up to about 0.7 dB.
+_TRUE_PEAK_MARGIN_DB = 1.0
+
 _FULL_SCALE_16 = 32768.0
 
 
@@ -59,13 +91,67 @@ class ConvertedAudio:
         path: the written WAV (8000 Hz, mono, 16-bit PCM).
         duration_ms: its length in milliseconds.
         sha256: hex SHA-256 of the written file's bytes.
-        peak_dbfs: its loudest sample in dBFS (0 = full scale).
+        peak_dbfs: its loudest sample in dBFS (0 = full scale), after normalisation.
+        loudness_lufs: its integrated loudness in LUFS as loudnorm measured its own output,
+            or None when loudness normalisation was off.
+        source_loudness_lufs: the integrated loudness of the input (after the mix-down to
+            mono and the resampling to 8 kHz) in LUFS, or None when normalisation was off.
     """
 
     path: Path
     duration_ms: int
     sha256: str
     peak_dbfs: float
+    loudness_lufs: float | None = None
+    source_loudness_lufs: float | None = None
+
+
+@dataclass(frozen=True)
+class LoudnessTarget:
+    """What :func:`convert_for_asterisk` normalises to.
+
+    Attributes:
+        integrated_lufs: integrated loudness, in LUFS (ITU-R BS.1770-4), -40 to -10.
+        true_peak_dbtp: highest true peak, in dBTP, -9 to 0 (loudnorm's range).
+
+    Raises:
+        ValueError: a value is out of range.
+    """
+
+    integrated_lufs: float = DEFAULT_LOUDNESS_LUFS
+    true_peak_dbtp: float = DEFAULT_TRUE_PEAK_DBTP
+
+    def __post_init__(self) -> None:
+        if not -40.0 <= self.integrated_lufs <= -10.0:
+            raise ValueError(
+                f"loudness target {self.integrated_lufs} LUFS is out of range (-40 to -10)"
+            )
+        if not -9.0 <= self.true_peak_dbtp <= 0.0:
+            raise ValueError(
+                f"true peak ceiling {self.true_peak_dbtp} dBTP is out of range (-9 to 0)"
+            )
+
+
+#: The default normalisation: -18 LUFS, true peaks at most -2 dBTP.
+DEFAULT_LOUDNESS = LoudnessTarget()
+
+
+@dataclass(frozen=True)
+class LoudnessMeasurement:
+    """Loudness of some audio per ITU-R BS.1770-4 / EBU R128 (as ffmpeg's loudnorm reports it).
+
+    Attributes:
+        integrated_lufs: integrated (gated) loudness in LUFS; ``-inf`` when no block is
+            above the -70 LUFS absolute gate (silence).
+        true_peak_dbtp: highest true (inter-sample) peak in dBTP.
+        range_lu: loudness range (EBU Tech 3342) in LU.
+        threshold_lufs: the relative gate used, in LUFS.
+    """
+
+    integrated_lufs: float
+    true_peak_dbtp: float
+    range_lu: float
+    threshold_lufs: float
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,9 +316,7 @@ def _resample(src: Path, pcm: bytes, rate: int) -> bytes:
     """
     if rate == ASTERISK_RATE:
         return pcm
-    from pydub import AudioSegment
-
-    converter = str(AudioSegment.converter)
+    converter = _ffmpeg_converter()
     cmd = [
         converter,
         "-hide_banner",
@@ -263,6 +347,209 @@ def _resample(src: Path, pcm: bytes, rate: int) -> bytes:
         raise AudioError(f"{src}: resampling to {ASTERISK_RATE} Hz failed: {reason}")
     out = proc.stdout
     return out[: len(out) - len(out) % ASTERISK_SAMPLE_WIDTH]
+
+
+# --------------------------------------------------------------------------------------------
+# loudness
+
+
+_LOUDNORM_REPORT = re.compile(r"\{[^{}]*\"input_i\"[^{}]*\}")
+
+
+def _ffmpeg_converter() -> str:
+    """The ffmpeg executable pydub uses (``ffmpeg`` on the PATH by default)."""
+    from pydub import AudioSegment
+
+    return str(AudioSegment.converter)
+
+
+def _loudnorm_report(src: Path, stderr: str) -> dict[str, str]:
+    """The JSON report loudnorm prints at the end (``print_format=json``).
+
+    Raises:
+        AudioError: ffmpeg printed no such report.
+    """
+    found = _LOUDNORM_REPORT.findall(stderr)
+    if not found:
+        raise AudioError(f"{src}: loudness measurement failed: ffmpeg printed no loudnorm report")
+    report: dict[str, str] = json.loads(found[-1])
+    return report
+
+
+def _measurement(report: dict[str, str], prefix: str) -> LoudnessMeasurement:
+    """A :class:`LoudnessMeasurement` from loudnorm's ``input_*`` or ``output_*`` values."""
+    return LoudnessMeasurement(
+        integrated_lufs=float(report[f"{prefix}i"]),  # "-inf" parses
+        true_peak_dbtp=float(report[f"{prefix}tp"]),
+        range_lu=float(report[f"{prefix}lra"]),
+        threshold_lufs=float(report[f"{prefix}thresh"]),
+    )
+
+
+def _run_filter(src: Path, pcm: bytes, afilter: str, *, keep_output: bool) -> tuple[bytes, str]:
+    """Run ffmpeg on 8 kHz mono 16-bit ``pcm`` with the audio filter ``afilter``.
+
+    Returns:
+        ``(output PCM, 8 kHz mono 16-bit, or b"" when not kept; ffmpeg's stderr)``.
+
+    Raises:
+        AudioError: ffmpeg is missing, fails or times out.
+    """
+    converter = _ffmpeg_converter()
+    rate = str(ASTERISK_RATE)
+    cmd = [converter, "-hide_banner", "-nostats", "-loglevel", "info"]
+    cmd += ["-f", "s16le", "-ar", rate, "-ac", "1", "-i", "pipe:0", "-af", afilter]
+    if keep_output:
+        cmd += ["-ar", rate, "-ac", "1", "-f", "s16le", "pipe:1"]
+    else:
+        cmd += ["-f", "null", "-"]
+    try:
+        proc = subprocess.run(cmd, input=pcm, capture_output=True, timeout=FFMPEG_TIMEOUT)
+    except FileNotFoundError as exc:
+        raise AudioError(f"{src}: cannot normalise the loudness: {converter} not found") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise AudioError(
+            f"{src}: loudness normalisation took longer than {FFMPEG_TIMEOUT:.0f} s"
+        ) from exc
+    stderr = proc.stderr.decode(errors="replace")
+    if proc.returncode != 0:
+        reason = _ffmpeg_reason(stderr, "pipe:0", src.name)
+        raise AudioError(f"{src}: loudness normalisation failed: {reason}")
+    out = proc.stdout if keep_output else b""
+    return out[: len(out) - len(out) % ASTERISK_SAMPLE_WIDTH], stderr
+
+
+def _clamp(value: float, low: float, high: float) -> float:
+    return min(max(value, low), high)
+
+
+def _analyse(src: Path, pcm: bytes, base: str, pad: str) -> tuple[LoudnessMeasurement, float]:
+    """loudnorm's first pass over ``pcm`` (after the filter ``pad``, if any).
+
+    Returns:
+        ``(the measurement, loudnorm's suggested offset in LU for its second pass)``.
+    """
+    _, stderr = _run_filter(src, pcm, f"{pad}{base}:print_format=json", keep_output=False)
+    report = _loudnorm_report(src, stderr)
+    return _measurement(report, "input_"), float(report.get("target_offset", 0.0))
+
+
+def normalise_loudness(
+    src: Path, pcm: bytes, target: LoudnessTarget
+) -> tuple[bytes, LoudnessMeasurement, float]:
+    """Bring 8 kHz mono 16-bit PCM to ``target``'s integrated loudness and true-peak ceiling.
+
+    Measure, then apply (two passes, as the ffmpeg filter documentation of ``loudnorm`` and
+    its author describe it: http://k.ylo.ph/2016/04/04/loudnorm.html). The first pass of
+    ffmpeg's ``loudnorm`` measures the integrated loudness, true peak, loudness range and
+    gate threshold (ITU-R BS.1770-4; EBU R128 and Tech 3342). Then:
+
+    - when one constant gain reaches the target and keeps the true peak under the ceiling,
+      that gain is applied (ffmpeg ``volume``): the sound is unchanged but for its level;
+    - otherwise (speech from espeak-ng has peaks about 20 dB above its loudness, more than
+      the 16 dB between -18 LUFS and -2 dBTP) ``loudnorm``'s second pass is given the
+      measurements and runs its dynamic mode: a gain that follows the loudness over 3 s
+      windows, with a true-peak limiter; its ceiling is set :data:`_TRUE_PEAK_MARGIN_DB`
+      lower, because going back from its 192 kHz output to 8 kHz adds a little overshoot.
+      Audio shorter than 4 s is padded with silence for both passes and cut back (see
+      :data:`_LOUDNORM_MIN_FRAMES`).
+
+    The result has exactly the input's length and timing (no delay).
+
+    Args:
+        src: the file the audio came from (only to name it in errors).
+        pcm: the audio, 8000 Hz mono 16-bit little-endian.
+        target: loudness and true-peak ceiling to reach.
+
+    Returns:
+        ``(normalised PCM of the same length, the input's measurement, the output's
+        integrated loudness in LUFS: computed for a constant gain, as loudnorm measured its
+        output otherwise)``.
+
+    Raises:
+        AudioError: the audio is too quiet to measure (integrated loudness at or below the
+            -70 LUFS absolute gate), or ffmpeg is missing, fails or times out.
+    """
+    base = f"loudnorm=I={target.integrated_lufs:.1f}:TP={target.true_peak_dbtp:.1f}"
+    base += f":LRA={_LOUDNORM_LRA:.1f}"
+    measured, _ = _analyse(src, pcm, base, "")
+    if not measured.integrated_lufs > ABSOLUTE_GATE_LUFS:  # also catches NaN
+        raise AudioError(
+            f"{src}: too quiet to normalise: its loudness is below the "
+            f"{ABSOLUTE_GATE_LUFS:.0f} LUFS gate of ITU-R BS.1770"
+        )
+    gain = target.integrated_lufs - measured.integrated_lufs
+    if measured.true_peak_dbtp + gain <= target.true_peak_dbtp:
+        out, _ = _run_filter(src, pcm, f"volume={gain:.3f}dB:precision=double", keep_output=True)
+        output_lufs = measured.integrated_lufs + gain
+    else:
+        ceiling = max(-9.0, target.true_peak_dbtp - _TRUE_PEAK_MARGIN_DB)
+        base = f"loudnorm=I={target.integrated_lufs:.1f}:TP={ceiling:.1f}:LRA={_LOUDNORM_LRA:.1f}"
+        frames = len(pcm) // ASTERISK_SAMPLE_WIDTH
+        pad = f"apad=whole_len={_LOUDNORM_MIN_FRAMES}," if frames < _LOUDNORM_MIN_FRAMES else ""
+        padded, offset = _analyse(src, pcm, base, pad)
+        # loudnorm refuses measured values outside its option ranges: clamp them there.
+        second = (
+            f"{pad}{base}"
+            f":measured_I={_clamp(padded.integrated_lufs, -99.0, 0.0):.2f}"
+            f":measured_TP={_clamp(padded.true_peak_dbtp, -99.0, 99.0):.2f}"
+            f":measured_LRA={_clamp(padded.range_lu, 0.0, 99.0):.2f}"
+            f":measured_thresh={_clamp(padded.threshold_lufs, -99.0, 0.0):.2f}"
+            f":offset={_clamp(offset, -99.0, 99.0):.2f}"
+            ":linear=true:print_format=json"
+        )
+        out, _ = _run_filter(src, pcm, second, keep_output=True)
+        out = _same_length(out, pcm)
+        # The limiter leaves the result up to 1 LU under the target, and the margin above
+        # some headroom: a last constant gain brings it as close as the ceiling allows.
+        got, _ = _analyse(src, out, base, "")
+        output_lufs = got.integrated_lufs
+        trim = min(
+            target.integrated_lufs - got.integrated_lufs, target.true_peak_dbtp - got.true_peak_dbtp
+        )
+        if abs(trim) >= 0.05 and math.isfinite(trim):
+            out, _ = _run_filter(
+                src, out, f"volume={trim:.3f}dB:precision=double", keep_output=True
+            )
+            output_lufs += trim
+    return _same_length(out, pcm), measured, output_lufs
+
+
+def _same_length(out: bytes, pcm: bytes) -> bytes:
+    """``out`` cut or padded with silence to the length of ``pcm``."""
+    if len(out) < len(pcm):
+        out += b"\x00" * (len(pcm) - len(out))
+    return out[: len(pcm)]
+
+
+def measure_loudness(path: Path) -> LoudnessMeasurement:
+    """The loudness of an audio file (any format ffmpeg reads), per ITU-R BS.1770-4.
+
+    Measured by ffmpeg's ``loudnorm`` filter in its analysis mode (the first of the two
+    passes of :func:`normalise_loudness`); all channels count, as BS.1770 sums them.
+
+    Raises:
+        AudioError: the file is missing, ffmpeg cannot read it, is missing or times out.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: file not found")
+    converter = _ffmpeg_converter()
+    cmd = [converter, "-hide_banner", "-nostats", "-loglevel", "info", "-i", str(path)]
+    cmd += ["-af", f"loudnorm=LRA={_LOUDNORM_LRA:.1f}:print_format=json", "-f", "null", "-"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, timeout=FFMPEG_TIMEOUT)
+    except FileNotFoundError as exc:
+        raise AudioError(f"{path}: cannot measure the loudness: {converter} not found") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise AudioError(
+            f"{path}: loudness measurement took longer than {FFMPEG_TIMEOUT:.0f} s"
+        ) from exc
+    stderr = proc.stderr.decode(errors="replace")
+    if proc.returncode != 0:
+        reason = _ffmpeg_reason(stderr, str(path), path.name)
+        raise AudioError(f"{path}: cannot measure the loudness: {reason}")
+    return _measurement(_loudnorm_report(path, stderr), "input_")
 
 
 def _samples(raw: bytes, width: int) -> array.array[int]:
@@ -327,25 +614,29 @@ def convert_for_asterisk(
     *,
     max_duration: float,
     silence_threshold_dbfs: float = -50.0,
+    loudness: LoudnessTarget | None = DEFAULT_LOUDNESS,
 ) -> ConvertedAudio:
     """Convert an audio file to an 8000 Hz mono 16-bit PCM WAV that Asterisk plays as is.
 
     ``src`` may be any format ffmpeg decodes (WAV, MP3, OGG, FLAC, M4A, ...). ``dest`` is
     written atomically (temp file + os.replace, permissions 0644, folder created); nothing is
-    written when the input is refused. Stereo is mixed down; resampling is done by ffmpeg.
+    written when the input is refused. Stereo is mixed down; resampling is done by ffmpeg;
+    then the loudness is normalised (:func:`normalise_loudness`), unless ``loudness`` is None.
 
     Args:
         src: the file to convert.
         dest: where to write the WAV (replaced if it exists).
         max_duration: longest accepted length, in seconds.
-        silence_threshold_dbfs: a file whose loudest sample (after conversion) is below this
-            level, in dBFS, is refused as silent.
+        silence_threshold_dbfs: a file whose loudest sample (after the resampling, before
+            the normalisation) is below this level, in dBFS, is refused as silent.
+        loudness: integrated loudness and true-peak ceiling to normalise to (default
+            -18 LUFS, -2 dBTP); None keeps the level of ``src``.
 
     Raises:
         AudioError: ``src`` is missing, larger than :data:`MAX_INPUT_BYTES`, not a recognised
             audio file, undecodable (with ffmpeg's reason), empty, shorter than
-            :data:`MIN_DURATION` s, longer than ``max_duration`` s or silent; or ``dest``
-            cannot be written.
+            :data:`MIN_DURATION` s, longer than ``max_duration`` s, silent or too quiet to
+            measure its loudness; or ``dest`` cannot be written.
     """
     src = Path(src)
     dest = Path(dest)
@@ -411,6 +702,12 @@ def convert_for_asterisk(
             f"{src}: the audio is silent (peak {shown_peak} dBFS, "
             f"below the {silence_threshold_dbfs:.1f} dBFS threshold)"
         )
+    loudness_lufs: float | None = None
+    source_lufs: float | None = None
+    if loudness is not None:
+        pcm, measured, loudness_lufs = normalise_loudness(src, pcm, loudness)
+        source_lufs = measured.integrated_lufs
+        peak = _peak_dbfs(pcm)
 
     data = _wav_bytes(pcm)
     try:
@@ -423,6 +720,8 @@ def convert_for_asterisk(
         duration_ms=round(n_frames * 1000 / ASTERISK_RATE),
         sha256=hashlib.sha256(data).hexdigest(),
         peak_dbfs=peak,
+        loudness_lufs=loudness_lufs,
+        source_loudness_lufs=source_lufs,
     )
 
 

@@ -16,7 +16,14 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from voicecast.audio.convert import AudioError, atomic_write_bytes, convert_for_asterisk
+from voicecast.audio.convert import (
+    DEFAULT_LOUDNESS,
+    AudioError,
+    LoudnessTarget,
+    atomic_write_bytes,
+    convert_for_asterisk,
+)
+from voicecast.audio.tts import TtsError, Voice, render_text, synthesize, template_fields
 from voicecast.errors import NotFoundError, UnsafeValueError
 from voicecast.storage.models import AudioMessage
 
@@ -53,7 +60,9 @@ def add_audio(
     *,
     max_duration: float,
     silence_threshold_dbfs: float,
+    loudness: LoudnessTarget | None = DEFAULT_LOUDNESS,
     replace: bool = False,
+    source_name: str | None = None,
 ) -> AudioMessage:
     """Convert ``src`` into the store as ``<store_dir>/<name>.wav`` and record it.
 
@@ -64,7 +73,10 @@ def add_audio(
     Args:
         max_duration: longest accepted length, in seconds.
         silence_threshold_dbfs: peak level in dBFS below which a file is refused as silent.
+        loudness: loudness to normalise to (default -18 LUFS, -2 dBTP); None keeps the
+            file's level.
         replace: overwrite an existing message of that name.
+        source_name: what the row records as the source (default ``src``'s file name).
 
     Raises:
         UnsafeValueError: ``name`` does not match :data:`NAME_RE`.
@@ -76,16 +88,18 @@ def add_audio(
     src = Path(src)
     existing = _find(session, name)
     if existing is not None and not replace:
-        raise AudioError(
-            f"audio message {name!r} already exists (replace it with `voicecast audio add "
-            f"--replace`)"
-        )
+        raise AudioError(f"audio message {name!r} already exists (replace it with --replace)")
     file_name = f"{name}.wav"
     dest = Path(store_dir) / file_name
     had_file = dest.exists()
     converted = convert_for_asterisk(
-        src, dest, max_duration=max_duration, silence_threshold_dbfs=silence_threshold_dbfs
+        src,
+        dest,
+        max_duration=max_duration,
+        silence_threshold_dbfs=silence_threshold_dbfs,
+        loudness=loudness,
     )
+    source = source_name if source_name is not None else src.name
     try:
         if existing is None:
             audio = AudioMessage(
@@ -93,7 +107,7 @@ def add_audio(
                 file_name=file_name,
                 sha256=converted.sha256,
                 duration_ms=converted.duration_ms,
-                source_name=src.name,
+                source_name=source,
             )
             session.add(audio)
         else:
@@ -101,13 +115,73 @@ def add_audio(
             audio.file_name = file_name
             audio.sha256 = converted.sha256
             audio.duration_ms = converted.duration_ms
-            audio.source_name = src.name
+            audio.source_name = source
         session.flush()
     except BaseException:
         if not had_file:
             dest.unlink(missing_ok=True)
         raise
     return audio
+
+
+def add_speech(
+    session: Session,
+    store_dir: Path,
+    text: str,
+    name: str,
+    *,
+    voice: Voice,
+    cache_dir: Path,
+    max_duration: float,
+    silence_threshold_dbfs: float,
+    loudness: LoudnessTarget | None = DEFAULT_LOUDNESS,
+    replace: bool = False,
+) -> AudioMessage:
+    """Speak ``text`` with ``voice`` and add it to the library as ``name`` (like add_audio).
+
+    The speech is made by :func:`~voicecast.audio.tts.synthesize` (cached in ``cache_dir``,
+    normalised to ``loudness``) and stored as :func:`add_audio` stores a file, with the
+    source ``tts:<voice>:<speed>`` (:attr:`Voice.label`). The text may hold ``[pause 500ms]``
+    markup and ``{{`` / ``}}`` for braces, but no merge field: a library message is the
+    same for everyone (a campaign whose message is a text renders its fields per call).
+
+    Raises:
+        UnsafeValueError: ``name`` does not match :data:`NAME_RE`.
+        TtsError: the text holds merge fields or is refused by the speech synthesis.
+        AudioError: the name exists and ``replace`` is false; nothing is written then.
+    """
+    check_name(name)
+    if _find(session, name) is not None and not replace:
+        raise AudioError(f"audio message {name!r} already exists (replace it with --replace)")
+    fields = template_fields(text)
+    if fields:
+        shown = ", ".join(f"{{{f}}}" for f in sorted(fields))
+        raise TtsError(
+            f"the text holds merge fields ({shown}): a library message is the same for "
+            f"everyone; merge fields are filled in per call by a campaign whose message is "
+            f"a text (write {{{{ and }}}} for literal braces)"
+        )
+    spoken = synthesize(
+        render_text(text, {}),
+        voice,
+        cache_dir,
+        max_duration=max_duration,
+        silence_threshold_dbfs=silence_threshold_dbfs,
+        loudness=loudness,
+    )
+    # Already converted and normalised: stored as it is (a second normalisation would only
+    # cost time), through add_audio for the same row handling.
+    return add_audio(
+        session,
+        store_dir,
+        spoken,
+        name,
+        max_duration=max_duration,
+        silence_threshold_dbfs=silence_threshold_dbfs,
+        loudness=None,
+        replace=replace,
+        source_name=voice.label,
+    )
 
 
 def get_audio(session: Session, name: str) -> AudioMessage:

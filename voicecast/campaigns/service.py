@@ -51,6 +51,13 @@ class CampaignSpec:
             or ``hangup``.
         amd_params: AMD() parameters in ms overriding amd.conf's, by
             :class:`~voicecast.pbx.base.AmdParams` field name (e.g. ``("greeting", 2000)``).
+        message: an audio library name, or "" for a text campaign (``message_text``).
+        message_text: the text spoken by local TTS (merge fields ``{first_name}``...).
+        tts_voice, tts_speed: espeak-ng voice (``fr``, ``en-gb``...) and words per minute.
+        scenario_text: a scenario document (YAML or JSON), validated against the audio
+            library and the list's columns.
+        deliver_to: ``both``, ``humans`` or ``machines`` (voicemail drop only).
+        beep_hz: the mailbox beep frequency used as a hint (Hz).
     """
 
     name: str
@@ -69,6 +76,15 @@ class CampaignSpec:
     amd_params: tuple[tuple[str, int], ...] = ()
     default_region: str = "FR"
     declaration: DeclarationSpec | None = None
+    message_text: str | None = None
+    tts_voice: str | None = None
+    tts_speed: int | None = None
+    scenario_text: str | None = None
+    deliver_to: str = "both"
+    beep_hz: int | None = None
+
+
+DELIVER_CHOICES = ("both", "humans", "machines")
 
 
 @dataclass(frozen=True)
@@ -187,6 +203,58 @@ def _audio(session: Session, name: str, field: str) -> AudioMessage:
     return audio
 
 
+def _list_fields(session: Session, clist: ContactList) -> set[str]:
+    """The merge fields the list's contacts have (the union of their mapped columns)."""
+    names: set[str] = set()
+    for fields in session.scalars(select(Contact.fields).where(Contact.list_id == clist.id)):
+        names.update(k for k, v in (fields or {}).items() if v not in (None, ""))
+    return names
+
+
+def _check_flow_options(session: Session, spec: CampaignSpec, clist: ContactList) -> None:
+    from voicecast.audio.tts import TtsError, Voice, template_fields
+
+    if spec.deliver_to not in DELIVER_CHOICES:
+        raise CampaignError(f"deliver-to must be one of {', '.join(DELIVER_CHOICES)}")
+    if spec.beep_hz is not None and not 300 <= spec.beep_hz <= 3400:
+        raise CampaignError("beep-hz must be between 300 and 3400 Hz (the telephone band)")
+    try:
+        if spec.tts_voice or spec.tts_speed:
+            Voice(name=spec.tts_voice or "fr", speed=spec.tts_speed or 150)
+        if spec.message_text:
+            missing = template_fields(spec.message_text) - _list_fields(session, clist)
+            if missing:
+                raise CampaignError(
+                    f"text: merge field(s) {', '.join(sorted(missing))} are not columns of "
+                    f"list {clist.name!r}"
+                )
+    except TtsError as exc:
+        raise CampaignError(f"text: {exc}") from exc
+
+
+def _scenario_document(
+    session: Session, spec: CampaignSpec, clist: ContactList
+) -> dict[str, Any] | None:
+    """The validated scenario as stored (JSON), or None for the default flow."""
+    from voicecast.scenarios.model import ScenarioError, load_scenario
+
+    if not spec.scenario_text:
+        return None
+    optout_key = spec.declaration.optout_key if spec.declaration else None
+    try:
+        scenario = load_scenario(
+            spec.scenario_text,
+            audio_exists=lambda name: (
+                session.scalar(select(AudioMessage.id).where(AudioMessage.name == name)) is not None
+            ),
+            fields=_list_fields(session, clist),
+            optout_key=optout_key,
+        )
+    except ScenarioError as exc:
+        raise CampaignError(f"scenario:\n{exc}") from exc
+    return scenario.model_dump(mode="json", exclude_none=True)
+
+
 def create_campaign(session: Session, spec: CampaignSpec) -> Campaign:
     """Create a campaign in ``draft`` status (does not commit).
 
@@ -206,7 +274,10 @@ def create_campaign(session: Session, spec: CampaignSpec) -> Campaign:
             f"list: no contact list named {spec.list_name!r} (import one: voicecast "
             "contacts import FILE --list NAME)"
         )
-    message = _audio(session, spec.message, "message")
+    if bool(spec.message) == bool(spec.message_text):
+        raise CampaignError("message: give an audio name or a text (--text), one of the two")
+    message = _audio(session, spec.message, "message") if spec.message else None
+    _check_flow_options(session, spec, clist)
     voicemail = (
         _audio(session, spec.voicemail_message, "voicemail message")
         if spec.voicemail_message
@@ -241,8 +312,13 @@ def create_campaign(session: Session, spec: CampaignSpec) -> Campaign:
     campaign = Campaign(
         name=spec.name,
         list_id=clist.id,
-        message_id=message.id,
+        message_id=message.id if message else None,
         voicemail_message_id=voicemail.id if voicemail else None,
+        message_text=spec.message_text,
+        tts_voice=spec.tts_voice,
+        tts_speed=spec.tts_speed,
+        deliver_to=spec.deliver_to,
+        scenario=_scenario_document(session, spec, clist),
         caller_id=normalize_caller_id(spec.caller_id, spec.default_region),
         max_channels=spec.max_channels,
         cps=spec.cps,
@@ -254,6 +330,7 @@ def create_campaign(session: Session, spec: CampaignSpec) -> Campaign:
             "on_silence": spec.amd_on_silence,
             "on_notsure": spec.amd_on_notsure,
             "params": dict(spec.amd_params),
+            **({"beep_hz": spec.beep_hz} if spec.beep_hz else {}),
         },
         status="draft",
     )

@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -59,6 +60,7 @@ from voicecast.pbx.base import (
     PbxError,
     PbxUnavailable,
 )
+from voicecast.scenarios.model import Prompt
 from voicecast.storage.models import (
     CallAttempt,
     Campaign,
@@ -66,6 +68,7 @@ from voicecast.storage.models import (
     Contact,
     ControllerLease,
     GateDecision,
+    Recording,
     utcnow,
 )
 
@@ -157,6 +160,7 @@ class Tracker:
     cause_text: str = ""
     flow_started: bool = False
     report: FlowReport | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
     not_sent: str | None = None
     send_error: str | None = None
     never_retry: bool = False
@@ -562,7 +566,9 @@ class Dialer:
                 )
             )
             number = cc.phone_e164
-        tracker = Tracker(attempt_id, rt, cc_id, number)
+            contact = s.get(Contact, cc.contact_id)
+            fields = dict(contact.fields) if contact is not None else {}
+        tracker = Tracker(attempt_id, rt, cc_id, number, fields=fields)
         self.trackers[attempt_id] = tracker
         rt.inflight.add(attempt_id)
         follower = asyncio.create_task(self._follow(tracker), name=f"attempt-{attempt_id}")
@@ -574,6 +580,17 @@ class Dialer:
             caller_id=rt.caller_id,
             ring_timeout=rt.ring_timeout,
         )
+        plan = rt.plan
+        if plan.prompts is not None and plan.scenario is not None:
+            try:  # speak this contact's texts now: the answered call must never wait
+                await asyncio.to_thread(plan.prompts.prepare, plan.scenario, fields)
+            except VoicecastError as exc:
+                tracker.send_error = f"not dialled: the message could not be spoken: {exc}"
+                tracker.never_retry = True
+                tracker.originated.set()
+                tracker.ended.set()
+                rt.pacer.refund()
+                return
         await rt.pacer.dial_slot()
         try:
             await self.pbx.originate(request)
@@ -666,8 +683,12 @@ class Dialer:
             )
         if any(p.get("missing") for p in report.played):
             return Outcome.FAILED, "the message file is missing on the PBX"
+        if report.scenario.ended_by == "missing":
+            return Outcome.FAILED, "a sound of the scenario is missing on the PBX"
         if report.opted_out:
             return Outcome.OPTED_OUT, None
+        if report.scenario.transferred:
+            return Outcome.TRANSFERRED, None
         if report.answerer is Answerer.HANGUP:
             return Outcome.HUMAN, "the callee hung up during answering-machine detection"
         return outcome_of_answerer(report.answerer), report.note or None
@@ -706,6 +727,9 @@ class Dialer:
                 attempt.amd_status = report.amd_status or None
                 attempt.amd_cause = report.amd_cause or None
                 attempt.played = list(report.played)
+                attempt.steps = [*report.steps, *report.scenario.steps]
+                attempt.result = report.scenario.result
+                self._store_recordings(s, t, report, ended_at)
             if not_sent:
                 cc.state = "pending"
                 cc.attempts -= 1
@@ -727,6 +751,26 @@ class Dialer:
             outcome.value,
             f" ({error})" if error else "",
         )
+
+    def _store_recordings(self, s: Session, t: Tracker, report: FlowReport, now: datetime) -> None:
+        """One :class:`Recording` row per reply a record node captured, with its deletion
+        date (the node's ``retention_days``)."""
+        plan = t.runtime.plan
+        for rec in report.scenario.recordings:
+            path = str(rec.get("path") or "")
+            if plan.replies_dir and path.startswith(plan.replies_dir_on_pbx):
+                path = plan.replies_dir + path[len(plan.replies_dir_on_pbx) :]
+            s.add(
+                Recording(
+                    attempt_id=t.attempt_id,
+                    campaign_id=t.runtime.campaign_id,
+                    node=str(rec.get("node") or ""),
+                    path=path + ".wav",
+                    duration_ms=int(rec.get("duration_ms") or 0),
+                    created_at=now,
+                    delete_after=now + timedelta(days=int(rec.get("retention_days") or 30)),
+                )
+            )
 
     # --- PbxListener ------------------------------------------------------------------------
 
@@ -798,7 +842,12 @@ class Dialer:
         t.report = FlowReport()
         try:
             await run_outbound_flow(
-                call, t.runtime.plan, t.report, self._save_decision(t), self._opt_out_hook(t)
+                call,
+                t.runtime.plan,
+                t.report,
+                self._save_decision(t),
+                self._opt_out_hook(t),
+                _CallContext(t, self._opt_out_hook(t)),
             )
         except Exception as exc:
             log.exception("attempt %s: call flow failed", t.attempt_id)
@@ -888,3 +937,31 @@ class Dialer:
             if cc is not None and cc.state == "dialing" and cc.last_attempt_id == attempt_id:
                 cc.state = "done"
                 cc.outcome = outcome.value
+
+
+class _CallContext:
+    """:class:`~voicecast.scenarios.runner.ScenarioContext` of one answered attempt."""
+
+    def __init__(self, t: Tracker, opt_out: Callable[[], None]) -> None:
+        self._t = t
+        self._opt_out = opt_out
+
+    def sound_for(self, node_id: str, prompt: Prompt) -> str:
+        """The prompt's PBX sound for this contact (rendered before the dial: a cache hit)."""
+        prompts = self._t.runtime.plan.prompts
+        if prompts is None:
+            raise VoicecastError("the campaign has no prompts")
+        return prompts.sound_for(prompt, self._t.fields)
+
+    def record_path(self, node_id: str) -> str:
+        """``<replies dir on the PBX>/<attempt id>-<node id>`` (no extension)."""
+        base = self._t.runtime.plan.replies_dir_on_pbx or "/var/spool/asterisk/voicecast-replies"
+        return f"{base}/{self._t.attempt_id}-{node_id}"
+
+    def caller_id_for(self, rule: str) -> str:
+        """The campaign's caller ID, or the callee's number (``callee``) for the agent."""
+        return self._t.number if rule == "callee" else self._t.runtime.caller_id
+
+    def opt_out(self) -> None:
+        """Suppress the callee's number now (see :meth:`Dialer._opt_out_hook`)."""
+        self._opt_out()

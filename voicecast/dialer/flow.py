@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from voicecast.pbx.base import AmdParams, CallFlowSession
+from voicecast.dialer.prompts import PromptSet
+from voicecast.pbx.base import AmdParams, CallFlowSession, PlayResult
+from voicecast.scenarios.model import VOICEMAIL_AUDIO, Prompt, Scenario
+from voicecast.scenarios.runner import ScenarioContext, ScenarioReport, run_scenario
 
 
 class Answerer(StrEnum):
@@ -42,8 +45,18 @@ class FlowPlan:
         on_notsure: what AMD's NOTSURE means: ``human``, ``machine`` or ``hangup``.
         on_silence: what a silent answer (AMD MACHINE/INITIALSILENCE) means: ``machine``
             (leave the message) or ``no_answer`` (hang up).
-        beep_silence_ms: silence after the beep that means "recording now" (ms).
+        beep_silence_ms: silence after the greeting or beep that may mean "recording now" (ms).
+        beep_resume_s: seconds of further silence (no beep heard) that confirm it; sound
+            within them means the greeting only paused.
+        beep_hz: the mailbox beep's frequency (Hz), a hint that ends the wait early.
         beep_timeout: seconds to wait for the greeting and beep to end before playing anyway.
+        deliver_to: ``both``, ``humans`` (a machine is hung up on, no message left) or
+            ``machines`` (a person is hung up on after AMD: voicemail drop only).
+        scenario: what a person hears and can do (and a machine, after the beep, when it
+            has ``on_machine``); None plays ``message`` with the opt-out key only.
+        prompts: the scenario's sounds (library audio and texts spoken per contact).
+        replies_dir_on_pbx, replies_dir: where record nodes store replies, as Asterisk sees
+            it and on this host.
         optout_key: the DTMF key (``0``-``9``, ``*``, ``#``) that opts a person out during
             the message, or None.
     """
@@ -54,8 +67,15 @@ class FlowPlan:
     on_notsure: str = "human"
     on_silence: str = "machine"
     beep_silence_ms: int = 1500
+    beep_resume_s: float = 1.0
+    beep_hz: int = 1000
     beep_timeout: float = 30.0
     optout_key: str | None = None
+    deliver_to: str = "both"
+    scenario: Scenario | None = None
+    prompts: PromptSet | None = None
+    replies_dir_on_pbx: str = ""
+    replies_dir: str = ""
 
 
 @dataclass
@@ -68,6 +88,8 @@ class FlowReport:
     played: list[dict[str, Any]] = field(default_factory=list)
     note: str = ""
     opted_out: bool = False
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    scenario: ScenarioReport = field(default_factory=ScenarioReport)
 
 
 def classify_amd(status: str, cause: str, plan: FlowPlan) -> Answerer:
@@ -95,11 +117,15 @@ async def run_outbound_flow(
     report: FlowReport | None = None,
     on_decision: Callable[[FlowReport], None] | None = None,
     on_opt_out: Callable[[], None] | None = None,
+    ctx: ScenarioContext | None = None,
 ) -> FlowReport:
     """Run the flow on an answered call and return what happened.
 
     ``report`` is filled in place as the flow goes (so a caller can save partial progress
     if the flow is interrupted); ``on_decision(report)`` is called once AMD has decided.
+    With a scenario (``plan.scenario`` and its per-call ``ctx``), a person goes through it
+    (``report.scenario`` holds each node's result; ``ctx.opt_out`` is the opt-out action);
+    without one, a person hears ``plan.message`` and ``on_opt_out`` is called on the key.
     Never raises on a hangup: the report says how far it got.
     """
     report = report if report is not None else FlowReport()
@@ -107,7 +133,16 @@ async def run_outbound_flow(
     report.answerer = classify_amd(report.amd_status, report.amd_cause, plan)
     if on_decision is not None:
         on_decision(report)
-    if report.answerer is Answerer.HUMAN:
+    scenario = plan.scenario if ctx is not None else None
+    played = _PlayLog(call, report)
+    if not delivers_to(plan, report.answerer):
+        report.note = f"not delivered: the campaign delivers to {plan.deliver_to} only"
+    elif report.answerer is Answerer.HUMAN and scenario is not None and ctx is not None:
+        await run_scenario(
+            played, scenario, ctx, optout_key=plan.optout_key, report=report.scenario
+        )
+        report.opted_out = report.scenario.opted_out
+    elif report.answerer is Answerer.HUMAN:
         key = plan.optout_key or ""
         digit = await _play(call, plan.message, report, key)
         if key and digit == key:
@@ -115,14 +150,88 @@ async def run_outbound_flow(
             if on_opt_out is not None:
                 on_opt_out()
     elif report.answerer is Answerer.MACHINE:
-        if not call.hung_up:
-            heard = await call.wait_for_silence(plan.beep_silence_ms, plan.beep_timeout)
-            if not heard and not call.hung_up:
-                report.note = "no silence after the greeting within the time limit"
-        await _play(call, plan.voicemail_message, report)
+        if scenario is not None and ctx is not None and scenario.on_machine is not None:
+            if await wait_for_mailbox(call, plan, report):
+                await run_scenario(
+                    played,
+                    scenario,
+                    ctx,
+                    optout_key=plan.optout_key,
+                    entry="machine",
+                    report=report.scenario,
+                )
+        else:
+            sound = plan.voicemail_message
+            if ctx is not None and plan.prompts is not None:
+                sound = ctx.sound_for("_voicemail", Prompt(audio=VOICEMAIL_AUDIO))
+            await leave_voicemail(call, plan, report, sound)
     if not call.hung_up:
         await call.hangup()
     return report
+
+
+class _PlayLog:
+    """The call, with every play step also logged in ``report.played`` (what the attempt
+    stores as its plays, whatever runs them)."""
+
+    def __init__(self, call: CallFlowSession, report: FlowReport) -> None:
+        self._call = call
+        self._report = report
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._call, name)
+
+    @property
+    def hung_up(self) -> bool:
+        return self._call.hung_up
+
+    async def play(self, sound: str, escape_digits: str = "") -> PlayResult:
+        result = await self._call.play(sound, escape_digits)
+        self._report.played.append(
+            {
+                "sound": sound,
+                "ms": result.played_ms,
+                "completed": result.completed,
+                "digit": result.digit,
+            }
+        )
+        return result
+
+
+def delivers_to(plan: FlowPlan, who: Answerer) -> bool:
+    """Whether the campaign's ``deliver_to`` setting gives ``who`` the message."""
+    if who is Answerer.HUMAN:
+        return plan.deliver_to != "machines"
+    if who is Answerer.MACHINE:
+        return plan.deliver_to != "humans"
+    return False
+
+
+async def leave_voicemail(
+    call: CallFlowSession, plan: FlowPlan, report: FlowReport, sound: str | None = None
+) -> None:
+    """The voicemail drop: wait for the greeting's end and the beep, then play the voicemail
+    message so the mailbox records it from its first word.
+
+    The wait (:meth:`CallFlowSession.wait_for_beep`) is repeated silence detection with the
+    beep tone as a hint, capped at ``plan.beep_timeout`` seconds; at the cap the message is
+    played anyway (noted in the report). The way the wait ended is stored as a play step.
+    """
+    if await wait_for_mailbox(call, plan, report) or call.hung_up:
+        await _play(call, sound or plan.voicemail_message, report)
+
+
+async def wait_for_mailbox(call: CallFlowSession, plan: FlowPlan, report: FlowReport) -> bool:
+    """Wait for the greeting's end and the beep; False when the line is gone."""
+    if call.hung_up:
+        return False
+    how = await call.wait_for_beep(
+        plan.beep_silence_ms, plan.beep_resume_s, plan.beep_timeout, plan.beep_hz
+    )
+    report.steps.append({"step": "wait_for_beep", "ended_by": how})
+    if how == "timeout":
+        report.note = "no end of greeting within the time limit: message played anyway"
+    return how != "hangup"
 
 
 async def _play(

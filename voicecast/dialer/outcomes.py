@@ -17,6 +17,7 @@ class Outcome(StrEnum):
 
     HUMAN = "human"
     OPTED_OUT = "opted_out"  # a person pressed the opt-out key: suppressed everywhere
+    TRANSFERRED = "transferred"  # a person was bridged to an agent (scenario transfer)
     MACHINE = "machine"
     BUSY = "busy"
     NO_ANSWER = "no_answer"
@@ -31,7 +32,13 @@ DEFAULT_RETRY_OUTCOMES: tuple[Outcome, ...] = (Outcome.BUSY, Outcome.NO_ANSWER, 
 #: Outcomes that are never retried whatever a campaign says: the message was delivered, or
 #: the number cannot be reached.
 NEVER_RETRY: frozenset[Outcome] = frozenset(
-    {Outcome.HUMAN, Outcome.OPTED_OUT, Outcome.MACHINE, Outcome.INVALID_NUMBER}
+    {
+        Outcome.HUMAN,
+        Outcome.OPTED_OUT,
+        Outcome.TRANSFERRED,
+        Outcome.MACHINE,
+        Outcome.INVALID_NUMBER,
+    }
 )
 
 REASON_FAILED, REASON_HANGUP, REASON_NO_ANSWER, REASON_ANSWERED = 0, 1, 3, 4

@@ -13,15 +13,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from voicecast.agi.server import AgiError, AgiHangup, AgiSession, FastAgiServer
 from voicecast.ami.client import AmiClient, AmiConnectionError, AmiError
 from voicecast.ami.protocol import AmiMessage
+from voicecast.errors import UnsafeValueError
 from voicecast.pbx.base import (
     AmdParams,
     CallFlowHandler,
+    CallFlowSession,
     ChannelInfo,
     OriginateRejected,
     OriginateRequest,
@@ -29,8 +33,15 @@ from voicecast.pbx.base import (
     PbxListener,
     PbxUnavailable,
     PlayResult,
+    RecordResult,
+    TransferResult,
 )
-from voicecast.pbx.validation import build_dial_string, caller_id_header, check_attempt_id
+from voicecast.pbx.validation import (
+    build_dial_string,
+    caller_id_header,
+    check_attempt_id,
+    check_e164,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +49,15 @@ SECOND_LEG_SUFFIX = "-b"
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 5.0, 10.0)
 SAMPLES_PER_MS = 8  # STREAM FILE reports endpos in samples at 8 kHz
 
-InboundHandler = Callable[[AgiSession], Awaitable[None]]
+InboundHandler = Callable[[CallFlowSession, "str | None", str], Awaitable[object]]
+"""``handler(call, caller, called)``: a call to one of our numbers; ``caller`` is the CLI as
+Asterisk gives it (None when absent), ``called`` the number dialled (the first AGI arg)."""
+
+BEEP_MIN_MS = 100
+NOISE_MS = 300  # sound that means the greeting goes on after a pause (WaitForNoise)
+TRANSFER_BRIDGE_LIMIT = 4 * 3600.0  # seconds an AGI Dial/Queue may last before we give up
+_EXTENSION_RE = re.compile(r"^[A-Za-z0-9_+*#-]{1,40}@[A-Za-z0-9_-]{1,40}\Z")
+_QUEUE_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}\Z")
 
 
 @dataclass(frozen=True)
@@ -84,9 +103,10 @@ def attempt_of(unique_id: str) -> tuple[str, bool] | None:
 class AsteriskCallFlow:
     """:class:`~voicecast.pbx.base.CallFlowSession` over one FastAGI session."""
 
-    def __init__(self, session: AgiSession, attempt_id: str) -> None:
+    def __init__(self, session: AgiSession, attempt_id: str, dial_string: str = "") -> None:
         self._agi = session
         self.attempt_id = attempt_id
+        self._dial_string = dial_string
 
     @property
     def hung_up(self) -> bool:
@@ -117,19 +137,6 @@ class AsteriskCallFlow:
             return "HANGUP", ""
         return status, cause
 
-    async def wait_for_silence(self, silence_ms: int, timeout: float) -> bool:
-        """``WaitForSilence(silence_ms,1,timeout)``; True when the silence was heard."""
-        try:
-            await self._agi.exec(
-                "WaitForSilence",
-                f"{int(silence_ms)},1,{max(1, int(timeout))}",
-                timeout=timeout + 10,
-            )
-            status = await self._agi.get_variable("WAITSTATUS")
-        except AgiHangup:
-            return False
-        return status == "SILENCE"
-
     async def sound_exists(self, sound: str) -> bool:
         """Whether ``sound``.wav exists as Asterisk sees it (``STAT(e,...)``)."""
         try:
@@ -149,6 +156,124 @@ class AsteriskCallFlow:
         if res.result.isdigit() and int(res.result) > 0:
             return PlayResult(played_ms, False, chr(int(res.result)))
         return PlayResult(played_ms, False)
+
+    async def wait_for_digit(self, timeout: float) -> str | None:
+        """``WAIT FOR DIGIT timeout_ms``; the key, or None on timeout or hangup."""
+        try:
+            res = await self._agi.command(
+                "WAIT FOR DIGIT", str(max(1, int(timeout * 1000))), timeout=timeout + 10
+            )
+        except AgiHangup:
+            return None
+        return chr(int(res.result)) if res.result.isdigit() and int(res.result) > 0 else None
+
+    async def wait_for_beep(
+        self, silence_ms: int, resume_s: float, timeout: float, beep_hz: int = 1000
+    ) -> str:
+        """Wait for a mailbox to start recording, ``timeout`` seconds at most.
+
+        Repeated silence detection, with tone detection as a hint: ``WaitForSilence`` until
+        ``silence_ms`` of silence; if a tone of ``beep_hz`` Hz was heard before it
+        (``TONE_DETECT``, Asterisk 16.21+), the mailbox beeped: return ``"beep"``. Otherwise
+        the silence may be a pause inside the greeting: ``WaitForNoise`` up to ``resume_s``
+        seconds; no sound means the mailbox is recording (``"silence"``), sound means the
+        greeting goes on and the wait starts again. ``"timeout"`` at the cap, ``"hangup"``
+        when the line is gone. References: Asterisk documentation, ``WaitForSilence``,
+        ``WaitForNoise``, ``TONE_DETECT``.
+        """
+        agi = self._agi
+        deadline = time.monotonic() + timeout
+        try:
+            await agi.command("SET VARIABLE", f"TONE_DETECT({int(beep_hz)},{BEEP_MIN_MS})", "")
+            while True:
+                left = deadline - time.monotonic()
+                if left < 1:
+                    return "timeout"
+                await agi.exec(
+                    "WaitForSilence", f"{int(silence_ms)},1,{int(left)}", timeout=left + 10
+                )
+                if await agi.get_variable("WAITSTATUS") != "SILENCE":
+                    return "timeout"
+                tones = await agi.evaluate_function("TONE_DETECT", "rx")
+                if tones.isdigit() and int(tones) > 0:
+                    return "beep"
+                left = deadline - time.monotonic()
+                wait = max(1, int(min(resume_s, left)))
+                await agi.exec("WaitForNoise", f"{NOISE_MS},1,{wait}", timeout=wait + 10)
+                if await agi.get_variable("WAITSTATUS") != "NOISE":
+                    return "silence"
+        except AgiHangup:
+            return "hangup"
+        finally:
+            with contextlib.suppress(AgiError):
+                await agi.command("SET VARIABLE", "TONE_DETECT(0,,x)", "")
+
+    async def record(
+        self, path: str, max_seconds: float, silence_seconds: float, beep: bool
+    ) -> RecordResult:
+        """``RECORD FILE path wav # max_ms [BEEP] s=silence``: the callee's reply.
+
+        ``path``: PBX file path without extension. Ends on ``#``, ``silence_seconds`` of
+        silence, ``max_seconds``, or a hangup.
+        """
+        args = [path, "wav", "#", str(int(max_seconds * 1000))]
+        if beep:
+            args.append("BEEP")
+        args.append(f"s={max(1, int(silence_seconds))}")
+        try:
+            res = await self._agi.command("RECORD FILE", *args, timeout=max_seconds + 15)
+        except AgiHangup:
+            return RecordResult(0, None, False)
+        ms = int(res.extra.get("endpos", "0") or 0) // SAMPLES_PER_MS
+        if res.result.isdigit() and int(res.result) > 0:
+            return RecordResult(ms, chr(int(res.result)), True)
+        return RecordResult(ms, None, res.result != "-1" and not self._agi.hung_up)
+
+    async def transfer(
+        self, kind: str, target: str, timeout: float, caller_id: str
+    ) -> TransferResult:
+        """Bridge the callee to an extension (``exten@context``, dialled as a Local
+        channel), a queue (``Queue()``) or a number (the configured dial string).
+
+        ``caller_id`` (E.164) is presented to the target. Returns when the transfer is over:
+        ``DIALSTATUS`` and the bridged seconds (``ANSWEREDTIME``), read even when the callee
+        hung up during the bridge. References: Asterisk documentation, ``Dial``, ``Queue``.
+
+        Raises:
+            UnsafeValueError: ``kind`` is unknown or ``target`` / ``caller_id`` is unsafe.
+        """
+        agi = self._agi
+        if kind == "extension" and _EXTENSION_RE.match(target):
+            app, data = "Dial", f"Local/{target},{int(timeout)}"
+        elif kind == "number":
+            app, data = "Dial", f"{build_dial_string(self._dial_string, target)},{int(timeout)}"
+        elif kind == "queue" and _QUEUE_RE.match(target):
+            app, data = "Queue", f"{target},,,,{int(timeout)}"
+        else:
+            raise UnsafeValueError(f"unsafe transfer target {kind} {target!r}")
+        started = time.monotonic()
+        try:
+            await agi.command("SET VARIABLE", "CALLERID(num)", check_e164(caller_id))
+            # inherited by the target's channel: its CDR and logs name the attempt
+            await agi.command("SET VARIABLE", "__VC_ATTEMPT", check_attempt_id(self.attempt_id))
+            await agi.exec(app, data, timeout=timeout + TRANSFER_BRIDGE_LIMIT)
+        except AgiHangup:
+            pass
+        try:
+            if app == "Queue":
+                status = await agi.get_variable("QUEUESTATUS", dead_ok=True)
+                if status:
+                    return TransferResult(status)
+                return TransferResult("ANSWER", round(time.monotonic() - started, 1))
+            status = await agi.get_variable("DIALSTATUS", dead_ok=True) or "CANCEL"
+            talk = await agi.get_variable("ANSWEREDTIME", dead_ok=True) or "0"
+        except AgiError:
+            return TransferResult("CANCEL")
+        try:
+            seconds = float(talk)
+        except ValueError:
+            seconds = 0.0
+        return TransferResult(status.upper(), seconds)
 
     async def hangup(self) -> None:
         """``Hangup(16)``: normal clearing (ignored if already gone)."""
@@ -361,11 +486,14 @@ class AsteriskBackend:
                 await session.command("HANGUP")
             return
         assert self._flow is not None
-        await self._flow(AsteriskCallFlow(session, attempt_id))
+        await self._flow(AsteriskCallFlow(session, attempt_id, self.endpoint.dial_string))
 
     async def _serve_inbound(self, session: AgiSession) -> None:
         if self._inbound is not None:
-            await self._inbound(session)
+            called = session.args[0] if session.args else ""
+            caller = session.env.get("callerid") or None
+            call = AsteriskCallFlow(session, "inbound", self.endpoint.dial_string)
+            await self._inbound(call, caller, called)
             return
         with contextlib.suppress(AgiError):
             await session.command("STREAM FILE", "vm-goodbye", "")

@@ -88,6 +88,39 @@ class PlayResult:
     digit: str | None = None
 
 
+@dataclass(frozen=True)
+class RecordResult:
+    """What a record step captured: ``duration_ms`` of audio, ended by ``digit``, by the
+    silence or time limit (``completed``), or by a hangup (``completed`` False)."""
+
+    duration_ms: int
+    digit: str | None = None
+    completed: bool = True
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """How a transfer ended.
+
+    Attributes:
+        status: Asterisk's ``DIALSTATUS`` (``ANSWER``, ``BUSY``, ``NOANSWER``,
+            ``CHANUNAVAIL``, ``CONGESTION``, ``CANCEL``) or, for a queue, ``QUEUESTATUS``
+            mapped to ``ANSWER`` when an agent took the call.
+        talk_seconds: seconds the callee and the agent were bridged (0 when not answered).
+    """
+
+    status: str
+    talk_seconds: float = 0.0
+
+    @property
+    def answered(self) -> bool:
+        """True when the transfer target answered (the callee was bridged to it)."""
+        return self.status == "ANSWER"
+
+
+TRANSFER_KINDS = ("extension", "queue", "number")
+
+
 class CallFlowSession(Protocol):
     """An answered call handed to voicecast (the call-flow hook)."""
 
@@ -102,16 +135,41 @@ class CallFlowSession(Protocol):
         """Run AMD; returns (status, cause), e.g. ("MACHINE", "LONGGREETING-1500-1500")."""
         ...
 
-    async def wait_for_silence(self, silence_ms: int, timeout: float) -> bool:
-        """Wait until ``silence_ms`` of silence is heard; False after ``timeout`` seconds."""
-        ...
-
     async def sound_exists(self, sound: str) -> bool:
         """Whether the PBX has ``sound`` (a sound path without extension)."""
         ...
 
     async def play(self, sound: str, escape_digits: str = "") -> PlayResult:
         """Play ``sound`` (a PBX sound path without extension) to the callee."""
+        ...
+
+    async def wait_for_digit(self, timeout: float) -> str | None:
+        """Wait up to ``timeout`` seconds for one key; None on timeout or hangup."""
+        ...
+
+    async def wait_for_beep(
+        self, silence_ms: int, resume_s: float, timeout: float, beep_hz: int = 1000
+    ) -> str:
+        """Wait for the end of a mailbox greeting and its beep (see the implementation).
+
+        Returns ``"beep"`` (a tone then silence), ``"silence"`` (silence that lasted
+        ``resume_s`` seconds more), ``"timeout"`` (the ``timeout`` seconds cap) or
+        ``"hangup"``.
+        """
+        ...
+
+    async def record(
+        self, path: str, max_seconds: float, silence_seconds: float, beep: bool
+    ) -> RecordResult:
+        """Record the callee to ``path`` (PBX path without extension, WAV)."""
+        ...
+
+    async def transfer(
+        self, kind: str, target: str, timeout: float, caller_id: str
+    ) -> TransferResult:
+        """Bridge the callee to ``target`` (``kind`` one of :data:`TRANSFER_KINDS`), ringing
+        it up to ``timeout`` seconds and presenting ``caller_id`` (E.164); returns once the
+        transfer is over (not answered, or the bridge ended)."""
         ...
 
     async def hangup(self) -> None:

@@ -120,7 +120,7 @@ class Campaign(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("contact_lists.id"))
-    message_id: Mapped[int] = mapped_column(ForeignKey("audio_messages.id"))
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("audio_messages.id"))
     voicemail_message_id: Mapped[int | None] = mapped_column(ForeignKey("audio_messages.id"))
     caller_id: Mapped[str] = mapped_column(String(16))
     max_channels: Mapped[int] = mapped_column(Integer)
@@ -147,9 +147,16 @@ class Campaign(Base):
     starts_at: Mapped[datetime | None] = mapped_column()
     ends_at: Mapped[datetime | None] = mapped_column()
     status_reason: Mapped[str | None] = mapped_column(Text)
+    # Call flows (migration 0004): the scenario document (None = message then opt-out
+    # announcement), who gets the message, and a text message spoken by local TTS.
+    scenario: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    deliver_to: Mapped[str] = mapped_column(String(10), default="both", server_default="both")
+    message_text: Mapped[str | None] = mapped_column(Text)
+    tts_voice: Mapped[str | None] = mapped_column(String(200))
+    tts_speed: Mapped[int | None] = mapped_column(Integer)
 
     contact_list: Mapped[ContactList] = relationship()
-    message: Mapped[AudioMessage] = relationship(foreign_keys=[message_id])
+    message: Mapped[AudioMessage | None] = relationship(foreign_keys=[message_id])
     voicemail_message: Mapped[AudioMessage | None] = relationship(
         foreign_keys=[voicemail_message_id]
     )
@@ -224,6 +231,9 @@ class CallAttempt(Base):
     amd_cause: Mapped[str | None] = mapped_column(String(60))
     played: Mapped[list[Any]] = mapped_column(default=list)
     error: Mapped[str | None] = mapped_column(Text)
+    # Migration 0004: each scenario node's result, and the scenario's set_result value.
+    steps: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
+    result: Mapped[str | None] = mapped_column(String(60))
 
 
 class ControllerLease(Base):
@@ -388,3 +398,51 @@ class GateDecision(Base):
     detail: Mapped[str] = mapped_column(Text)
     until: Mapped[datetime | None] = mapped_column()
     attempt_id: Mapped[str | None] = mapped_column(String(36))
+
+
+# --------------------------------------------------------------------------- call flows
+# Migration 0004.
+
+
+class Recording(Base):
+    """A callee's reply captured by a scenario ``record`` node.
+
+    ``path``: the WAV file as the PBX wrote it (host path); ``delete_after`` (UTC): when the
+    retention of the node ends and the file and row are purged; ``deleted_at`` (UTC): when
+    the file was removed (the row stays as the trace of the purge).
+    """
+
+    __tablename__ = "recordings"
+    __table_args__ = (Index("ix_recordings_delete_after", "delete_after"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    attempt_id: Mapped[str] = mapped_column(ForeignKey("call_attempts.id", ondelete="CASCADE"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    node: Mapped[str] = mapped_column(String(40))
+    path: Mapped[str] = mapped_column(String(500))
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delete_after: Mapped[datetime] = mapped_column()
+    deleted_at: Mapped[datetime | None] = mapped_column()
+
+
+class InboundCall(Base):
+    """A call to one of the campaigns' caller IDs (the call-back opt-out line).
+
+    ``called``: our number (E.164); ``caller``: the caller's number in E.164, None when
+    withheld or unusable; ``campaign_id``: the last campaign that called that number, as
+    announced to the caller; ``action``: ``identified`` (heard who called, did not opt
+    out), ``opted_out`` (pressed the key), ``auto_opted_out`` (no recent campaign: opted out
+    by calling), ``hidden_number`` (nothing could be done); ``steps``: what was played and
+    pressed.
+    """
+
+    __tablename__ = "inbound_calls"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    called: Mapped[str] = mapped_column(String(16))
+    caller: Mapped[str | None] = mapped_column(String(16))
+    campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(30))
+    steps: Mapped[list[Any]] = mapped_column(default=list)

@@ -1,0 +1,304 @@
+"""The call-back opt-out line: calls to a campaign caller ID.
+
+A person called by a campaign may call the number they saw back. The law asks for a simple,
+free way to object (CPCE L34-5; Code de la consommation L221-16 and L223-1; GDPR art. 21(3);
+47 CFR 64.1200(b)(2)-(3); PECR reg. 21 and Ofcom's guidance that the CLI must be a number
+that can be called back). The line:
+
+1. identifies the caller's number (the CLI, E.164; a national number is read in the country
+   of the number called);
+2. if a campaign called that number in the last ``recent_days`` days, says who called and
+   why (sender, on whose behalf, the date of the call), then offers the opt-out key; a key
+   press suppresses the number for the whole organisation and is confirmed;
+3. if no campaign called it recently, there is nothing to explain: calling the line is the
+   request, so the number is opted out at once and the caller hears the confirmation;
+4. a withheld or unusable number cannot be opted out: the caller is told to call again
+   from the number concerned.
+
+Every call is stored (:class:`~voicecast.storage.models.InboundCall`) with what was played
+and pressed. The module knows nothing of Asterisk: it drives a
+:class:`~voicecast.pbx.base.CallFlowSession` and speaks through a ``speak`` callable that
+turns a text into a PBX sound (local text-to-speech).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from voicecast.clock import Clock
+from voicecast.compliance.suppression import add_opt_out
+from voicecast.compliance.zones import number_zones
+from voicecast.pbx.base import CallFlowSession
+from voicecast.storage.models import CallAttempt, Campaign, InboundCall, utcnow
+
+log = logging.getLogger(__name__)
+
+Speak = Callable[[str, str], Awaitable[str]]
+"""``speak(text, language)`` -> the PBX sound path of ``text`` spoken in ``language``
+(``"fr"`` or ``"en"``)."""
+
+DEFAULT_KEY = "9"
+KEY_TIMEOUT = 8.0  # seconds to press the key after the announcement
+ANNOUNCEMENTS = 2  # the identification is said at most twice
+
+# Texts of the line, by language. Fields: {sender}, {on_behalf}, {date}, {key}.
+TEXTS: dict[str, dict[str, str]] = {
+    "fr": {
+        "identify": (
+            "Bonjour. Vous avez été appelé le {date} par {sender}, pour le compte de "
+            "{on_behalf}. [pause 300ms] Pour ne plus recevoir d'appels de notre part, "
+            "tapez {key}."
+        ),
+        "identify_same": (
+            "Bonjour. Vous avez été appelé le {date} par {sender}. [pause 300ms] Pour ne plus "
+            "recevoir d'appels de notre part, tapez {key}."
+        ),
+        "confirm": (
+            "Votre demande est enregistrée. Votre numéro ne sera plus appelé par nos "
+            "campagnes. Au revoir."
+        ),
+        "unknown": (
+            "Bonjour. Votre numéro a été retiré de nos listes d'appel : il ne sera plus "
+            "appelé par nos campagnes. Au revoir."
+        ),
+        "hidden": (
+            "Bonjour. Votre numéro est masqué : nous ne pouvons pas le retirer de nos listes. "
+            "Rappelez-nous depuis le numéro concerné, sans le masquer. Au revoir."
+        ),
+        "goodbye": "Votre numéro reste dans nos listes. Au revoir.",
+    },
+    "en": {
+        "identify": (
+            "Hello. You were called on {date} by {sender}, on behalf of {on_behalf}. "
+            "[pause 300ms] To stop receiving our calls, press {key}."
+        ),
+        "identify_same": (
+            "Hello. You were called on {date} by {sender}. [pause 300ms] To stop receiving "
+            "our calls, press {key}."
+        ),
+        "confirm": (
+            "Your request is recorded. Your number will not be called by our campaigns "
+            "again. Goodbye."
+        ),
+        "unknown": (
+            "Hello. Your number has been removed from our call lists: our campaigns will not "
+            "call it again. Goodbye."
+        ),
+        "hidden": (
+            "Hello. Your number is withheld, so we cannot remove it from our lists. Please "
+            "call again from the number concerned, without withholding it. Goodbye."
+        ),
+        "goodbye": "Your number stays on our lists. Goodbye.",
+    },
+}
+_FR_REGIONS = {"FR", "GP", "MQ", "GF", "RE", "YT", "PM", "BL", "MF", "WF", "PF", "NC"}
+
+
+def caller_e164(caller: str | None, called: str) -> str | None:
+    """The caller's number in E.164, or None when withheld or not a valid number.
+
+    ``caller`` is the CLI as the PBX gives it (``+33199000005``, ``0199000005``,
+    ``anonymous``, empty); a number without ``+`` is read in the country of ``called``
+    (our E.164 caller ID).
+    """
+    if not caller:
+        return None
+    raw = caller.strip()
+    if not any(c.isdigit() for c in raw) or len(raw) > 32:
+        return None
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(called, None))
+        parsed = phonenumbers.parse(raw, None if raw.startswith("+") else region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def language_for(number: str) -> str:
+    """``"fr"`` for French numbers (metropolitan and overseas), ``"en"`` otherwise."""
+    try:
+        region = phonenumbers.region_code_for_number(phonenumbers.parse(number, None))
+    except phonenumbers.NumberParseException:
+        return "en"
+    return "fr" if region in _FR_REGIONS else "en"
+
+
+def spoken_date(when: datetime, number: str, language: str) -> str:
+    """The day ``when`` (aware) in the callee's local time, as words TTS reads well."""
+    zones = number_zones(number)
+    local = when.astimezone(ZoneInfo(zones[0]) if zones else ZoneInfo("UTC"))
+    if language == "fr":
+        months = [
+            "janvier",
+            "février",
+            "mars",
+            "avril",
+            "mai",
+            "juin",
+            "juillet",
+            "août",
+            "septembre",
+            "octobre",
+            "novembre",
+            "décembre",
+        ]
+        return f"{local.day} {months[local.month - 1]}"
+    return local.strftime("%B ") + str(local.day)
+
+
+@dataclass(frozen=True)
+class InboundSettings:
+    """How the call-back line behaves.
+
+    Attributes:
+        recent_days: a campaign that called the number within this many days is announced.
+        key: the opt-out key when the announced campaign has none.
+    """
+
+    recent_days: int = 90
+    key: str = DEFAULT_KEY
+
+
+class CallbackLine:
+    """Serves calls to the campaigns' caller IDs (see the module docstring).
+
+    Args:
+        sessions: database sessions.
+        hash_key: the key opt-outs are hashed with (:mod:`voicecast.compliance.keys`).
+        speak: text -> PBX sound (local TTS).
+        clock: the current time (UTC).
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        hash_key: bytes,
+        speak: Speak,
+        clock: Clock,
+        settings: InboundSettings | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.hash_key = hash_key
+        self.speak = speak
+        self.clock = clock
+        self.settings = settings or InboundSettings()
+
+    def last_campaign(
+        self, s: Session, number: str, now: datetime
+    ) -> tuple[Campaign, datetime] | None:
+        """The campaign that called ``number`` last, within ``recent_days``, and when."""
+        since = now - timedelta(days=self.settings.recent_days)
+        row = s.execute(
+            select(Campaign, CallAttempt.created_at)
+            .join(Campaign, Campaign.id == CallAttempt.campaign_id)
+            .where(CallAttempt.number == number, CallAttempt.created_at >= since)
+            .order_by(CallAttempt.created_at.desc())
+            .limit(1)
+        ).first()
+        return (row[0], row[1]) if row else None
+
+    async def serve(self, call: CallFlowSession, caller: str | None, called: str) -> str:
+        """Handle one call-back; returns the action stored with its
+        :class:`~voicecast.storage.models.InboundCall` row (see there).
+
+        Never raises on a hangup: what happened until then is stored (``hung_up`` when the
+        caller left before anything was decided).
+        """
+        now = self.clock.now()
+        number = caller_e164(caller, called)
+        language = language_for(number or called)
+        texts = TEXTS[language]
+        steps: list[dict[str, Any]] = []
+        record = InboundCall(
+            received_at=now, called=called[:16], caller=number, steps=steps, action="hung_up"
+        )
+        try:
+            if number is None:
+                record.action = "hidden_number"
+                await self._say(call, texts["hidden"], language, steps)
+                return record.action
+            with self.sessions() as s:
+                found = self.last_campaign(s, number, now)
+                if found is not None:
+                    s.expunge(found[0])
+            if found is None:
+                self._opt_out(number, None, "call-back: no recent campaign")
+                record.action = "auto_opted_out"
+                await self._say(call, texts["unknown"], language, steps)
+                return record.action
+            campaign, when = found
+            record.campaign_id = campaign.id
+            record.action = "identified"
+            key = campaign.optout_key or self.settings.key
+            sender = campaign.sender_name or campaign.name
+            behalf = campaign.on_behalf_of or sender
+            template = texts["identify_same" if behalf == sender else "identify"]
+            text = template.format(
+                sender=sender, on_behalf=behalf, date=spoken_date(when, number, language), key=key
+            )
+            for _ in range(ANNOUNCEMENTS):
+                pressed = await self._say(call, text, language, steps, escape=key)
+                if pressed is None and not call.hung_up:
+                    pressed = await call.wait_for_digit(KEY_TIMEOUT)
+                    steps.append({"step": "wait_for_digit", "digit": pressed})
+                if pressed == key:
+                    self._opt_out(number, campaign.id, f"call-back to {called}")
+                    record.action = "opted_out"
+                    await self._say(call, texts["confirm"], language, steps)
+                    return record.action
+                if call.hung_up:
+                    return record.action
+            await self._say(call, texts["goodbye"], language, steps)
+            return record.action
+        finally:
+            action = record.action
+            with self.sessions() as s, s.begin():
+                s.add(record)
+            log.info("call-back from %s to %s: %s", number or "a withheld number", called, action)
+            if not call.hung_up:
+                await call.hangup()
+
+    async def _say(
+        self,
+        call: CallFlowSession,
+        text: str,
+        language: str,
+        steps: list[dict[str, Any]],
+        escape: str = "",
+    ) -> str | None:
+        if call.hung_up:
+            return None
+        sound = await self.speak(text, language)
+        result = await call.play(sound, escape)
+        steps.append(
+            {
+                "sound": sound,
+                "ms": result.played_ms,
+                "completed": result.completed,
+                "digit": result.digit,
+            }
+        )
+        return result.digit
+
+    def _opt_out(self, number: str, campaign_id: int | None, note: str) -> None:
+        with self.sessions() as s, s.begin():
+            add_opt_out(
+                s,
+                self.hash_key,
+                number,
+                source="call-back",
+                at=min(self.clock.now(), utcnow()),
+                campaign_id=campaign_id,
+                note=note[:200],
+            )
