@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from voicecast.clock import Clock
 from voicecast.compliance.suppression import add_opt_out
 from voicecast.compliance.zones import number_zones
+from voicecast.dialer.prompts import OPTOUT_TEXTS
 from voicecast.pbx.base import CallFlowSession
 from voicecast.storage.models import CallAttempt, Campaign, InboundCall, utcnow
 
@@ -50,7 +51,8 @@ DEFAULT_KEY = "9"
 KEY_TIMEOUT = 8.0  # seconds to press the key after the announcement
 ANNOUNCEMENTS = 2  # the identification is said at most twice
 
-# Texts of the line, by language. Fields: {sender}, {on_behalf}, {date}, {key}.
+# Texts of the line, by language. Fields: {sender}, {on_behalf}, {date}, {key}. The
+# confirmation after the key is the outbound flow's (prompts.OPTOUT_TEXTS).
 TEXTS: dict[str, dict[str, str]] = {
     "fr": {
         "identify": (
@@ -61,10 +63,6 @@ TEXTS: dict[str, dict[str, str]] = {
         "identify_same": (
             "Bonjour. Vous avez été appelé le {date} par {sender}. [pause 300ms] Pour ne plus "
             "recevoir d'appels de notre part, tapez {key}."
-        ),
-        "confirm": (
-            "Votre demande est enregistrée. Votre numéro ne sera plus appelé par nos "
-            "campagnes. Au revoir."
         ),
         "unknown": (
             "Bonjour. Votre numéro a été retiré de nos listes d'appel : il ne sera plus "
@@ -84,10 +82,6 @@ TEXTS: dict[str, dict[str, str]] = {
         "identify_same": (
             "Hello. You were called on {date} by {sender}. [pause 300ms] To stop receiving "
             "our calls, press {key}."
-        ),
-        "confirm": (
-            "Your request is recorded. Your number will not be called by our campaigns "
-            "again. Goodbye."
         ),
         "unknown": (
             "Hello. Your number has been removed from our call lists: our campaigns will not "
@@ -255,7 +249,8 @@ class CallbackLine:
                 if pressed == key:
                     self._opt_out(number, campaign.id, f"call-back to {called}")
                     record.action = "opted_out"
-                    await self._say(call, texts["confirm"], language, steps)
+                    confirm = OPTOUT_TEXTS[language]["confirm"]
+                    await self._say(call, confirm, language, steps)
                     return record.action
                 if call.hung_up:
                     return record.action
