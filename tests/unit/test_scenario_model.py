@@ -350,6 +350,9 @@ def test_menu_key_equal_to_optout_key_must_lead_to_opt_out() -> None:
         ({"type": "transfer", "to": {"extension": "a,b@ctx"}}, "must be exten@context"),
         ({"type": "transfer", "to": {"extension": "a@c&d"}}, "must be exten@context"),
         ({"type": "transfer", "to": {"queue": "sales q"}}, "queue 'sales q' may hold only"),
+        # the PBX's own pattern (pbx.validation): a longer name would fail at call time
+        ({"type": "transfer", "to": {"extension": "a" * 41 + "@c"}}, "must be exten@context"),
+        ({"type": "transfer", "to": {"queue": "q" * 41}}, "may hold only"),
         ({"type": "transfer", "to": {"queue": "q"}, "caller_id": "boss"}, "caller_id"),
         ({"type": "menu", "keys": {"A": "a"}}, "node 'a': keys.A: 'A' is not a key"),
         ({"type": "menu", "keys": {}}, "node 'a': keys: Dictionary should have at least 1"),

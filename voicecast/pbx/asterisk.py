@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -37,6 +36,8 @@ from voicecast.pbx.base import (
     TransferResult,
 )
 from voicecast.pbx.validation import (
+    EXTENSION_RE,
+    QUEUE_RE,
     build_dial_string,
     caller_id_header,
     check_attempt_id,
@@ -56,8 +57,6 @@ Asterisk gives it (None when absent), ``called`` the number dialled (the first A
 BEEP_MIN_MS = 100
 NOISE_MS = 300  # sound that means the greeting goes on after a pause (WaitForNoise)
 TRANSFER_BRIDGE_LIMIT = 4 * 3600.0  # seconds an AGI Dial/Queue may last before we give up
-_EXTENSION_RE = re.compile(r"^[A-Za-z0-9_+*#-]{1,40}@[A-Za-z0-9_-]{1,40}\Z")
-_QUEUE_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}\Z")
 
 
 @dataclass(frozen=True)
@@ -243,11 +242,11 @@ class AsteriskCallFlow:
             UnsafeValueError: ``kind`` is unknown or ``target`` / ``caller_id`` is unsafe.
         """
         agi = self._agi
-        if kind == "extension" and _EXTENSION_RE.match(target):
+        if kind == "extension" and EXTENSION_RE.match(target):
             app, data = "Dial", f"Local/{target},{int(timeout)}"
         elif kind == "number":
             app, data = "Dial", f"{build_dial_string(self._dial_string, target)},{int(timeout)}"
-        elif kind == "queue" and _QUEUE_RE.match(target):
+        elif kind == "queue" and QUEUE_RE.match(target):
             app, data = "Queue", f"{target},,,,{int(timeout)}"
         else:
             raise UnsafeValueError(f"unsafe transfer target {kind} {target!r}")

@@ -16,6 +16,10 @@ _DIALABLE_RE = re.compile(r"^\+?[0-9]{3,20}\Z")
 _TEMPLATE_RE = re.compile(r"^[A-Za-z0-9/@_.+:;-]*\{number\}[A-Za-z0-9/@_.+:;-]*\Z")
 _ID_RE = re.compile(r"^[A-Za-z0-9-]{8,64}\Z")
 _CALLER_NAME_RE = re.compile(r"^[\w .,'&-]{0,40}\Z")
+EXTENSION_RE = re.compile(r"^[A-Za-z0-9_+*#-]{1,40}@[A-Za-z0-9_-]{1,40}\Z")
+"""A transfer target in the dialplan, ``exten@context`` (dialled as ``Local/exten@context``)."""
+QUEUE_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}\Z")
+"""A transfer target queue name (``Queue(name)``)."""
 
 
 def check_e164(number: str, what: str = "number") -> str:

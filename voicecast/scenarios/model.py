@@ -64,7 +64,7 @@ from pydantic_core import ErrorDetails
 
 from voicecast.audio.library import NAME_RE as AUDIO_NAME_RE
 from voicecast.errors import VoicecastError
-from voicecast.pbx.validation import E164_RE
+from voicecast.pbx.validation import E164_RE, EXTENSION_RE, QUEUE_RE
 
 MAX_STEPS = 200
 """Node executions allowed in one call before the runner hangs up (``ended_by: max_steps``).
@@ -96,8 +96,6 @@ VOICE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}\Z")
 PAUSE_RE = re.compile(r"\[pause (\d{1,5})(ms|s)\]")
 """A pause in a text: ``[pause 500ms]`` or ``[pause 2s]`` (at most :data:`MAX_PAUSE_MS`)."""
 FIELD_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,39}\Z")
-EXTENSION_RE = re.compile(r"^[A-Za-z0-9_+*#-]{1,80}@[A-Za-z0-9_-]{1,80}\Z")
-QUEUE_RE = re.compile(r"^[A-Za-z0-9_-]{1,80}\Z")
 
 NODE_TYPES = (
     "play",
