@@ -338,6 +338,8 @@ def test_menu_key_equal_to_optout_key_must_lead_to_opt_out() -> None:
         ({"type": "play", "text": "Hi {x"}, "stray brace"),
         ({"type": "play", "text": "Hi [pause 11s]"}, "longer than 10000 ms"),
         ({"type": "play", "text": "Hi [pause soon]"}, "malformed pause"),
+        ({"type": "play", "text": "Press [1] now"}, "unknown markup [1]"),  # TTS refuses it
+        ({"type": "play", "text": "Press 1] now"}, "stray ']'"),
         ({"type": "play", "audio": "../etc/passwd"}, "is not an audio library name"),
         ({"type": "play", "text": "x", "voice": "fr;rm"}, "is not a voice name"),
         ({"type": "transfer", "to": {}}, "to: give exactly one of extension, queue or number"),

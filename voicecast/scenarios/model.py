@@ -63,6 +63,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from voicecast.audio.library import NAME_RE as AUDIO_NAME_RE
+from voicecast.audio.tts import TtsError, parse_markup
 from voicecast.errors import VoicecastError
 from voicecast.pbx.validation import E164_RE, EXTENSION_RE, QUEUE_RE
 
@@ -217,6 +218,10 @@ def _text(value: str) -> str:
     if len(value) > MAX_TEXT_CHARS:
         raise ValueError(f"text is longer than {MAX_TEXT_CHARS} characters")
     text_fields(value)
+    try:  # what the speech engine refuses must be refused here, not at call time
+        parse_markup(value)
+    except TtsError as exc:
+        raise ValueError(str(exc)) from None
     return value
 
 
