@@ -519,7 +519,7 @@ async def place_callback(
 
     from voicecast.ami.client import AmiClient, AmiError
     from voicecast.errors import UnsafeValueError
-    from voicecast.pbx.validation import build_dial_string, check_e164
+    from voicecast.pbx.validation import build_dial_string, caller_id_header, check_e164
 
     check_e164(caller, "caller")
     check_e164(called, "called number")
@@ -550,7 +550,7 @@ async def place_callback(
                 "Context": "sim-caller",
                 "Exten": "s",
                 "Priority": "1",
-                "CallerID": f"<{caller}>",
+                "CallerID": caller_id_header(caller),
                 "Timeout": "30000",
                 "Async": "true",
                 "ChannelId": channel_id,

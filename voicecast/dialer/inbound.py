@@ -30,13 +30,14 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import phonenumbers
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from voicecast.clock import Clock
+from voicecast.compliance.packs import FR_REGIONS
 from voicecast.compliance.suppression import add_opt_out
-from voicecast.compliance.zones import number_zones
+from voicecast.compliance.zones import number_region, number_zones
+from voicecast.contacts.importer import InvalidPhoneError, normalize_phone
 from voicecast.dialer.prompts import OPTOUT_TEXTS
 from voicecast.pbx.base import CallFlowSession
 from voicecast.storage.models import CallAttempt, Campaign, InboundCall, utcnow
@@ -94,7 +95,8 @@ TEXTS: dict[str, dict[str, str]] = {
         "goodbye": "Your number stays on our lists. Goodbye.",
     },
 }
-_FR_REGIONS = {"FR", "GP", "MQ", "GF", "RE", "YT", "PM", "BL", "MF", "WF", "PF", "NC"}
+# French-speaking callers: the French rule pack's regions and the Pacific territories.
+_FRENCH_REGIONS = FR_REGIONS | {"WF", "PF", "NC"}
 
 
 def caller_e164(caller: str | None, called: str) -> str | None:
@@ -102,30 +104,22 @@ def caller_e164(caller: str | None, called: str) -> str | None:
 
     ``caller`` is the CLI as the PBX gives it (``+33199000005``, ``0199000005``,
     ``anonymous``, empty); a number without ``+`` is read in the country of ``called``
-    (our E.164 caller ID).
+    (our E.164 caller ID), as the contact importer reads it
+    (:func:`voicecast.contacts.importer.normalize_phone`: French overseas numbers written
+    nationally included).
     """
-    if not caller:
-        return None
-    raw = caller.strip()
-    if not any(c.isdigit() for c in raw) or len(raw) > 32:
+    region = number_region(called)
+    if not caller or region is None:
         return None
     try:
-        region = phonenumbers.region_code_for_number(phonenumbers.parse(called, None))
-        parsed = phonenumbers.parse(raw, None if raw.startswith("+") else region)
-    except phonenumbers.NumberParseException:
+        return normalize_phone(caller, region)
+    except InvalidPhoneError:
         return None
-    if not phonenumbers.is_valid_number(parsed):
-        return None
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
 def language_for(number: str) -> str:
-    """``"fr"`` for French numbers (metropolitan and overseas), ``"en"`` otherwise."""
-    try:
-        region = phonenumbers.region_code_for_number(phonenumbers.parse(number, None))
-    except phonenumbers.NumberParseException:
-        return "en"
-    return "fr" if region in _FR_REGIONS else "en"
+    """``"fr"`` for French numbers (metropolitan, overseas and Pacific), ``"en"`` otherwise."""
+    return "fr" if number_region(number) in _FRENCH_REGIONS else "en"
 
 
 def spoken_date(when: datetime, number: str, language: str) -> str:
