@@ -22,12 +22,11 @@ from voicecast.clock import Clock, clock_from_env
 from voicecast.compliance.suppression import load_store_key
 from voicecast.config import Settings
 from voicecast.dialer.controller import Dialer
-from voicecast.dialer.flow import FlowPlan
+from voicecast.dialer.flow import FlowPlan, amd_settings
 from voicecast.dialer.inbound import CallbackLine
 from voicecast.dialer.prompts import Speaker, scenario_prompts
 from voicecast.errors import ConfigError
 from voicecast.pbx.asterisk import AsteriskBackend, AsteriskEndpoint
-from voicecast.pbx.base import AmdParams
 from voicecast.sandbox import Sandbox, SandboxView
 from voicecast.storage.db import make_engine, migrate, session_factory
 from voicecast.storage.models import AudioMessage, Campaign
@@ -186,28 +185,22 @@ def plan_builder(runtime: Runtime) -> Callable[[Campaign], FlowPlan]:
                     audio[name] = pbx_playback_name(msg, runtime.sounds_dir_on_pbx)
         if MESSAGE_AUDIO not in audio and not campaign.message_text:
             raise ConfigError(f"campaign {campaign.name}: it has neither audio nor text")
-        amd = dict(campaign.amd or {})
-        params = {k: int(v) for k, v in dict(amd.get("params") or {}).items()}
-        beep = {k: amd[k] for k in ("beep_hz", "beep_silence_ms", "beep_timeout") if k in amd}
         return FlowPlan(
             message=audio.get(MESSAGE_AUDIO, ""),
             voicemail_message=audio.get(VOICEMAIL_AUDIO, ""),
-            amd=AmdParams(**params),
-            on_notsure=str(amd.get("on_notsure", "human")),
-            on_silence=str(amd.get("on_silence", "machine")),
             optout_key=campaign.optout_key or None,
             deliver_to=campaign.deliver_to or "both",
             scenario=scenario,
             prompts=PromptSet(
                 talk,
                 voice,
-                tuple(audio.items()),
+                audio,
                 campaign.message_text,
                 campaign.optout_key or None,
             ),
             replies_dir_on_pbx=runtime.replies_dir_on_pbx,
             replies_dir=str(runtime.replies_dir),
-            **beep,
+            **amd_settings(campaign.amd),
         )
 
     return build

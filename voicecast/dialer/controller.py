@@ -42,7 +42,14 @@ from voicecast.compliance.facts import load_facts
 from voicecast.compliance.gate import CampaignRules, decide
 from voicecast.compliance.suppression import add_opt_out
 from voicecast.compliance.types import Decision, Verdict
-from voicecast.dialer.flow import Answerer, FlowPlan, FlowReport, classify_amd, run_outbound_flow
+from voicecast.dialer.flow import (
+    Answerer,
+    FlowPlan,
+    FlowReport,
+    amd_settings,
+    classify_amd,
+    run_outbound_flow,
+)
 from voicecast.dialer.outcomes import (
     Outcome,
     next_attempt_time,
@@ -840,14 +847,15 @@ class Dialer:
                 attempt.state = "answered"
                 attempt.answered_at = self.clock.now()
         t.report = FlowReport()
+        opt_out = self._opt_out_hook(t)
         try:
             await run_outbound_flow(
                 call,
                 t.runtime.plan,
                 t.report,
                 self._save_decision(t),
-                self._opt_out_hook(t),
-                _CallContext(t, self._opt_out_hook(t)),
+                opt_out,
+                _CallContext(t, opt_out),
             )
         except Exception as exc:
             log.exception("attempt %s: call flow failed", t.attempt_id)
@@ -924,7 +932,10 @@ class Dialer:
             if attempt.amd_status and campaign is not None:
                 outcome = outcome_of_answerer(
                     classify_amd(
-                        attempt.amd_status, attempt.amd_cause or "", self.plan_for(campaign)
+                        attempt.amd_status,
+                        attempt.amd_cause or "",
+                        # the AMD policy only: no sounds to publish for a call that is over
+                        FlowPlan("", "", **amd_settings(campaign.amd)),
                     )
                 )
             attempt.state = "ended"

@@ -14,7 +14,7 @@ L34-5, Code de la consommation L221-16 (a free, working opt-out), 47 CFR 64.1200
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -187,14 +187,7 @@ class _PlayLog:
 
     async def play(self, sound: str, escape_digits: str = "") -> PlayResult:
         result = await self._call.play(sound, escape_digits)
-        self._report.played.append(
-            {
-                "sound": sound,
-                "ms": result.played_ms,
-                "completed": result.completed,
-                "digit": result.digit,
-            }
-        )
+        self._report.played.append(play_entry(sound, result))
         return result
 
 
@@ -234,6 +227,31 @@ async def wait_for_mailbox(call: CallFlowSession, plan: FlowPlan, report: FlowRe
     return how != "hangup"
 
 
+def play_entry(sound: str, result: PlayResult) -> dict[str, Any]:
+    """How a play step is stored: ``sound``, ``ms`` played, ``completed``, ``digit``."""
+    return {
+        "sound": sound,
+        "ms": result.played_ms,
+        "completed": result.completed,
+        "digit": result.digit,
+    }
+
+
+def amd_settings(amd: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The :class:`FlowPlan` fields stored in a campaign's ``amd`` JSON (``params`` in ms,
+    ``on_notsure``, ``on_silence``, ``beep_hz``, ``beep_silence_ms``, ``beep_timeout``),
+    as keyword arguments; absent keys keep the plan's defaults."""
+    amd = dict(amd or {})
+    params = {k: int(v) for k, v in dict(amd.get("params") or {}).items()}
+    out: dict[str, Any] = {
+        "amd": AmdParams(**params),
+        "on_notsure": str(amd.get("on_notsure", "human")),
+        "on_silence": str(amd.get("on_silence", "machine")),
+    }
+    out.update({k: amd[k] for k in ("beep_hz", "beep_silence_ms", "beep_timeout") if k in amd})
+    return out
+
+
 async def _play(
     call: CallFlowSession, sound: str, report: FlowReport, escape_digits: str = ""
 ) -> str | None:
@@ -245,12 +263,5 @@ async def _play(
         report.played.append({"sound": sound, "ms": 0, "completed": False, "missing": True})
         return None
     result = await call.play(sound, escape_digits)
-    report.played.append(
-        {
-            "sound": sound,
-            "ms": result.played_ms,
-            "completed": result.completed,
-            "digit": result.digit,
-        }
-    )
+    report.played.append(play_entry(sound, result))
     return result.digit

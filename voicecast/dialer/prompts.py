@@ -107,7 +107,7 @@ class PromptSet:
 
     speaker: Speaker
     voice: Voice
-    audio: tuple[tuple[str, str], ...]
+    audio: Mapping[str, str]
     message_text: str | None = None
     optout_key: str | None = None
 
@@ -115,7 +115,7 @@ class PromptSet:
         if prompt.text is not None:
             voice = self.voice if prompt.voice is None else self.speaker.voice("", prompt.voice)
             return prompt.text, voice
-        if prompt.audio in SPECIAL_AUDIO and prompt.audio not in dict(self.audio):
+        if prompt.audio in SPECIAL_AUDIO and prompt.audio not in self.audio:
             if self.message_text is None:
                 raise TtsError(f"the campaign has no message for {prompt.audio}")
             return self.message_text, self.voice
@@ -132,7 +132,7 @@ class PromptSet:
         """
         spoken = self._text_of(prompt)
         if spoken is None:
-            return dict(self.audio)[prompt.audio or ""]
+            return self.audio[prompt.audio or ""]
         template, voice = spoken
         merged = dict(fields)
         if self.optout_key:
