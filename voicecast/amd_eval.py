@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from voicecast.dialer.flow import FlowPlan, classify_amd
+from voicecast.dialer.policy import AMD_CHOICES_NOTSURE, AMD_CHOICES_SILENCE
 from voicecast.errors import VoicecastError
 from voicecast.pbx.base import (
     AmdParams,
@@ -338,9 +339,9 @@ def policy_plan(
         AmdEvalError: ``on_notsure`` not human/machine/hangup or ``on_silence`` not
             machine/no_answer.
     """
-    if on_notsure not in ("human", "machine", "hangup"):
+    if on_notsure not in AMD_CHOICES_NOTSURE:
         raise AmdEvalError(f"on_notsure {on_notsure!r}: expected human, machine or hangup")
-    if on_silence not in ("machine", "no_answer"):
+    if on_silence not in AMD_CHOICES_SILENCE:
         raise AmdEvalError(f"on_silence {on_silence!r}: expected machine or no_answer")
     return FlowPlan(
         message="", voicemail_message="", amd=params, on_notsure=on_notsure, on_silence=on_silence

@@ -25,6 +25,7 @@ from sqlalchemy import select
 from voicecast import __version__
 from voicecast.compliance.types import LEGAL_BASES, Audience, Purpose
 from voicecast.config import DEFAULT_CONFIG_TEXT, DEFAULT_FILE, Settings, load_settings
+from voicecast.dialer.policy import AMD_CHOICES_NOTSURE, AMD_CHOICES_SILENCE, DELIVER_CHOICES
 from voicecast.errors import VoicecastError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -548,7 +549,7 @@ def _declaration(kwargs: dict[str, Any]) -> Any:
 )
 @click.option(
     "--deliver-to",
-    type=click.Choice(["both", "humans", "machines"]),
+    type=click.Choice(DELIVER_CHOICES),
     default="both",
     show_default=True,
     help="Who gets the message: machines = voicemail drop only.",
@@ -566,14 +567,14 @@ def _declaration(kwargs: dict[str, Any]) -> Any:
 )
 @click.option(
     "--amd-on-silence",
-    type=click.Choice(["machine", "no_answer"]),
+    type=click.Choice(AMD_CHOICES_SILENCE),
     default="machine",
     show_default=True,
     help="A silent answer counts as a machine, or as no answer.",
 )
 @click.option(
     "--amd-on-notsure",
-    type=click.Choice(["human", "machine", "hangup"]),
+    type=click.Choice(AMD_CHOICES_NOTSURE),
     default="human",
     show_default=True,
     help="What AMD's NOTSURE means.",
@@ -1202,14 +1203,14 @@ def amd() -> None:
 )
 @click.option(
     "--amd-on-notsure",
-    type=click.Choice(["human", "machine", "hangup"]),
+    type=click.Choice(AMD_CHOICES_NOTSURE),
     default="human",
     show_default=True,
     help="Policy for AMD's NOTSURE in the decision matrix.",
 )
 @click.option(
     "--amd-on-silence",
-    type=click.Choice(["machine", "no_answer"]),
+    type=click.Choice(AMD_CHOICES_SILENCE),
     default="machine",
     show_default=True,
     help="Policy for a silent answer in the decision matrix.",

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from voicecast.campaigns.compliance import GateEnv
 from voicecast.dialer.outcomes import DEFAULT_RETRY_OUTCOMES, NEVER_RETRY, Outcome
+from voicecast.dialer.policy import AMD_CHOICES_NOTSURE, AMD_CHOICES_SILENCE, DELIVER_CHOICES
 from voicecast.errors import NotFoundError, VoicecastError
 from voicecast.pbx.base import AmdParams
 from voicecast.storage.models import (
@@ -31,8 +32,6 @@ from voicecast.storage.models import (
 )
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}\Z")
-AMD_CHOICES_SILENCE = ("machine", "no_answer")
-AMD_CHOICES_NOTSURE = ("human", "machine", "hangup")
 
 
 class CampaignError(VoicecastError):
@@ -82,9 +81,6 @@ class CampaignSpec:
     scenario_text: str | None = None
     deliver_to: str = "both"
     beep_hz: int | None = None
-
-
-DELIVER_CHOICES = ("both", "humans", "machines")
 
 
 @dataclass(frozen=True)
