@@ -46,6 +46,7 @@ from voicecast.pbx.base import (
     PbxBackend,
     PbxError,
     PbxUnavailable,
+    amd_param_problem,
 )
 
 DEFAULT_SET = Path(__file__).resolve().parent.parent / "sounds" / "amd-eval"
@@ -206,23 +207,19 @@ def parse_amd_overrides(items: Iterable[str], base: AmdParams | None = None) -> 
         AmdEvalError: no ``=``, an unknown field (the message lists the known ones), or a
             value that is not a non-negative integer.
     """
-    known = [f.name for f in dataclasses.fields(AmdParams)]
     changes: dict[str, int] = {}
     for item in items:
         key, sep, value = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep:
             raise AmdEvalError(f"--amd {item!r}: expected key=value, e.g. greeting=2000")
-        if key not in known:
-            raise AmdEvalError(
-                f"--amd {item!r}: unknown AMD parameter {key!r} ({', '.join(known)})"
-            )
         try:
             number = int(value.strip())
         except ValueError:
             raise AmdEvalError(f"--amd {item!r}: {key} must be an integer") from None
-        if number < 0 or (key == "silence_threshold" and number > 32767):
-            raise AmdEvalError(f"--amd {item!r}: {key} is out of range")
+        problem = amd_param_problem(key, number)
+        if problem is not None:
+            raise AmdEvalError(f"--amd {item!r}: {problem}")
         changes[key] = number
     return dataclasses.replace(base or AmdParams(), **changes)
 

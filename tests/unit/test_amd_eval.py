@@ -144,6 +144,7 @@ def test_amd_overrides_change_only_the_named_fields() -> None:
         ("greeting=2s", "greeting must be an integer"),
         ("greeting=-1", "out of range"),
         ("silence_threshold=40000", "out of range"),
+        ("greeting=70000", "out of range"),  # the bound campaign create applies
     ],
 )
 def test_a_bad_amd_override_is_refused(item: str, message: str) -> None:

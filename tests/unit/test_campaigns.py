@@ -100,6 +100,7 @@ def test_bad_caller_ids_are_refused(raw: str) -> None:
         ({"amd_on_silence": "human"}, "amd-on-silence"),
         ({"amd_params": (("greting", 100),)}, "amd parameter"),
         ({"amd_params": (("greeting", 70000),)}, "amd parameter"),
+        ({"amd_params": (("silence_threshold", 40000),)}, "out of range"),  # a level, not ms
     ],
 )
 def test_invalid_campaigns_name_the_field(

@@ -6,7 +6,6 @@ stored times are UTC, report times are ISO 8601 with the offset of the report's 
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -20,7 +19,7 @@ from voicecast.campaigns.compliance import GateEnv
 from voicecast.dialer.outcomes import DEFAULT_RETRY_OUTCOMES, NEVER_RETRY, Outcome
 from voicecast.dialer.policy import AMD_CHOICES_NOTSURE, AMD_CHOICES_SILENCE, DELIVER_CHOICES
 from voicecast.errors import NotFoundError, VoicecastError
-from voicecast.pbx.base import AmdParams
+from voicecast.pbx.base import amd_param_problem
 from voicecast.storage.models import (
     AudioMessage,
     CallAttempt,
@@ -299,12 +298,10 @@ def create_campaign(session: Session, spec: CampaignSpec) -> Campaign:
         raise CampaignError(f"amd-on-silence must be one of {AMD_CHOICES_SILENCE}")
     if spec.amd_on_notsure not in AMD_CHOICES_NOTSURE:
         raise CampaignError(f"amd-on-notsure must be one of {AMD_CHOICES_NOTSURE}")
-    known_params = {f.name for f in dataclasses.fields(AmdParams)}
     for key, value in spec.amd_params:
-        if key not in known_params:
-            raise CampaignError(f"amd parameter {key!r} unknown (one of {sorted(known_params)})")
-        if not 0 <= value <= 60000:
-            raise CampaignError(f"amd parameter {key}={value}: expected 0..60000 ms")
+        problem = amd_param_problem(key, value)
+        if problem is not None:
+            raise CampaignError(f"amd parameter {key}={value}: {problem}")
     campaign = Campaign(
         name=spec.name,
         list_id=clist.id,

@@ -8,7 +8,7 @@ clearing, 17 user busy, 19 no answer, 34 congestion, 1 unallocated number.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Protocol
 
 from voicecast.errors import VoicecastError
@@ -77,6 +77,27 @@ class AmdParams:
     maximum_number_of_words: int = 3
     silence_threshold: int = 256
     maximum_word_length: int = 5000
+
+
+AMD_MAX_MS = 60_000
+"""Largest AMD() time parameter accepted, in ms (a minute of analysis is already absurd)."""
+AMD_MAX_SILENCE_THRESHOLD = 32767
+"""Largest ``silence_threshold``: an energy level of 16-bit samples, not a time."""
+
+
+def amd_param_problem(name: str, value: int) -> str | None:
+    """Why ``name=value`` is not a valid :class:`AmdParams` override, or None if it is.
+
+    Bounds: 0 to :data:`AMD_MAX_MS` ms, ``silence_threshold`` 0 to
+    :data:`AMD_MAX_SILENCE_THRESHOLD`.
+    """
+    known = [f.name for f in fields(AmdParams)]
+    if name not in known:
+        return f"unknown AMD parameter {name!r} ({', '.join(known)})"
+    limit = AMD_MAX_SILENCE_THRESHOLD if name == "silence_threshold" else AMD_MAX_MS
+    if not 0 <= value <= limit:
+        return f"{name}={value} is out of range (0 to {limit})"
+    return None
 
 
 @dataclass(frozen=True)
