@@ -101,6 +101,22 @@ def test_bad_caller_ids_are_refused(raw: str) -> None:
         ({"amd_params": (("greting", 100),)}, "amd parameter"),
         ({"amd_params": (("greeting", 70000),)}, "amd parameter"),
         ({"amd_params": (("silence_threshold", 40000),)}, "out of range"),  # a level, not ms
+        ({"message": "", "message_text": None}, "give an audio name or a text"),
+        ({"message_text": "Bonjour {first_name}"}, "give an audio name or a text"),  # both
+        ({"message": "", "message_text": "Bonjour {company}"}, r"merge field\(s\) company"),
+        ({"message": "", "message_text": "Bonjour [note]"}, "text: unknown markup"),
+        ({"message": "", "message_text": "Bonjour", "tts_speed": 900}, "out of range"),
+        ({"deliver_to": "everyone"}, "deliver-to"),
+        ({"beep_hz": 5000}, "beep-hz"),
+        (
+            {
+                "scenario_text": (
+                    "version: 1\nstart: a\nnodes: {a: {type: play, text: 'Hi {company}'}}"
+                )
+            },
+            r"node 'a': text uses merge field \{company\}",
+        ),
+        ({"scenario_text": "version: 1\nstart: a\nnodes: {a: {type: goto, target: b}}"}, "'b'"),
     ],
 )
 def test_invalid_campaigns_name_the_field(
@@ -108,6 +124,26 @@ def test_invalid_campaigns_name_the_field(
 ) -> None:
     with sessions() as s, pytest.raises(CampaignError, match=field):
         create_campaign(s, spec(**kw))
+
+
+def test_text_and_scenario_campaigns_are_stored_with_their_list_fields(
+    sessions: sessionmaker[Session],
+) -> None:
+    scenario = "version: 1\nstart: a\nnodes: {a: {type: play, text: 'Hi {first_name}'}}"
+    with sessions() as s, s.begin():
+        c = create_campaign(
+            s,
+            spec(
+                message="",
+                message_text="Bonjour {first_name}",
+                tts_voice="fr",
+                scenario_text=scenario,
+                deliver_to="machines",
+            ),
+        )
+        assert c.message_id is None and c.message_text == "Bonjour {first_name}"
+        assert c.scenario is not None and c.scenario["nodes"]["a"]["text"] == "Hi {first_name}"
+        assert c.deliver_to == "machines"
 
 
 def test_duplicate_name_is_refused(sessions: sessionmaker[Session]) -> None:

@@ -206,8 +206,15 @@ def _list_fields(session: Session, clist: ContactList) -> set[str]:
     return names
 
 
-def _check_flow_options(session: Session, spec: CampaignSpec, clist: ContactList) -> None:
-    from voicecast.audio.tts import TtsError, Voice, template_fields
+def _check_flow_options(spec: CampaignSpec, clist: ContactList, list_fields: set[str]) -> None:
+    from voicecast.audio.tts import (
+        DEFAULT_SPEED,
+        DEFAULT_VOICE,
+        TtsError,
+        Voice,
+        parse_markup,
+        template_fields,
+    )
 
     if spec.deliver_to not in DELIVER_CHOICES:
         raise CampaignError(f"deliver-to must be one of {', '.join(DELIVER_CHOICES)}")
@@ -215,9 +222,10 @@ def _check_flow_options(session: Session, spec: CampaignSpec, clist: ContactList
         raise CampaignError("beep-hz must be between 300 and 3400 Hz (the telephone band)")
     try:
         if spec.tts_voice or spec.tts_speed:
-            Voice(name=spec.tts_voice or "fr", speed=spec.tts_speed or 150)
+            Voice(name=spec.tts_voice or DEFAULT_VOICE, speed=spec.tts_speed or DEFAULT_SPEED)
         if spec.message_text:
-            missing = template_fields(spec.message_text) - _list_fields(session, clist)
+            parse_markup(spec.message_text)  # refused now, not at each contact's dial
+            missing = template_fields(spec.message_text) - list_fields
             if missing:
                 raise CampaignError(
                     f"text: merge field(s) {', '.join(sorted(missing))} are not columns of "
@@ -228,7 +236,7 @@ def _check_flow_options(session: Session, spec: CampaignSpec, clist: ContactList
 
 
 def _scenario_document(
-    session: Session, spec: CampaignSpec, clist: ContactList
+    session: Session, spec: CampaignSpec, list_fields: set[str]
 ) -> dict[str, Any] | None:
     """The validated scenario as stored (JSON), or None for the default flow."""
     from voicecast.scenarios.model import ScenarioError, load_scenario
@@ -242,7 +250,7 @@ def _scenario_document(
             audio_exists=lambda name: (
                 session.scalar(select(AudioMessage.id).where(AudioMessage.name == name)) is not None
             ),
-            fields=_list_fields(session, clist),
+            fields=list_fields,
             optout_key=optout_key,
         )
     except ScenarioError as exc:
@@ -272,7 +280,9 @@ def create_campaign(session: Session, spec: CampaignSpec) -> Campaign:
     if bool(spec.message) == bool(spec.message_text):
         raise CampaignError("message: give an audio name or a text (--text), one of the two")
     message = _audio(session, spec.message, "message") if spec.message else None
-    _check_flow_options(session, spec, clist)
+    # one pass over the list's contacts, only when a text or a scenario may use merge fields
+    list_fields = _list_fields(session, clist) if spec.message_text or spec.scenario_text else set()
+    _check_flow_options(spec, clist, list_fields)
     voicemail = (
         _audio(session, spec.voicemail_message, "voicemail message")
         if spec.voicemail_message
@@ -311,7 +321,7 @@ def create_campaign(session: Session, spec: CampaignSpec) -> Campaign:
         tts_voice=spec.tts_voice,
         tts_speed=spec.tts_speed,
         deliver_to=spec.deliver_to,
-        scenario=_scenario_document(session, spec, clist),
+        scenario=_scenario_document(session, spec, list_fields),
         caller_id=normalize_caller_id(spec.caller_id, spec.default_region),
         max_channels=spec.max_channels,
         cps=spec.cps,
