@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -35,7 +36,7 @@ from voicecast.dialer.controller import (
     acquire_lease,
     lease_holder,
 )
-from voicecast.dialer.flow import FlowPlan
+from voicecast.dialer.flow import Answerer, FlowPlan, FlowReport
 from voicecast.pbx.base import (
     AmdParams,
     CallFlowHandler,
@@ -260,6 +261,27 @@ def test_every_contact_gets_an_outcome_and_the_campaign_completes(
     human = next(a for a in _attempts(sessions) if a.outcome == "human")
     assert human.amd_status == "HUMAN" and human.played[0]["completed"] is True
     assert human.originate_sent_at is not None and human.answered_at is not None
+
+
+@pytest.mark.parametrize(
+    ("opted_out", "ended_by", "transferred", "expected"),
+    [
+        (True, "hangup", False, ("opted_out", None)),
+        # the number is suppressed already: the outcome says so, the note says what failed
+        (True, "missing", False, ("opted_out", "the opt-out confirmation is missing on the PBX")),
+        (False, "missing", False, ("failed", "a sound of the scenario is missing on the PBX")),
+        (False, "transferred", True, ("transferred", None)),
+    ],
+)
+def test_answered_outcome_of_a_scenario(
+    opted_out: bool, ended_by: str, transferred: bool, expected: tuple[str, str | None]
+) -> None:
+    report = FlowReport(answerer=Answerer.HUMAN, opted_out=opted_out)
+    report.scenario.ended_by = ended_by  # type: ignore[assignment]
+    report.scenario.transferred = transferred
+    tracker = SimpleNamespace(report=report, flow_started=True)
+    outcome, note = Dialer._answered_outcome(tracker)  # type: ignore[arg-type]
+    assert (outcome.value, note) == expected
 
 
 def test_the_q850_cause_of_a_late_second_leg_is_kept(sessions: sessionmaker[Session]) -> None:

@@ -690,10 +690,13 @@ class Dialer:
             )
         if any(p.get("missing") for p in report.played):
             return Outcome.FAILED, "the message file is missing on the PBX"
-        if report.scenario.ended_by == "missing":
+        missing = report.scenario.ended_by == "missing"
+        if report.opted_out:  # suppressed already, even if the confirmation was missing
+            return Outcome.OPTED_OUT, (
+                "the opt-out confirmation is missing on the PBX" if missing else None
+            )
+        if missing:
             return Outcome.FAILED, "a sound of the scenario is missing on the PBX"
-        if report.opted_out:
-            return Outcome.OPTED_OUT, None
         if report.scenario.transferred:
             return Outcome.TRANSFERRED, None
         if report.answerer is Answerer.HANGUP:
@@ -965,8 +968,14 @@ class _CallContext:
         return prompts.sound_for(prompt, self._t.fields)
 
     def record_path(self, node_id: str) -> str:
-        """``<replies dir on the PBX>/<attempt id>-<node id>`` (no extension)."""
-        base = self._t.runtime.plan.replies_dir_on_pbx or "/var/spool/asterisk/voicecast-replies"
+        """``<replies dir on the PBX>/<attempt id>-<node id>`` (no extension).
+
+        Raises:
+            VoicecastError: the plan names no replies folder.
+        """
+        base = self._t.runtime.plan.replies_dir_on_pbx
+        if not base:
+            raise VoicecastError("no folder for callees' replies ([pbx] replies_dir)")
         return f"{base}/{self._t.attempt_id}-{node_id}"
 
     def caller_id_for(self, rule: str) -> str:
