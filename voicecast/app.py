@@ -25,7 +25,7 @@ from voicecast.dialer.controller import Dialer
 from voicecast.dialer.flow import FlowPlan, amd_settings
 from voicecast.dialer.inbound import CallbackLine
 from voicecast.dialer.prompts import Speaker, scenario_prompts
-from voicecast.errors import ConfigError
+from voicecast.errors import ConfigError, NotFoundError
 from voicecast.pbx.asterisk import AsteriskBackend, AsteriskEndpoint
 from voicecast.sandbox import Sandbox, SandboxView
 from voicecast.storage.db import make_engine, migrate, session_factory
@@ -171,7 +171,7 @@ def plan_builder(runtime: Runtime) -> Callable[[Campaign], FlowPlan]:
                     if campaign.scenario
                     else default_scenario(
                         campaign.optout_key or None,
-                        announce_text=texts["announce"].replace("{key}", "{optout_key}"),
+                        announce_text=texts["announce"],
                         confirm_text=texts["confirm"],
                     )
                 )
@@ -180,7 +180,10 @@ def plan_builder(runtime: Runtime) -> Callable[[Campaign], FlowPlan]:
             for _node, prompt in scenario_prompts(scenario):
                 name = prompt.audio
                 if name and name not in SPECIAL_AUDIO and name not in audio:
-                    msg = get_audio(s, name)
+                    try:
+                        msg = get_audio(s, name)
+                    except NotFoundError as exc:
+                        raise ConfigError(f"campaign {campaign.name}: its scenario: {exc}") from exc
                     publish(msg, runtime.audio_store, runtime.sounds_dir)
                     audio[name] = pbx_playback_name(msg, runtime.sounds_dir_on_pbx)
         if MESSAGE_AUDIO not in audio and not campaign.message_text:

@@ -37,6 +37,7 @@ from voicecast.dialer.controller import (
     lease_holder,
 )
 from voicecast.dialer.flow import Answerer, FlowPlan, FlowReport
+from voicecast.errors import ConfigError
 from voicecast.pbx.base import (
     AmdParams,
     CallFlowHandler,
@@ -282,6 +283,28 @@ def test_answered_outcome_of_a_scenario(
     tracker = SimpleNamespace(report=report, flow_started=True)
     outcome, note = Dialer._answered_outcome(tracker)  # type: ignore[arg-type]
     assert (outcome.value, note) == expected
+
+
+def test_a_campaign_whose_plan_cannot_be_built_is_paused_with_the_reason(
+    sessions: sessionmaker[Session],
+) -> None:
+    _campaign(sessions, ["+33199000010"])
+
+    def broken(c: Campaign) -> FlowPlan:
+        raise ConfigError(f"campaign {c.name}: its message audio was deleted")
+
+    async def main() -> None:
+        dialer = Dialer(sessions, FakePbx(), broken, gate=GATE)  # type: ignore[arg-type]
+        await dialer.start()
+        await asyncio.wait_for(dialer.run(["c"]), 30)  # returns: the campaign no longer runs
+        await dialer.stop()
+
+    asyncio.run(main())
+    with sessions() as s:
+        c = s.scalars(select(Campaign)).one()
+        assert c.status == "paused"
+        assert c.status_reason == "cannot run: campaign c: its message audio was deleted"
+    assert _attempts(sessions) == []
 
 
 def test_the_q850_cause_of_a_late_second_leg_is_kept(sessions: sessionmaker[Session]) -> None:

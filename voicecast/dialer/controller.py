@@ -344,6 +344,16 @@ class Dialer:
             stop.cancel()
 
     def _start_campaign(self, campaign: Campaign) -> None:
+        try:
+            plan = self.plan_for(campaign)
+        except VoicecastError as exc:  # e.g. its audio was deleted: pause it, dial the others
+            with self.sessions() as s, s.begin():
+                row = s.get(Campaign, campaign.id)
+                if row is not None and row.status == "running":
+                    row.status = "paused"
+                    row.status_reason = f"cannot run: {exc}"
+            log.error("campaign %s paused: %s", campaign.name, exc)
+            return
         rt = CampaignRuntime(
             campaign_id=campaign.id,
             name=campaign.name,
@@ -353,7 +363,7 @@ class Dialer:
             retries=campaign.retries,
             retry_delay=campaign.retry_delay,
             retry_outcomes=list(campaign.retry_outcomes),
-            plan=self.plan_for(campaign),
+            plan=plan,
             pacer=Pacer(campaign.cps),
             rules=campaign_rules(campaign),
         )

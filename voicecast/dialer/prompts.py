@@ -37,14 +37,14 @@ VOICE_FOR_LANGUAGE = {"fr": "fr", "en": "en-gb"}
 # each message; 47 CFR 64.1200(b)(3): the key-press opt-out is announced and confirmed).
 OPTOUT_TEXTS: dict[str, dict[str, str]] = {
     "fr": {
-        "announce": "Pour ne plus recevoir nos appels, tapez {key}.",
+        "announce": "Pour ne plus recevoir nos appels, tapez {optout_key}.",
         "confirm": (
             "Votre demande est enregistrée. Votre numéro ne sera plus appelé par nos "
             "campagnes. Au revoir."
         ),
     },
     "en": {
-        "announce": "To stop receiving our calls, press {key}.",
+        "announce": "To stop receiving our calls, press {optout_key}.",
         "confirm": (
             "Your request is recorded. Your number will not be called by our campaigns "
             "again. Goodbye."
