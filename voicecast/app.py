@@ -126,11 +126,13 @@ def endpoint(runtime: Runtime) -> AsteriskEndpoint:
 
 def plan_builder(runtime: Runtime) -> Callable[[Campaign], FlowPlan]:
     """Build a campaign's call-flow plan: its scenario (the default one when it has none),
-    the sounds it plays (library audio published for the PBX, texts spoken by local TTS)
-    and its AMD and voicemail settings.
+    the sounds it plays (every library audio it uses is published into the PBX's sounds
+    folder here, where the dialer runs; texts are spoken by local TTS) and its AMD and
+    voicemail settings.
 
     Raises:
         ConfigError: the campaign's audio was deleted or its scenario no longer loads.
+        AudioError: a stored audio file is missing or changed, or cannot be published.
     """
     from voicecast.audio.library import get_audio, pbx_playback_name, publish
     from voicecast.dialer.inbound import language_for
@@ -164,6 +166,7 @@ def plan_builder(runtime: Runtime) -> Callable[[Campaign], FlowPlan]:
                 if audio_id and msg is None:
                     raise ConfigError(f"campaign {campaign.name}: its message audio was deleted")
                 if msg is not None:
+                    publish(msg, runtime.audio_store, runtime.sounds_dir)
                     audio[special] = pbx_playback_name(msg, runtime.sounds_dir_on_pbx)
             try:
                 scenario = (

@@ -825,20 +825,6 @@ def campaign_list(ctx: Ctx) -> None:
     console.print(table)
 
 
-def publish_campaign_audio(runtime: Any, name: str) -> None:
-    """Copy the campaign's audio where the PBX plays it from."""
-    from voicecast.audio.library import publish
-    from voicecast.campaigns.service import get_campaign
-    from voicecast.storage.models import AudioMessage
-
-    with runtime.sessions() as s:
-        c = get_campaign(s, name)
-        for audio_id in {c.message_id, c.voicemail_message_id} - {None}:
-            msg = s.get(AudioMessage, audio_id)
-            if msg is not None:
-                publish(msg, runtime.audio_store, runtime.sounds_dir)
-
-
 def start_and_wait(runtime: Any, name: str, wait: bool, show_progress: bool = True) -> None:
     """Start campaign ``name``; with ``wait``, dial until every contact has an outcome."""
     from voicecast.app import gate_env, make_clock, run_dialer
@@ -846,7 +832,6 @@ def start_and_wait(runtime: Any, name: str, wait: bool, show_progress: bool = Tr
     from voicecast.dialer.controller import lease_holder
     from voicecast.pbx.base import PbxUnavailable
 
-    publish_campaign_audio(runtime, name)
     with runtime.sessions() as s, s.begin():
         c, queued = start_campaign(s, name, gate_env(runtime), make_clock(runtime).now())
         campaign_id = c.id

@@ -11,8 +11,10 @@ import os
 import stat
 import subprocess
 import sys
+import time
 import wave
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -286,6 +288,24 @@ def test_cache_hit_does_not_run_espeak(cache: Path, monkeypatch: pytest.MonkeyPa
             synthesize("Bonjour Camille.", voice, cache, max_duration=60)
     with pytest.raises(AssertionError, match="espeak-ng ran"):
         synthesize("Bonjour Camille", Voice(), cache, max_duration=60)
+
+
+def test_the_same_text_asked_at_once_is_spoken_once(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = tts_mod._espeak
+    runs: list[int] = []
+
+    def slow_espeak(*args: Any) -> None:
+        runs.append(1)
+        time.sleep(0.3)  # the others arrive while the first is speaking
+        real(*args)
+
+    monkeypatch.setattr(tts_mod, "_espeak", slow_espeak)
+    with ThreadPoolExecutor(4) as pool:
+        paths = list(pool.map(lambda _: say("Bonjour tout le monde.", cache), range(4)))
+    assert len(set(paths)) == 1 and len(runs) == 1
+    assert_asterisk_wav(paths[0])
 
 
 def test_cache_key_covers_what_shapes_the_sound() -> None:

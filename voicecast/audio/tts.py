@@ -28,6 +28,7 @@ markup and SSML), loudness in LUFS.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -37,9 +38,10 @@ import string
 import subprocess
 import sys
 import tempfile
+import threading
 import unicodedata
 import wave
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -606,6 +608,40 @@ def synthesize(
     dest = cache_dir / f"tts-{cache_key(segments, voice, loudness)}.wav"
     if _is_cached(dest):
         return dest
+    with _rendering(dest):  # the same text asked by several calls at once is spoken once
+        if _is_cached(dest):
+            return dest
+        _render(segments, voice, dest, max_duration, silence_threshold_dbfs, loudness)
+    return dest
+
+
+_RENDERING: dict[Path, threading.Lock] = {}
+_RENDERING_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def _rendering(dest: Path) -> Iterator[None]:
+    """Hold the lock of one cache file while it is being made (threads of this process)."""
+    with _RENDERING_GUARD:
+        lock = _RENDERING.setdefault(dest, threading.Lock())
+    with lock:
+        try:
+            yield
+        finally:
+            with _RENDERING_GUARD:
+                if _RENDERING.get(dest) is lock:
+                    del _RENDERING[dest]
+
+
+def _render(
+    segments: Sequence[Segment],
+    voice: Voice,
+    dest: Path,
+    max_duration: float,
+    silence_threshold_dbfs: float,
+    loudness: LoudnessTarget | None,
+) -> None:
+    """Run the engine into a temporary WAV and convert it into ``dest`` (atomically)."""
     with tempfile.TemporaryDirectory(prefix="voicecast-tts-") as tmp:
         work = Path(tmp)
         raw = work / "speech.wav"
@@ -626,4 +662,3 @@ def synthesize(
         except AudioError as exc:
             reason = str(exc).removeprefix(f"{raw}: ")
             raise TtsError(f"speech from {voice.label}: {reason}") from exc
-    return dest
