@@ -41,6 +41,7 @@ INFORMATIONAL = (
     "--legal-basis",
     "contract",
 )
+OPTOUT_KEY_9 = ("--optout-key", "9")  # the sandbox's digit-1 callee presses 9
 
 
 def _config_text(tmp: Path) -> str:
