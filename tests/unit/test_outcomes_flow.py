@@ -299,6 +299,25 @@ def test_initial_silence_as_no_answer_hangs_up_without_playing() -> None:
     assert report.played == []
 
 
+@pytest.mark.parametrize(
+    ("amd", "deliver_to", "delivered"),
+    [
+        (("HUMAN", "HUMAN-800-800"), "humans", True),
+        (("HUMAN", "HUMAN-800-800"), "machines", False),  # voicemail drop only
+        (("MACHINE", "MAXWORDS-4-3"), "machines", True),
+        (("MACHINE", "MAXWORDS-4-3"), "humans", False),  # no message left on machines
+        (("HUMAN", "HUMAN-800-800"), "both", True),
+        (("MACHINE", "MAXWORDS-4-3"), "both", True),
+    ],
+)
+def test_deliver_to(amd: tuple[str, str], deliver_to: str, delivered: bool) -> None:
+    call = FakeCall(amd)
+    report = run(call, plan(deliver_to=deliver_to))
+    assert ("play" in call.names()) is delivered
+    assert call.names()[-1] == "hangup"
+    assert ("not delivered" in report.note) is not delivered
+
+
 def test_notsure_as_hangup_hangs_up_without_playing() -> None:
     call = FakeCall(("NOTSURE", "TOOLONG-5000"))
     report = run(call, plan(on_notsure="hangup"))
