@@ -27,6 +27,7 @@ from voicecast.storage.models import (
 )
 
 from .amimon import AmiMonitor
+from .audio_match import locate
 from .conftest import REPO, Workspace
 
 pytestmark = pytest.mark.e2e
@@ -132,6 +133,9 @@ def test_every_simulated_callee_gets_its_outcome_and_hears_the_whole_message(
         assert span[1] - span[0] >= message_voice - 0.25, (
             f"digit {digit}: message started before the beep (mailbox holds {span})"
         )
+        # the message's own envelope, first second included, is found in the mailbox
+        match = locate(EXAMPLE_MESSAGE, mailbox)
+        assert match.whole >= 0.9 and match.first_second >= 0.9, (digit, match)
     # the 12-second greeting of digit 8 was waited out: the drop started after it ended
     (long_greeting,) = _attempts(ws, by_digit["8"]["number"])
     assert long_greeting.answered_at is not None and long_greeting.ended_at is not None

@@ -17,6 +17,7 @@ from voicecast.audio.convert import voiced_span, wav_duration_ms
 from voicecast.storage.models import CallAttempt, Recording
 
 from .amimon import AmiMonitor
+from .audio_match import locate
 from .conftest import INFORMATIONAL, OPTOUT_KEY_9, Workspace
 
 pytestmark = pytest.mark.e2e
@@ -87,6 +88,8 @@ def test_a_text_message_is_spoken_per_contact_to_people_and_mailboxes(
     span = voiced_span(box)
     assert span is not None and span[1] - span[0] >= _voiced_length(for_mailbox) - 0.25
     assert wav_duration_ms(box) >= wav_duration_ms(for_mailbox) - 250
+    match = locate(for_mailbox, box)  # the spoken text from its first word, by envelope
+    assert match.whole >= 0.9 and match.first_second >= 0.9, match
     assert any(s.get("step") == "wait_for_beep" for s in left.steps)
     assert _attempt(ws, silent).played == []
 
