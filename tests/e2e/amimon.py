@@ -81,7 +81,10 @@ class AmiMonitor:
                 for c in self._listing
                 if PRIMARY_ID.match(c.get("Uniqueid") or "")
             ]
-            self._listings.append((self._asked_at, ours))
+            # the snapshot was taken between the Ping and this event: a channel counts only
+            # if Asterisk had not yet timestamped its Hangup when the listing was complete
+            done_at = float(m.get("Timestamp") or self._asked_at)
+            self._listings.append((done_at, ours))
             self._listing = []
         elif ev in ("Newchannel", "Hangup", "OriginateResponse"):
             self.events.append(m)
@@ -130,8 +133,10 @@ class AmiMonitor:
 
         CoreShowChannels reads the channel snapshot cache, which keeps a channel a little
         after its hangup, and this connection may receive that Hangup event after the
-        listing. A listed channel whose Hangup Asterisk timestamped before the listing was
-        asked (the Ping just before it) was already gone for the trunk: not counted.
+        listing; meanwhile the dialer, told of the hangup, may already have placed the next
+        call. A listed channel whose Hangup Asterisk timestamped before the listing was
+        complete (CoreShowChannelsComplete's Timestamp) may have been gone when the
+        snapshot was taken: not counted. A channel alive through a whole listing always is.
         """
         hung_up = {
             e.get("Uniqueid") or "": float(e.get("Timestamp") or 0.0)
@@ -139,7 +144,7 @@ class AmiMonitor:
             if e.event == "Hangup"
         }
         peaks = [
-            sum(1 for uid in uids if hung_up.get(uid, float("inf")) >= asked_at)
-            for asked_at, uids in self._listings
+            sum(1 for uid in uids if hung_up.get(uid, float("inf")) >= done_at)
+            for done_at, uids in self._listings
         ]
         return max(peaks, default=0)
