@@ -334,6 +334,77 @@ def audio_list(ctx: Ctx) -> None:
     console.print(table)
 
 
+@audio.command("preview")
+@click.argument("campaign_name", metavar="CAMPAIGN")
+@click.option(
+    "--contact",
+    metavar="NUMBER",
+    help="The list's contact whose fields fill the merge fields (E.164 or national); "
+    "default: the list's first contact.",
+)
+@click.option(
+    "--machine", is_flag=True, help="What an answering machine records, not what a person hears."
+)
+@click.option(
+    "--default-region",
+    default="FR",
+    show_default=True,
+    help="Country (ISO 3166 code) of a --contact written without +country code.",
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="WAV file to write (8 kHz mono 16-bit; replaced atomically).",
+)
+@pass_ctx
+def audio_preview(
+    ctx: Ctx, campaign_name: str, contact: str | None, machine: bool, default_region: str, out: Path
+) -> None:
+    """Write what the callee of CAMPAIGN will hear to one WAV file, without calling.
+
+    The campaign's scenario runs as the dialer runs it, for a callee who presses nothing:
+    menus time out (replayed for each retry), transfers are not answered, recordings stay
+    empty; 300 ms of silence separate two prompts. --machine gives what a mailbox records
+    after the beep. Prints the file, its length and each prompt (node and sound).
+    """
+    from voicecast.audio.convert import atomic_write_bytes
+    from voicecast.campaigns.preview import PreviewError, preview
+
+    runtime = _runtime(ctx)
+    result = preview(
+        runtime,
+        campaign_name,
+        contact=contact,
+        machine=machine,
+        default_region=default_region.upper(),
+    )
+    try:
+        atomic_write_bytes(out, result.wav_bytes())
+    except OSError as exc:
+        raise PreviewError(f"{out}: cannot write the preview: {exc}") from exc
+    who = "an answering machine records" if machine else "a person hears"
+    contact_note = f", contact {result.contact}" if result.contact else ", no contact"
+    console.print(
+        f"{out}: {result.duration_ms / 1000:.1f} s, what {who} "
+        f"(campaign {campaign_name}{contact_note})",
+        highlight=False,
+        markup=False,
+    )
+    width = max([len("node"), *(len(step.node) for step in result.steps)])
+    click.echo(f"{'at s':>7}  {'secs':>6}  {'node':<{width}}  sound")
+    for step in result.steps:  # plain lines: sound paths are never cut to the terminal
+        click.echo(
+            f"{step.start_ms / 1000:>7.1f}  {step.duration_ms / 1000:>6.1f}  "
+            f"{step.node:<{width}}  {step.sound}"
+        )
+    ended = f"ended by: {result.ended_by}"
+    if result.truncated:
+        ended += " (cut at [dialer] max_call_duration: the dialer hangs up then)"
+    console.print(ended, highlight=False, markup=False)
+
+
 # --- contacts --------------------------------------------------------------------------------
 
 
@@ -1159,6 +1230,64 @@ def demo(ctx: Ctx, keep_sandbox: bool) -> None:
     finally:
         if not keep_sandbox:
             sb.down()
+
+
+# --- recordings ------------------------------------------------------------------------------
+
+
+@main.group()
+def recordings() -> None:
+    """Callees' replies captured by scenario record nodes, and their retention purge."""
+
+
+@recordings.command("list")
+@click.option("--campaign", "campaign_name", help="Only this campaign's recordings.")
+@pass_ctx
+def recordings_list(ctx: Ctx, campaign_name: str | None) -> None:
+    """List the recordings: attempt, node, length, when made, when deleted ([report] timezone)."""
+    from voicecast.campaigns.service import get_campaign
+    from voicecast.storage.models import Recording
+
+    runtime = _runtime(ctx)
+    zone = runtime.report_zone()
+
+    def when(value: datetime | None) -> str:
+        return value.astimezone(zone).isoformat(timespec="seconds") if value else ""
+
+    table = Table()
+    for header in ("attempt", "node", "duration s", "created", "delete after", "deleted"):
+        table.add_column(header, overflow="fold")  # a narrow terminal wraps, never cuts
+    with runtime.sessions() as s:
+        query = select(Recording).order_by(Recording.created_at, Recording.id)
+        if campaign_name is not None:
+            query = query.where(Recording.campaign_id == get_campaign(s, campaign_name).id)
+        for rec in s.scalars(query):
+            table.add_row(
+                rec.attempt_id,
+                rec.node,
+                f"{rec.duration_ms / 1000:.1f}",
+                when(rec.created_at),
+                when(rec.delete_after),
+                when(rec.deleted_at),
+            )
+    console.print(table)
+
+
+@recordings.command("purge")
+@pass_ctx
+def recordings_purge(ctx: Ctx) -> None:
+    """Delete the recordings whose retention has ended (GDPR art. 5(1)(e)).
+
+    `voicecast serve` (and a running campaign) does it every hour.
+    """
+    from voicecast.app import make_clock
+    from voicecast.campaigns.retention import purge_recordings
+
+    runtime = _runtime(ctx)
+    now = make_clock(runtime).now()
+    with runtime.sessions() as s, s.begin():
+        purged = purge_recordings(s, now)
+    console.print(f"purged {purged} recording(s) whose retention ended", highlight=False)
 
 
 # --- amd -------------------------------------------------------------------------------------

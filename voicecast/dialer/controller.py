@@ -37,6 +37,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from voicecast.campaigns.compliance import GateEnv, campaign_problems, campaign_rules
+from voicecast.campaigns.retention import purge_recordings
 from voicecast.clock import Clock, SystemClock
 from voicecast.compliance.facts import load_facts
 from voicecast.compliance.gate import CampaignRules, decide
@@ -94,6 +95,7 @@ FLOW_END_GRACE = 15.0  # seconds for the call flow to finish after the hangup
 ORIGINATE_RESPONSE_MARGIN = 20.0  # seconds beyond the ring timeout
 PROBLEM_CHECK_INTERVAL = 30.0  # seconds between campaign-level compliance checks
 IDLE_POLL = 5.0  # seconds between database polls while every contact waits for later
+PURGE_INTERVAL = 3600.0  # seconds between purges of recordings whose retention ended
 
 
 class LeaseHeld(VoicecastError):
@@ -311,12 +313,23 @@ class Dialer:
     async def run(self, campaign_names: Iterable[str] | None = None) -> None:
         """Dial running campaigns until :meth:`stop`, or until the named ones are finished.
 
+        Recordings whose retention ended are purged at start and then every
+        :data:`PURGE_INTERVAL` seconds (GDPR art. 5(1)(e); see
+        :func:`voicecast.campaigns.retention.purge_recordings`).
+
         Args:
             campaign_names: when given, return once each named campaign is no longer
                 ``running`` (completed, paused or stopped); otherwise run until stopped.
         """
         names = set(campaign_names) if campaign_names is not None else None
+        next_purge = time.monotonic()  # the first purge runs at once
         while not self._stopping.is_set():
+            if time.monotonic() >= next_purge:
+                next_purge = time.monotonic() + PURGE_INTERVAL
+                with self.sessions() as s, s.begin():
+                    purged = purge_recordings(s, self.clock.now())
+                if purged:
+                    log.info("purged %d recording(s) whose retention ended", purged)
             with self.sessions() as s:
                 acquire_lease(s, self.controller_id)
                 running = s.scalars(select(Campaign).where(Campaign.status == "running")).all()
