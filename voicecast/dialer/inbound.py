@@ -33,6 +33,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from voicecast.audio.tts import render_text
 from voicecast.clock import Clock
 from voicecast.compliance.packs import FR_REGIONS
 from voicecast.compliance.suppression import add_opt_out
@@ -52,18 +53,19 @@ DEFAULT_KEY = "9"
 KEY_TIMEOUT = 8.0  # seconds to press the key after the announcement
 ANNOUNCEMENTS = 2  # the identification is said at most twice
 
-# Texts of the line, by language. Fields: {sender}, {on_behalf}, {date}, {key}. The
-# confirmation after the key is the outbound flow's (prompts.OPTOUT_TEXTS).
+# Texts of the line, by language. Fields: {sender}, {on_behalf}, {date}, {why} (the
+# campaign's declared purpose, WHY below), {key}. The confirmation after the key is the
+# outbound flow's (prompts.OPTOUT_TEXTS).
 TEXTS: dict[str, dict[str, str]] = {
     "fr": {
         "identify": (
             "Bonjour. Vous avez été appelé le {date} par {sender}, pour le compte de "
-            "{on_behalf}. [pause 300ms] Pour ne plus recevoir d'appels de notre part, "
-            "tapez {key}."
+            "{on_behalf}, {why}. [pause 300ms] Pour ne plus recevoir d'appels de notre "
+            "part, tapez {key}."
         ),
         "identify_same": (
-            "Bonjour. Vous avez été appelé le {date} par {sender}. [pause 300ms] Pour ne plus "
-            "recevoir d'appels de notre part, tapez {key}."
+            "Bonjour. Vous avez été appelé le {date} par {sender}, {why}. [pause 300ms] Pour "
+            "ne plus recevoir d'appels de notre part, tapez {key}."
         ),
         "unknown": (
             "Bonjour. Votre numéro a été retiré de nos listes d'appel : il ne sera plus "
@@ -77,12 +79,12 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "en": {
         "identify": (
-            "Hello. You were called on {date} by {sender}, on behalf of {on_behalf}. "
+            "Hello. You were called on {date} by {sender}, on behalf of {on_behalf}, {why}. "
             "[pause 300ms] To stop receiving our calls, press {key}."
         ),
         "identify_same": (
-            "Hello. You were called on {date} by {sender}. [pause 300ms] To stop receiving "
-            "our calls, press {key}."
+            "Hello. You were called on {date} by {sender}, {why}. [pause 300ms] To stop "
+            "receiving our calls, press {key}."
         ),
         "unknown": (
             "Hello. Your number has been removed from our call lists: our campaigns will not "
@@ -96,6 +98,17 @@ TEXTS: dict[str, dict[str, str]] = {
     },
 }
 # French-speaking callers: the French rule pack's regions and the Pacific territories.
+# Why the person was called: the campaign's declared purpose (compliance.types.Purpose).
+WHY: dict[str, dict[str, str]] = {
+    "fr": {
+        "marketing": "pour vous présenter une offre commerciale",
+        "informational": "pour vous transmettre une information",
+    },
+    "en": {
+        "marketing": "to present a commercial offer",
+        "informational": "to give you some information",
+    },
+}
 _FRENCH_REGIONS = FR_REGIONS | {"WF", "PF", "NC"}
 
 
@@ -232,8 +245,16 @@ class CallbackLine:
             sender = campaign.sender_name or campaign.name
             behalf = campaign.on_behalf_of or sender
             template = texts["identify_same" if behalf == sender else "identify"]
-            text = template.format(
-                sender=sender, on_behalf=behalf, date=spoken_date(when, number, language), key=key
+            why = WHY[language].get(campaign.purpose or "", WHY[language]["informational"])
+            text = render_text(  # values cleaned: a sender name cannot inject markup
+                template,
+                {
+                    "sender": sender,
+                    "on_behalf": behalf,
+                    "date": spoken_date(when, number, language),
+                    "why": why,
+                    "key": key,
+                },
             )
             for _ in range(ANNOUNCEMENTS):
                 pressed = await self._say(call, text, language, steps, escape=key)
