@@ -538,6 +538,41 @@ def _instant(value: str | None, option: str) -> datetime | None:
     return parsed
 
 
+def amd_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Answering-machine detection options, shared by `campaign create` and `amd evaluate`:
+    ``amd_on_silence``, ``amd_on_notsure`` and ``amd_params`` (``PARAM=VALUE`` strings)."""
+    options = [
+        click.option(
+            "--amd-on-silence",
+            type=click.Choice(AMD_CHOICES_SILENCE),
+            default="machine",
+            show_default=True,
+            help="A silent answer counts as a machine, or as no answer.",
+        ),
+        click.option(
+            "--amd-on-notsure",
+            type=click.Choice(AMD_CHOICES_NOTSURE),
+            default="human",
+            show_default=True,
+            help="What AMD's NOTSURE means.",
+        ),
+        click.option(
+            "--amd",
+            "amd_params",
+            multiple=True,
+            metavar="PARAM=MS",
+            help="AMD() parameter override in ms (a count for maximum_number_of_words, a "
+            "level for silence_threshold), e.g. --amd greeting=2000 (initial_silence, "
+            "greeting, after_greeting_silence, total_analysis_time, min_word_length, "
+            "between_words_silence, maximum_number_of_words, silence_threshold, "
+            "maximum_word_length).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def declaration_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """The compliance declaration's options, shared by `campaign create` and `declare`."""
     options = [
@@ -636,29 +671,7 @@ def _declaration(kwargs: dict[str, Any]) -> Any:
 @click.option(
     "--retry-on", help="Comma-separated outcomes to retry (default busy,no_answer,congestion)."
 )
-@click.option(
-    "--amd-on-silence",
-    type=click.Choice(AMD_CHOICES_SILENCE),
-    default="machine",
-    show_default=True,
-    help="A silent answer counts as a machine, or as no answer.",
-)
-@click.option(
-    "--amd-on-notsure",
-    type=click.Choice(AMD_CHOICES_NOTSURE),
-    default="human",
-    show_default=True,
-    help="What AMD's NOTSURE means.",
-)
-@click.option(
-    "--amd",
-    "amd_params",
-    multiple=True,
-    metavar="PARAM=MS",
-    help="AMD() parameter in ms, e.g. --amd greeting=2000 (initial_silence, greeting, "
-    "after_greeting_silence, total_analysis_time, min_word_length, between_words_silence, "
-    "maximum_number_of_words, silence_threshold, maximum_word_length).",
-)
+@amd_options
 @click.option(
     "--default-region",
     default="FR",
@@ -1307,28 +1320,7 @@ def amd() -> None:
     help="Folder of WAVs with a labels.csv (file,label: human|machine|silence) "
     "[default: the shipped sounds/amd-eval].",
 )
-@click.option(
-    "--amd",
-    "amd_params",
-    multiple=True,
-    metavar="PARAM=MS",
-    help="Override an AMD() parameter, e.g. --amd greeting=2000 (same names as "
-    "`campaign create --amd`); default: voicecast's defaults.",
-)
-@click.option(
-    "--amd-on-notsure",
-    type=click.Choice(AMD_CHOICES_NOTSURE),
-    default="human",
-    show_default=True,
-    help="Policy for AMD's NOTSURE in the decision matrix.",
-)
-@click.option(
-    "--amd-on-silence",
-    type=click.Choice(AMD_CHOICES_SILENCE),
-    default="machine",
-    show_default=True,
-    help="Policy for a silent answer in the decision matrix.",
-)
+@amd_options
 @click.option(
     "--concurrency", type=click.IntRange(1, 32), default=8, show_default=True, help="Calls at once."
 )
