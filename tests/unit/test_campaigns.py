@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from voicecast.campaigns.service import (
     CampaignError,
     CampaignSpec,
+    DeclarationSpec,
+    apply_declaration,
     create_campaign,
     normalize_caller_id,
     report_rows,
@@ -144,6 +146,43 @@ def test_text_and_scenario_campaigns_are_stored_with_their_list_fields(
         assert c.message_id is None and c.message_text == "Bonjour {first_name}"
         assert c.scenario is not None and c.scenario["nodes"]["a"]["text"] == "Hi {first_name}"
         assert c.deliver_to == "machines"
+
+
+ADVISER_ON_9 = """
+version: 1
+start: menu
+nodes:
+  menu: {type: menu, audio: "$message", keys: {"9": adviser}, timeout: 3}
+  adviser: {type: transfer, to: {extension: "agent@sim-agent"}}
+"""
+
+
+def test_declaring_an_opt_out_key_that_a_menu_uses_is_refused(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as s, s.begin():
+        c = create_campaign(
+            s,
+            spec(
+                scenario_text=ADVISER_ON_9,
+                declaration=DeclarationSpec(optout_key="1"),
+            ),
+        )
+        # pressing 9 for the adviser must not opt the person out of every campaign
+        with pytest.raises(
+            CampaignError, match=r"opt-out key: node 'menu': key '9' is the campaign's opt-out key"
+        ):
+            apply_declaration(c, DeclarationSpec(optout_key="9"))
+        assert c.optout_key == "1"
+        apply_declaration(c, DeclarationSpec(optout_key="5"))
+        assert c.optout_key == "5"
+
+
+def test_a_text_longer_than_the_speech_engine_takes_is_refused_at_create(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as s, pytest.raises(CampaignError, match="the limit is 5000"):
+        create_campaign(s, spec(message="", message_text="Bonjour. " * 600))
 
 
 def test_duplicate_name_is_refused(sessions: sessionmaker[Session]) -> None:

@@ -141,6 +141,12 @@ def apply_declaration(
         key = spec.optout_key.strip()
         if key and key not in OPTOUT_KEYS:
             raise CampaignError("opt-out key: one of 0-9, * or #")
+        if key and campaign.scenario:  # a menu key may not become the opt-out key
+            from voicecast.scenarios.model import Scenario, optout_key_problems
+
+            problems = optout_key_problems(Scenario.model_validate(campaign.scenario), key)
+            if problems:
+                raise CampaignError("opt-out key: " + "; ".join(str(p) for p in problems))
         campaign.optout_key = key or None
     if spec.callback_number is not None:
         number = spec.callback_number.strip()
@@ -210,6 +216,7 @@ def _check_flow_options(spec: CampaignSpec, clist: ContactList, list_fields: set
     from voicecast.audio.tts import (
         DEFAULT_SPEED,
         DEFAULT_VOICE,
+        MAX_TEXT_CHARS,
         TtsError,
         Voice,
         parse_markup,
@@ -224,6 +231,10 @@ def _check_flow_options(spec: CampaignSpec, clist: ContactList, list_fields: set
         if spec.tts_voice or spec.tts_speed:
             Voice(name=spec.tts_voice or DEFAULT_VOICE, speed=spec.tts_speed or DEFAULT_SPEED)
         if spec.message_text:
+            if len(spec.message_text) > MAX_TEXT_CHARS:
+                raise CampaignError(
+                    f"text: {len(spec.message_text)} characters, the limit is {MAX_TEXT_CHARS}"
+                )
             parse_markup(spec.message_text)  # refused now, not at each contact's dial
             missing = template_fields(spec.message_text) - list_fields
             if missing:
