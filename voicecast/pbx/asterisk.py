@@ -224,7 +224,8 @@ class AsteriskCallFlow:
         except AgiHangup:
             return RecordResult(0, None, False)
         ms = int(res.extra.get("endpos", "0") or 0) // SAMPLES_PER_MS
-        if res.result.isdigit() and int(res.result) > 0:
+        # a key is reported as "(dtmf)"; on silence or timeout the result is not a key
+        if res.data == "dtmf" and res.result.isdigit() and int(res.result) > 0:
             return RecordResult(ms, chr(int(res.result)), True)
         return RecordResult(ms, None, res.result != "-1" and not self._agi.hung_up)
 
