@@ -141,6 +141,7 @@ def plan_builder(runtime: Runtime) -> Callable[[Campaign], FlowPlan]:
         MESSAGE_AUDIO,
         SPECIAL_AUDIO,
         VOICEMAIL_AUDIO,
+        Prompt,
         Scenario,
         ScenarioError,
         default_scenario,
@@ -180,6 +181,8 @@ def plan_builder(runtime: Runtime) -> Callable[[Campaign], FlowPlan]:
                 )
             except (ScenarioError, ValueError) as exc:
                 raise ConfigError(f"campaign {campaign.name}: its scenario: {exc}") from exc
+            if scenario.confirm is None:  # an opt-out by key is always confirmed aloud
+                scenario = scenario.model_copy(update={"confirm": Prompt(text=texts["confirm"])})
             for _node, prompt in scenario_prompts(scenario):
                 name = prompt.audio
                 if name and name not in SPECIAL_AUDIO and name not in audio:
