@@ -397,3 +397,20 @@ def test_host_sound_file() -> None:
     for sound in ("/other/msg", "/pbx/s", "/pbx/s/../etc/passwd", "/pbx/sx/msg", "/pbx/s//a"):
         with pytest.raises(PreviewError, match="not inside the PBX's sounds folder"):
             host_sound_file(sound, "/pbx/s", base)
+
+
+def test_a_custom_scenario_gets_the_spoken_opt_out_confirmation(
+    config: Path, runtime: Runtime
+) -> None:
+    from voicecast.app import plan_builder
+    from voicecast.campaigns.service import get_campaign
+    from voicecast.dialer.prompts import OPTOUT_TEXTS
+
+    doc = config.parent / "flow.yaml"
+    doc.write_text(SCENARIO, encoding="utf-8")  # no confirm: prompt of its own
+    create(config, "parcours", "--message", "msg", "--scenario", str(doc), "--optout-key", "9")
+    with runtime.sessions() as s:
+        campaign = get_campaign(s, "parcours")
+    plan = plan_builder(runtime)(campaign)
+    assert plan.scenario is not None and plan.scenario.confirm is not None
+    assert plan.scenario.confirm.text == OPTOUT_TEXTS["fr"]["confirm"]
