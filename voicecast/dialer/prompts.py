@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from voicecast.audio.tts import TtsError, Voice, render_text, synthesize
+from voicecast.audio.tts import TtsError, Voice, render_text, synthesize, template_fields
 from voicecast.scenarios.model import SPECIAL_AUDIO, VOICEMAIL_AUDIO, Prompt, Scenario
 
 
@@ -134,9 +134,11 @@ class PromptSet:
         if spoken is None:
             return self.audio[prompt.audio or ""]
         template, voice = spoken
-        merged = dict(fields)
+        # a list column this contact left empty is not kept by the import: name it as empty
+        merged: dict[str, str | None] = {name: None for name in template_fields(template)}
         if self.optout_key:
-            merged.setdefault("optout_key", self.optout_key)
+            merged["optout_key"] = self.optout_key
+        merged |= fields
         return self.speaker.render(render_text(template, merged), voice)
 
     def prepare(self, scenario: Scenario, fields: Mapping[str, str | None]) -> None:
