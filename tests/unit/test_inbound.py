@@ -181,3 +181,15 @@ def test_no_key_keeps_the_number_and_a_stranger_is_opted_out_by_calling(
         assert opt_out_record(s, b"k" * 32, "+33199000060") is not None
         actions = [r.action for r in s.scalars(select(InboundCall).order_by(InboundCall.id))]
     assert actions == ["identified", "auto_opted_out", "hidden_number"]
+
+
+def test_a_number_that_is_not_ours_changes_nothing(sessions: sessionmaker[Session]) -> None:
+    said: list[str] = []
+    line = _line(sessions, said)
+    # another number of the trunk routed to the inbound context: no automatic opt-out
+    assert asyncio.run(line.serve(ScriptedCall("9"), "+33199000060", "+33162999999")) == (
+        "not_ours"
+    )
+    assert "ne reçoit pas d'appels" in said[0]
+    with sessions() as s:
+        assert opt_out_record(s, b"k" * 32, "+33199000060") is None

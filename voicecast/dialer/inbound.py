@@ -13,7 +13,9 @@ that can be called back). The line:
 3. if no campaign called it recently, there is nothing to explain: calling the line is the
    request, so the number is opted out at once and the caller hears the confirmation;
 4. a withheld or unusable number cannot be opted out: the caller is told to call again
-   from the number concerned.
+   from the number concerned;
+5. a call to a number that is no campaign's caller ID or call-back number (another number
+   of the trunk routed to this context) changes nothing: the caller is told so.
 
 Every call is stored (:class:`~voicecast.storage.models.InboundCall`) with what was played
 and pressed. The module knows nothing of Asterisk: it drives a
@@ -30,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from voicecast.audio.tts import render_text
@@ -76,6 +78,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "Rappelez-nous depuis le numéro concerné, sans le masquer. Au revoir."
         ),
         "goodbye": "Votre numéro reste dans nos listes. Au revoir.",
+        "not_ours": "Bonjour. Ce numéro ne reçoit pas d'appels. Au revoir.",
     },
     "en": {
         "identify": (
@@ -95,6 +98,7 @@ TEXTS: dict[str, dict[str, str]] = {
             "call again from the number concerned, without withholding it. Goodbye."
         ),
         "goodbye": "Your number stays on our lists. Goodbye.",
+        "not_ours": "Hello. This number does not take calls. Goodbye.",
     },
 }
 # French-speaking callers: the French rule pack's regions and the Pacific territories.
@@ -209,6 +213,18 @@ class CallbackLine:
         ).first()
         return (row[0], row[1]) if row else None
 
+    def is_our_number(self, called: str) -> bool:
+        """Whether ``called`` (E.164) is a campaign's caller ID or call-back number."""
+        with self.sessions() as s:
+            return (
+                s.scalar(
+                    select(Campaign.id)
+                    .where(or_(Campaign.caller_id == called, Campaign.callback_number == called))
+                    .limit(1)
+                )
+                is not None
+            )
+
     async def serve(self, call: CallFlowSession, caller: str | None, called: str) -> str:
         """Handle one call-back; returns the action stored with its
         :class:`~voicecast.storage.models.InboundCall` row (see there).
@@ -225,6 +241,10 @@ class CallbackLine:
             received_at=now, called=called[:16], caller=number, steps=steps, action="hung_up"
         )
         try:
+            if not self.is_our_number(called):  # another number routed here: never opt out
+                record.action = "not_ours"
+                await self._say(call, texts["not_ours"], language, steps)
+                return record.action
             if number is None:
                 record.action = "hidden_number"
                 await self._say(call, texts["hidden"], language, steps)

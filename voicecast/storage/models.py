@@ -433,8 +433,9 @@ class InboundCall(Base):
     withheld or unusable; ``campaign_id``: the last campaign that called that number, as
     announced to the caller; ``action``: ``identified`` (heard who called, did not opt
     out), ``opted_out`` (pressed the key), ``auto_opted_out`` (no recent campaign: opted out
-    by calling), ``hidden_number`` (nothing could be done); ``steps``: what was played and
-    pressed.
+    by calling), ``hidden_number`` (nothing could be done), ``not_ours`` (the number called
+    is no campaign's caller ID or call-back number: nothing was done); ``steps``: what was
+    played and pressed.
     """
 
     __tablename__ = "inbound_calls"
