@@ -119,6 +119,7 @@ def test_bad_caller_ids_are_refused(raw: str) -> None:
             r"node 'a': text uses merge field \{company\}",
         ),
         ({"scenario_text": "version: 1\nstart: a\nnodes: {a: {type: goto, target: b}}"}, "'b'"),
+        ({"scenario_text": ""}, "the document is empty"),  # an empty --scenario file
     ],
 )
 def test_invalid_campaigns_name_the_field(

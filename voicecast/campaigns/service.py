@@ -252,7 +252,7 @@ def _scenario_document(
     """The validated scenario as stored (JSON), or None for the default flow."""
     from voicecast.scenarios.model import ScenarioError, load_scenario
 
-    if not spec.scenario_text:
+    if spec.scenario_text is None:
         return None
     optout_key = spec.declaration.optout_key if spec.declaration else None
     try:
