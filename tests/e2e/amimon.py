@@ -81,10 +81,7 @@ class AmiMonitor:
                 for c in self._listing
                 if PRIMARY_ID.match(c.get("Uniqueid") or "")
             ]
-            # the snapshot was taken between the Ping and this event: a channel counts only
-            # if Asterisk had not yet timestamped its Hangup when the listing was complete
-            done_at = float(m.get("Timestamp") or self._asked_at)
-            self._listings.append((done_at, ours))
+            self._listings.append((self._asked_at, ours))
             self._listing = []
         elif ev in ("Newchannel", "Hangup", "OriginateResponse"):
             self.events.append(m)
@@ -134,17 +131,23 @@ class AmiMonitor:
         CoreShowChannels reads the channel snapshot cache, which keeps a channel a little
         after its hangup, and this connection may receive that Hangup event after the
         listing; meanwhile the dialer, told of the hangup, may already have placed the next
-        call. A listed channel whose Hangup Asterisk timestamped before the listing was
-        complete (CoreShowChannelsComplete's Timestamp) may have been gone when the
-        snapshot was taken: not counted. A channel alive through a whole listing always is.
+        call, which the same listing shows. The snapshot was taken after the Ping before the
+        listing and after every listed channel was created (Asterisk's Newchannel
+        timestamps), so a listed channel whose Hangup Asterisk timestamped before that
+        instant was already gone: not counted. A channel alive at the snapshot always is.
         """
+        created = {
+            e.get("Uniqueid") or "": float(e.get("Timestamp") or 0.0)
+            for e in self.events
+            if e.event == "Newchannel"
+        }
         hung_up = {
             e.get("Uniqueid") or "": float(e.get("Timestamp") or 0.0)
             for e in self.events
             if e.event == "Hangup"
         }
-        peaks = [
-            sum(1 for uid in uids if hung_up.get(uid, float("inf")) >= done_at)
-            for done_at, uids in self._listings
-        ]
+        peaks = []
+        for asked_at, uids in self._listings:
+            taken_after = max([asked_at, *(created.get(uid, 0.0) for uid in uids)])
+            peaks.append(sum(1 for uid in uids if hung_up.get(uid, float("inf")) > taken_after))
         return max(peaks, default=0)
