@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -14,7 +13,6 @@ from voicecast.clock import ManualClock
 from voicecast.compliance.suppression import opt_out_record
 from voicecast.dialer.inbound import CallbackLine, caller_e164, language_for
 from voicecast.pbx.base import PlayResult
-from voicecast.storage.db import make_engine, migrate, session_factory
 from voicecast.storage.models import (
     CallAttempt,
     Campaign,
@@ -92,10 +90,9 @@ class ScriptedCall:
 
 
 @pytest.fixture
-def sessions(tmp_path: Path) -> sessionmaker[Session]:
-    engine = make_engine(f"sqlite:///{tmp_path}/t.db")
-    migrate(engine)
-    sf = session_factory(engine)
+def db(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    """The shared migrated database, with one campaign that called CALLED two days ago."""
+    sf = sessions
     with sf() as s, s.begin():
         clist = ContactList(name="l")
         s.add(clist)
@@ -149,47 +146,47 @@ def _line(sessions: sessionmaker[Session], said: list[str]) -> CallbackLine:
 
 
 def test_a_called_number_hears_who_why_and_when_then_opts_out(
-    sessions: sessionmaker[Session],
+    db: sessionmaker[Session],
 ) -> None:
     said: list[str] = []
     call = ScriptedCall("9")
-    action = asyncio.run(_line(sessions, said).serve(call, "0199000050", OUR_CLI))
+    action = asyncio.run(_line(db, said).serve(call, "0199000050", OUR_CLI))
     assert action == "opted_out" and call.hung_up
     who = said[0]
     # the sender's brackets are spoken as text, never read as a pause
     assert "le 25 novembre par Acme (pause 9s) Énergie, pour le compte de Acme" in who
     assert "pour vous présenter une offre commerciale" in who and "tapez 9" in who
     assert "[pause 9s]" not in who and "Votre demande est enregistrée" in said[1]
-    with sessions() as s:
+    with db() as s:
         assert opt_out_record(s, b"k" * 32, CALLED) is not None
         (row,) = s.scalars(select(InboundCall))
         assert (row.caller, row.action, row.campaign_id) == (CALLED, "opted_out", 1)
 
 
 def test_no_key_keeps_the_number_and_a_stranger_is_opted_out_by_calling(
-    sessions: sessionmaker[Session],
+    db: sessionmaker[Session],
 ) -> None:
     said: list[str] = []
-    line = _line(sessions, said)
+    line = _line(db, said)
     assert asyncio.run(line.serve(ScriptedCall(None), CALLED, OUR_CLI)) == "identified"
     assert asyncio.run(line.serve(ScriptedCall(None), "+33199000060", OUR_CLI)) == (
         "auto_opted_out"
     )
     assert asyncio.run(line.serve(ScriptedCall(None), "anonymous", OUR_CLI)) == "hidden_number"
-    with sessions() as s:
+    with db() as s:
         assert opt_out_record(s, b"k" * 32, CALLED) is None
         assert opt_out_record(s, b"k" * 32, "+33199000060") is not None
         actions = [r.action for r in s.scalars(select(InboundCall).order_by(InboundCall.id))]
     assert actions == ["identified", "auto_opted_out", "hidden_number"]
 
 
-def test_a_number_that_is_not_ours_changes_nothing(sessions: sessionmaker[Session]) -> None:
+def test_a_number_that_is_not_ours_changes_nothing(db: sessionmaker[Session]) -> None:
     said: list[str] = []
-    line = _line(sessions, said)
+    line = _line(db, said)
     # another number of the trunk routed to the inbound context: no automatic opt-out
     assert asyncio.run(line.serve(ScriptedCall("9"), "+33199000060", "+33162999999")) == (
         "not_ours"
     )
     assert "ne reçoit pas d'appels" in said[0]
-    with sessions() as s:
+    with db() as s:
         assert opt_out_record(s, b"k" * 32, "+33199000060") is None
