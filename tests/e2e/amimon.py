@@ -135,6 +135,8 @@ class AmiMonitor:
         listing and after every listed channel was created (Asterisk's Newchannel
         timestamps), so a listed channel whose Hangup Asterisk timestamped before that
         instant was already gone: not counted. A channel alive at the snapshot always is.
+        A listing can show one channel twice under the same Uniqueid (seen in a full-suite
+        run: one attempt listed twice among six entries); channels are counted once each.
         """
         created = {
             e.get("Uniqueid") or "": float(e.get("Timestamp") or 0.0)
@@ -147,7 +149,8 @@ class AmiMonitor:
             if e.event == "Hangup"
         }
         peaks = []
-        for asked_at, uids in self._listings:
+        for asked_at, listed in self._listings:
+            uids = set(listed)  # a channel being renamed (Local optimisation) is listed twice
             taken_after = max([asked_at, *(created.get(uid, 0.0) for uid in uids)])
             peaks.append(sum(1 for uid in uids if hung_up.get(uid, float("inf")) > taken_after))
         return max(peaks, default=0)
