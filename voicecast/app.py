@@ -309,3 +309,28 @@ async def run_dialer(
     if runner.done() and not runner.cancelled() and runner.exception() is not None:
         raise runner.exception()  # type: ignore[misc]
     return stop_requested.is_set()
+
+
+async def serve_forever(runtime: Runtime) -> None:
+    """``voicecast serve``: the dialer (every running campaign, FastAGI, the call-back line)
+    and, when ``[web] enabled``, the web console and API in the same event loop, until
+    SIGTERM/SIGINT (calls in progress get :data:`DRAIN_GRACE` seconds to finish).
+
+    Raises:
+        OSError: the web port is taken.
+    """
+    from voicecast.web.server import WebContext, start_web
+
+    if not runtime.settings.web.enabled:
+        await run_dialer(runtime, None)
+        return
+    web = WebContext(runtime, make_clock(runtime))
+    runner = await start_web(web)  # before dialling: a taken port fails at once
+
+    async def attach(dialer: Dialer) -> None:
+        web.dialer = dialer
+
+    try:
+        await run_dialer(runtime, None, on_started=attach)
+    finally:
+        await runner.cleanup()

@@ -1148,15 +1148,16 @@ def report(ctx: Ctx, name: str, fmt: str, output: Path | None) -> None:
 @main.command()
 @pass_ctx
 def serve(ctx: Ctx) -> None:
-    """Run the long-lived server: the dialer for every running campaign, and FastAGI.
+    """Run the long-lived server: the dialer for every running campaign, FastAGI, and the
+    web console + REST API + /healthz + /metrics on ``[web] host:port``.
 
     SIGTERM stops new calls and lets calls in progress finish (up to 30 s).
     """
-    from voicecast.app import run_dialer
+    from voicecast.app import serve_forever
 
     runtime = _runtime(ctx)
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
-    asyncio.run(run_dialer(runtime, None))
+    asyncio.run(serve_forever(runtime))
 
 
 # --- demo ------------------------------------------------------------------------------------

@@ -232,6 +232,35 @@ class ComplianceSettings(_Section):
     )
 
 
+class WebSettings(_Section):
+    """The console, REST API, ``/healthz`` and ``/metrics`` served by ``voicecast serve``.
+
+    Bound to loopback by default: put a TLS reverse proxy in front (or set ``tls_cert`` and
+    ``tls_key``) before opening it to a network. Times: ``session_hours`` hours,
+    ``idle_minutes`` minutes, ``lockout_minutes`` minutes, ``login_window`` seconds.
+    """
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    secure_cookies: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="'auto': cookies are Secure when the request came over HTTPS (directly or "
+        "X-Forwarded-Proto from a proxy on loopback)",
+    )
+    session_hours: float = Field(12.0, gt=0, le=24 * 30, description="a login lasts at most this")
+    idle_minutes: float = Field(30.0, gt=0, description="a login idle this long ends")
+    max_failed_logins: int = Field(5, ge=1, le=100, description="failures before lockout")
+    lockout_minutes: float = Field(15.0, gt=0, description="how long a locked account waits")
+    login_rate_per_ip: int = Field(20, ge=1, description="login attempts per address per window")
+    login_window: float = Field(300.0, gt=0, description="seconds of the per-address window")
+    max_upload_mb: int = Field(50, ge=1, le=2000, description="largest accepted upload")
+    tls_cert: str = Field("", description="PEM certificate file: serve HTTPS directly")
+    tls_key: str = Field("", description="PEM private key file of tls_cert")
+    webhook_timeout: float = Field(10.0, gt=0, le=120, description="seconds per POST")
+    webhook_max_attempts: int = Field(8, ge=1, le=30, description="tries before giving up")
+
+
 class Settings(_Section):
     """The whole configuration, built once and passed down."""
 
@@ -244,6 +273,7 @@ class Settings(_Section):
     sandbox: SandboxSettings = SandboxSettings()
     report: ReportSettings = ReportSettings()
     compliance: ComplianceSettings = ComplianceSettings()
+    web: WebSettings = WebSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Not read from the file: where the file was (or the cwd), for relative paths.
@@ -436,4 +466,25 @@ uk_hours = "mon-sat 08:00-21:00"
 # are blocked whatever this says. Remove "bloctel" only if your counsel confirms that
 # consent-only canvassing (loi 2025-594, from 2026-08-11) replaces the Bloctel scrub.
 national_lists = ["bloctel", "us-dnc", "tps"]
+
+[web]
+# The supervisor console, REST API (/api/v1), /healthz and /metrics, served by
+# `voicecast serve`. Loopback by default: put a TLS reverse proxy in front (or set
+# tls_cert and tls_key) before opening it to a network. Create the first admin with
+# `voicecast user add NAME --role admin`.
+enabled = true
+host = "127.0.0.1"
+port = 8080
+secure_cookies = "auto"       # auto: Secure when the request came over HTTPS
+session_hours = 12.0          # a login lasts at most this
+idle_minutes = 30.0           # a login idle this long ends
+max_failed_logins = 5         # failed logins before the account is locked
+lockout_minutes = 15.0
+login_rate_per_ip = 20        # login attempts per address per login_window seconds
+login_window = 300.0
+max_upload_mb = 50
+tls_cert = ""                 # PEM files: serve HTTPS directly
+tls_key = ""
+webhook_timeout = 10.0        # seconds per webhook POST
+webhook_max_attempts = 8      # tries (with back-off) before a delivery is marked failed
 """

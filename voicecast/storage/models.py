@@ -447,3 +447,124 @@ class InboundCall(Base):
     campaign_id: Mapped[int | None] = mapped_column(ForeignKey("campaigns.id", ondelete="SET NULL"))
     action: Mapped[str] = mapped_column(String(30))
     steps: Mapped[list[Any]] = mapped_column(default=list)
+
+
+# --------------------------------------------------------------------------- web console
+# Migration 0005: accounts, console sessions, API tokens, CRM webhooks.
+
+ROLES: tuple[str, ...] = ("viewer", "supervisor", "admin")
+"""Roles in increasing order of rights; each includes the rights of the ones before it."""
+
+
+class User(Base):
+    """A console / API account.
+
+    ``role``: ``admin`` (users, settings, rule packs) | ``supervisor`` (campaigns, lists,
+    audio, reports) | ``viewer`` (read only). ``password_hash``: argon2id (PHC string).
+    ``totp_secret``: base32 RFC 6238 secret, set at enrolment start; ``totp_enrolled_at``
+    (UTC) set once the user proved a code, until then the account must enrol at login.
+    ``totp_last_step``: the last accepted 30-second step (a code is never accepted twice).
+    ``recovery_codes``: argon2 hashes of the unused one-time recovery codes.
+    ``failed_logins`` / ``locked_until`` (UTC): the lockout after repeated failures.
+    """
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    totp_enrolled_at: Mapped[datetime | None] = mapped_column()
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
+    recovery_codes: Mapped[list[Any]] = mapped_column(default=list)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column()
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (
+        CheckConstraint("role IN ('viewer', 'supervisor', 'admin')", name="ck_users_role"),
+    )
+
+
+class WebSession(Base):
+    """A console login. The cookie carries a random token; only its SHA-256 is stored here.
+
+    ``stage``: ``mfa`` (password checked, TOTP or recovery code still due), ``enrol``
+    (password checked, TOTP enrolment due), ``full`` (logged in). Times in UTC.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the token
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    stage: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    remote: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(200))
+
+
+class ApiToken(Base):
+    """A per-user REST API token (``Authorization: Bearer vc_...``); carries the user's role.
+
+    Only the SHA-256 of the token is stored; ``prefix`` (its first characters) identifies it
+    in listings. ``revoked_at`` (UTC) ends it.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class Webhook(Base):
+    """A CRM endpoint that receives events as signed JSON POSTs.
+
+    ``events``: event types it wants (``attempt.completed``, ``optout.created``).
+    ``secret``: the HMAC-SHA256 key of the ``X-Voicecast-Signature`` header.
+    """
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(200))
+    events: Mapped[list[Any]] = mapped_column(default=list)
+    enabled: Mapped[bool] = mapped_column(default=True)
+    description: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event to deliver to one webhook (the outbox, written in the event's transaction).
+
+    ``status``: ``pending`` (due at ``next_attempt_at``, UTC) | ``delivered`` | ``failed``
+    (gave up after the last retry). ``last_status``: the receiver's HTTP status, if any.
+    """
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(36))
+    event_type: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    last_attempt_at: Mapped[datetime | None] = mapped_column()
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column()

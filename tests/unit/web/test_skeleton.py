@@ -1,0 +1,32 @@
+"""The application skeleton: security headers, JSON errors under /api, CSRF on forms."""
+
+from __future__ import annotations
+
+from aiohttp.test_utils import TestClient
+
+from voicecast.web.i18n import negotiate
+
+
+async def test_unknown_api_path_is_json_404(client: TestClient) -> None:
+    resp = await client.get("/api/v1/nothing-here")
+    assert resp.status == 404
+    body = await resp.json()
+    assert body["error"]["code"] == "not_found"
+    assert resp.headers["X-Content-Type-Options"] == "nosniff"
+    assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+
+
+async def test_form_post_without_csrf_token_is_refused(client: TestClient) -> None:
+    resp = await client.post("/logout", data={"x": "1"})
+    assert resp.status == 403
+    assert "CSRF" in await resp.text()
+
+
+def test_accept_language_negotiation() -> None:
+    assert negotiate("fr-FR,fr;q=0.9,en;q=0.8") == "fr"
+    assert negotiate("de-DE,en;q=0.5,fr;q=0.7") == "fr"
+    assert negotiate("en-GB") == "en"
+    assert negotiate("de") == "en"
+    assert negotiate("fr;q=0, en") == "en"
+    assert negotiate(None) == "en"
+    assert negotiate(";;;,q=abc") == "en"

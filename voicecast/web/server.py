@@ -1,0 +1,440 @@
+"""The aiohttp application: routes of every console area, and the middlewares that guard them.
+
+Request pipeline (outermost first):
+
+1. :func:`security_headers_middleware`: CSP (no inline script), frame denial, nosniff,
+   ``Referrer-Policy``, ``Cache-Control: no-store`` on every dynamic response.
+2. :func:`error_middleware`: :class:`HTTPProblem` and :class:`~voicecast.errors.VoicecastError`
+   become JSON ``{"error": {"code", "message"}}`` under ``/api/`` and an HTML error page
+   elsewhere; an unexpected exception is logged and answered 500 without its text.
+3. :func:`auth_middleware`: ``request[PRINCIPAL]`` from an ``Authorization: Bearer``
+   API token or the console session cookie (full logins only); ``request[WEB_SESSION]``
+   the session row for a cookie, whatever its stage.
+4. :func:`csrf_middleware`: every POST/PUT/PATCH/DELETE not authenticated by a bearer
+   token must carry the CSRF token (form field ``_csrf`` or header ``X-CSRF-Token``) equal
+   to the ``voicecast_csrf`` cookie (double-submit, OWASP CSRF Prevention Cheat Sheet), and
+   a cross-origin ``Origin`` header is refused.
+
+Database work runs in a thread (:func:`db_call`) so that SQLite never blocks the event
+loop the dialer shares.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import secrets
+import ssl
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote, urlsplit
+
+import jinja2
+from aiohttp import web
+from sqlalchemy.orm import Session
+
+from voicecast.clock import Clock
+from voicecast.errors import NotFoundError, VoicecastError
+from voicecast.storage.models import WebSession
+from voicecast.web import accounts
+from voicecast.web.accounts import Principal
+from voicecast.web.i18n import negotiate, translator
+
+if TYPE_CHECKING:
+    from voicecast.app import Runtime
+    from voicecast.dialer.controller import Dialer
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+CSRF_COOKIE = "voicecast_csrf"
+CSRF_FIELD = "_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "media-src 'self' blob:; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; "
+    "base-uri 'self'; form-action 'self'"
+)
+
+
+@dataclass
+class WebContext:
+    """What every handler needs: the runtime (settings, database), the clock, the dialer.
+
+    ``dialer`` is the dialer running in this process (``voicecast serve``), None when the
+    web application runs alone (tests, or a console beside a dialer in another process).
+    """
+
+    runtime: Runtime
+    clock: Clock
+    dialer: Dialer | None = None
+    started_at: datetime | None = None
+    templates: jinja2.Environment = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.templates = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+            autoescape=jinja2.select_autoescape(default=True),
+            undefined=jinja2.StrictUndefined,
+        )
+
+
+CTX: web.AppKey[WebContext] = web.AppKey("voicecast", WebContext)
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
+WEB_SESSION: web.RequestKey[WebSession] = web.RequestKey("web_session", WebSession)
+CSRF_TOKEN: web.RequestKey[str] = web.RequestKey("csrf_token", str)
+
+
+class HTTPProblem(Exception):
+    """An error answer: HTTP ``status``, a stable machine ``code`` and a human ``message``.
+
+    Codes in use: ``bad_request``, ``invalid`` (a field's value), ``unauthenticated``,
+    ``forbidden``, ``csrf_failed``, ``not_found``, ``conflict``, ``too_many_requests``,
+    ``locked``, ``payload_too_large``, ``unsupported_media_type``, ``internal``.
+    """
+
+    def __init__(
+        self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def context(request: web.Request) -> WebContext:
+    """The :class:`WebContext` of the application serving ``request``."""
+    return request.app[CTX]
+
+
+def principal(request: web.Request) -> Principal | None:
+    """The authenticated user of the request, or None."""
+    return request.get(PRINCIPAL)
+
+
+def require(request: web.Request, role: str = "viewer") -> Principal:
+    """The authenticated user when they have at least ``role``.
+
+    Raises:
+        HTTPProblem: 401 ``unauthenticated`` (API) or a redirect to ``/login`` (console)
+            when nobody is logged in; 403 ``forbidden`` when the role is too low.
+    """
+    who = principal(request)
+    if who is None:
+        if is_api(request):
+            raise HTTPProblem(401, "unauthenticated", "log in or send an API token")
+        target = quote(request.path_qs, safe="/?=&")
+        raise web.HTTPSeeOther(f"/login?next={target}")
+    if not who.can(role):
+        raise HTTPProblem(403, "forbidden", f"this needs the {role} role (you are {who.role})")
+    return who
+
+
+def is_api(request: web.Request) -> bool:
+    """True for ``/api/...`` requests (JSON errors instead of HTML pages)."""
+    return request.path.startswith("/api/")
+
+
+async def db_call(request: web.Request | web.Application, fn: Callable[[Session], T]) -> T:
+    """Run ``fn(session)`` in a worker thread inside one transaction; return its result.
+
+    The transaction commits when ``fn`` returns and rolls back when it raises.
+    """
+    app = request.app if isinstance(request, web.Request) else request
+    sessions = app[CTX].runtime.sessions
+
+    def work() -> T:
+        with sessions() as s, s.begin():
+            return fn(s)
+
+    return await asyncio.to_thread(work)
+
+
+def csrf_token(request: web.Request) -> str:
+    """The CSRF token to put in this request's forms (field ``_csrf``)."""
+    token = request.get(CSRF_TOKEN)
+    if token is None:
+        token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(32)
+        request[CSRF_TOKEN] = token
+    return token
+
+
+def language(request: web.Request) -> str:
+    """The interface language for this request (``en`` | ``fr``), from ``Accept-Language``."""
+    return negotiate(request.headers.get("Accept-Language"))
+
+
+def gettext(request: web.Request) -> Callable[..., str]:
+    """The ``_(text, **values)`` translator of this request's language."""
+    return translator(language(request))
+
+
+def render(
+    request: web.Request, template: str, *, status: int = 200, **values: Any
+) -> web.Response:
+    """Render a console page (Jinja2, autoescaped) with the common values.
+
+    Every template gets ``_`` (translator), ``lang``, ``csrf_token``, ``user``
+    (:class:`Principal` or None), ``path`` and ``is_role(role)``.
+    """
+    who = principal(request)
+    env = context(request).templates
+    html = env.get_template(template).render(
+        _=gettext(request),
+        lang=language(request),
+        csrf_token=csrf_token(request),
+        user=who,
+        path=request.path,
+        is_role=lambda role: who is not None and who.can(role),
+        **values,
+    )
+    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+def problem_response(request: web.Request, problem: HTTPProblem) -> web.StreamResponse:
+    """The answer for a :class:`HTTPProblem`: JSON under ``/api/``, else an HTML page."""
+    if is_api(request) or request.headers.get("Accept", "").startswith("application/json"):
+        return web.json_response(
+            {"error": {"code": problem.code, "message": problem.message}},
+            status=problem.status,
+            headers=problem.headers,
+        )
+    response = render(
+        request, "error.html", status=problem.status, code=problem.code, message=problem.message
+    )
+    response.headers.update(problem.headers)
+    return response
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn errors into :class:`HTTPProblem` answers (see the module docstring)."""
+    try:
+        return await handler(request)
+    except HTTPProblem as problem:
+        return problem_response(request, problem)
+    except NotFoundError as exc:
+        return problem_response(request, HTTPProblem(404, "not_found", str(exc)))
+    except VoicecastError as exc:
+        return problem_response(request, HTTPProblem(400, "invalid", str(exc)))
+    except web.HTTPException as exc:
+        if exc.status >= 400 and (is_api(request) or exc.status != 404):
+            code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+                exc.status, "bad_request"
+            )
+            return problem_response(request, HTTPProblem(exc.status, code, exc.reason))
+        if exc.status >= 400:
+            return problem_response(request, HTTPProblem(404, "not_found", "no such page"))
+        raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return problem_response(
+            request, HTTPProblem(500, "internal", "internal error (see the server log)")
+        )
+
+
+@web.middleware
+async def security_headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Add the security headers to every response (OWASP Secure Headers Project)."""
+    response = await handler(request)
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if not request.path.startswith("/static/"):
+        headers.setdefault("Cache-Control", "no-store")
+    if request.secure:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response
+
+
+def _bearer(request: web.Request) -> str | None:
+    value = request.headers.get("Authorization", "")
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Identify the caller: bearer API token first, else the session cookie."""
+    ctx = context(request)
+    now = ctx.clock.now()
+    bearer = _bearer(request)
+    if bearer is not None:
+        user = await db_call(request, lambda s: accounts.user_for_api_token(s, bearer, now))
+        if user is None:
+            raise HTTPProblem(
+                401,
+                "unauthenticated",
+                "unknown or revoked API token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        request[PRINCIPAL] = Principal(user.id, user.name, user.role, "token")
+        return await handler(request)
+    cookie = request.cookies.get(accounts.SESSION_COOKIE)
+    if cookie:
+        idle = timedelta(minutes=ctx.runtime.settings.web.idle_minutes)
+        found = await db_call(request, lambda s: accounts.session_for(s, cookie, now, idle=idle))
+        if found is not None:
+            row, user = found
+            request[WEB_SESSION] = row
+            if row.stage == "full":
+                request[PRINCIPAL] = Principal(user.id, user.name, user.role, "session")
+    return await handler(request)
+
+
+def _same_origin(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":
+        return origin is None
+    parts = urlsplit(origin)
+    return parts.netloc == request.host
+
+
+@web.middleware
+async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse unsafe requests without the double-submit CSRF token (bearer tokens exempt)."""
+    who = principal(request)
+    if request.method in UNSAFE_METHODS and not (who is not None and who.via == "token"):
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not sent and request.content_type in (
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ):
+            form = await request.post()
+            value = form.get(CSRF_FIELD)
+            sent = value if isinstance(value, str) else ""
+        if (
+            not cookie
+            or not sent
+            or not hmac.compare_digest(cookie, sent)
+            or not _same_origin(request)
+        ):
+            raise HTTPProblem(403, "csrf_failed", "missing or wrong CSRF token: reload the page")
+    response = await handler(request)
+    token = request.get(CSRF_TOKEN)
+    if token is not None and request.cookies.get(CSRF_COOKIE) != token:
+        set_cookie(request, response, CSRF_COOKIE, token)
+    return response
+
+
+def cookie_secure(request: web.Request) -> bool:
+    """Whether cookies get the ``Secure`` flag (``[web] secure_cookies``)."""
+    mode = context(request).runtime.settings.web.secure_cookies
+    if mode == "always":
+        return True
+    if mode == "never":
+        return False
+    if request.secure:
+        return True
+    peer = request.remote or ""
+    forwarded = request.headers.get("X-Forwarded-Proto", "")
+    return peer in ("127.0.0.1", "::1") and forwarded.lower() == "https"
+
+
+def set_cookie(
+    request: web.Request,
+    response: web.StreamResponse,
+    name: str,
+    value: str,
+    *,
+    max_age: int | None = None,
+) -> None:
+    """Set a cookie with ``HttpOnly``, ``SameSite=Strict``, ``Path=/`` and, per
+    :func:`cookie_secure`, ``Secure``."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=cookie_secure(request),
+    )
+
+
+def make_app(ctx: WebContext) -> web.Application:
+    """The whole web application (console, API, health) over ``ctx``."""
+    from voicecast.web import api, auth_views, console, health, live, webhook_views
+
+    max_bytes = ctx.runtime.settings.web.max_upload_mb * 1024 * 1024
+    app = web.Application(
+        client_max_size=max_bytes,
+        middlewares=[
+            security_headers_middleware,
+            error_middleware,
+            auth_middleware,
+            csrf_middleware,
+        ],
+    )
+    app[CTX] = ctx
+    app.router.add_static("/static/", STATIC_DIR, name="static")
+    auth_views.setup(app)
+    console.setup(app)
+    api.setup(app)
+    live.setup(app)
+    health.setup(app)
+    webhook_views.setup(app)
+    return app
+
+
+def ssl_context(ctx: WebContext) -> ssl.SSLContext | None:
+    """The TLS context of ``[web] tls_cert`` / ``tls_key``, or None (plain HTTP).
+
+    Raises:
+        VoicecastError: only one of the two is set, or the files cannot be loaded.
+    """
+    web_settings = ctx.runtime.settings.web
+    if not web_settings.tls_cert and not web_settings.tls_key:
+        return None
+    if not (web_settings.tls_cert and web_settings.tls_key):
+        raise VoicecastError("[web] tls_cert and tls_key must be set together")
+    context_ = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context_.load_cert_chain(
+            ctx.runtime.settings.path(web_settings.tls_cert),
+            ctx.runtime.settings.path(web_settings.tls_key),
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise VoicecastError(f"[web] cannot load the TLS certificate: {exc}") from exc
+    return context_
+
+
+async def start_web(ctx: WebContext) -> web.AppRunner:
+    """Start serving on ``[web] host``:``port``; the caller awaits ``runner.cleanup()``.
+
+    Logs a warning when bound to an address other than loopback.
+
+    Raises:
+        OSError: the port is taken.
+    """
+    settings = ctx.runtime.settings.web
+    ctx.started_at = ctx.clock.now()
+    runner = web.AppRunner(make_app(ctx), access_log=None)
+    await runner.setup()
+    tls = ssl_context(ctx)
+    site = web.TCPSite(runner, settings.host, settings.port, ssl_context=tls)
+    await site.start()
+    if settings.host not in ("127.0.0.1", "::1", "localhost"):
+        log.warning(
+            "the console listens on %s, not loopback: make sure TLS protects it", settings.host
+        )
+    log.info(
+        "console and API on %s://%s:%s/", "https" if tls else "http", settings.host, settings.port
+    )
+    return runner
