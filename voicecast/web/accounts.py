@@ -154,3 +154,63 @@ def create_user(db: Session, name: str, role: str, password: str) -> User:
     db.add(user)
     db.flush()
     return user
+
+
+def create_session(
+    db: Session,
+    user_id: int,
+    stage: str,
+    now: datetime,
+    *,
+    lifetime: timedelta,
+    remote: str | None = None,
+    user_agent: str | None = None,
+) -> str:
+    """Open a console session and return its cookie token (only its SHA-256 is stored).
+
+    ``stage``: ``mfa`` | ``enrol`` | ``full`` (see :class:`WebSession`); it expires at
+    ``now + lifetime``.
+
+    Raises:
+        ValueError: unknown stage.
+    """
+    if stage not in ("mfa", "enrol", "full"):
+        raise ValueError(f"unknown session stage {stage!r}")
+    token = new_secret()
+    db.add(
+        WebSession(
+            id=digest(token),
+            user_id=user_id,
+            stage=stage,
+            created_at=now,
+            last_seen_at=now,
+            expires_at=now + lifetime,
+            remote=(remote or "")[:64] or None,
+            user_agent=(user_agent or "")[:200] or None,
+        )
+    )
+    db.flush()
+    return token
+
+
+def create_api_token(db: Session, user_id: int, name: str, now: datetime) -> str:
+    """Create an API token for ``user_id``; return it (shown once: only its hash is kept).
+
+    Raises:
+        AccountError: empty name or longer than 100 characters.
+    """
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise AccountError("token name: 1 to 100 characters")
+    token = API_TOKEN_PREFIX + new_secret()
+    db.add(
+        ApiToken(
+            user_id=user_id,
+            name=name,
+            token_hash=digest(token),
+            prefix=token[:10],
+            created_at=now,
+        )
+    )
+    db.flush()
+    return token

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyotp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from sqlalchemy import select
 
 from voicecast.app import Runtime, open_runtime
 from voicecast.clock import ManualClock
 from voicecast.config import load_settings
+from voicecast.storage.models import User
 from voicecast.web import accounts
-from voicecast.web.server import WebContext, make_app
+from voicecast.web.server import CSRF_COOKIE, WebContext, make_app
 
 PASSWORD = "correct horse battery staple"
 
@@ -97,3 +99,25 @@ def supervisor(runtime: Runtime) -> Account:
 @pytest.fixture
 def viewer(runtime: Runtime) -> Account:
     return make_account(runtime, "victor", "viewer")
+
+
+def api_headers(runtime: Runtime, account: Account) -> dict[str, str]:
+    """``Authorization: Bearer`` headers of a fresh API token of ``account``."""
+    with runtime.sessions() as s, s.begin():
+        user = s.scalars(select(User).where(User.name == account.name)).one()
+        token = accounts.create_api_token(s, user.id, "tests", datetime.now(UTC))
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def login_as(client: TestClient, runtime: Runtime, account: Account) -> str:
+    """Give ``client`` a full console session of ``account`` (cookie set directly, as if it
+    had logged in with password and TOTP) and a CSRF cookie; return the CSRF token to post
+    in forms (``_csrf``) or the ``X-CSRF-Token`` header."""
+    with runtime.sessions() as s, s.begin():
+        user = s.scalars(select(User).where(User.name == account.name)).one()
+        token = accounts.create_session(
+            s, user.id, "full", datetime.now(UTC), lifetime=timedelta(hours=1)
+        )
+    csrf = "test-csrf-token-" + account.name
+    client.session.cookie_jar.update_cookies({accounts.SESSION_COOKIE: token, CSRF_COOKIE: csrf})
+    return csrf

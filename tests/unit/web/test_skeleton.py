@@ -30,3 +30,16 @@ def test_accept_language_negotiation() -> None:
     assert negotiate("fr;q=0, en") == "en"
     assert negotiate(None) == "en"
     assert negotiate(";;;,q=abc") == "en"
+
+
+async def test_bearer_token_and_session_helpers(client: TestClient, runtime, admin) -> None:
+    from .conftest import api_headers, login_as
+
+    resp = await client.get("/api/v1/nothing", headers={"Authorization": "Bearer vc_wrong"})
+    assert resp.status == 401
+    assert (await resp.json())["error"]["code"] == "unauthenticated"
+    resp = await client.get("/api/v1/nothing", headers=api_headers(runtime, admin))
+    assert resp.status == 404
+    csrf = await login_as(client, runtime, admin)
+    resp = await client.post("/logout", data={"_csrf": csrf})
+    assert resp.status != 403
