@@ -1360,4 +1360,164 @@ def amd_evaluate(
         click.echo(render_text(report))
 
 
+# --- user ------------------------------------------------------------------------------------
+
+
+@main.group()
+def user() -> None:
+    """Console and API accounts: roles admin, supervisor, viewer; TOTP two-factor for all."""
+
+
+def _login_url(settings: Settings) -> str:
+    web = settings.web
+    scheme = "https" if web.tls_cert else "http"
+    host = f"[{web.host}]" if ":" in web.host else web.host
+    return f"{scheme}://{host}:{web.port}/login"
+
+
+def _read_new_password(from_stdin: bool) -> str:
+    """The new account's password: one line of stdin, or typed twice (hidden)."""
+    if from_stdin:
+        line = sys.stdin.readline()
+        password = line.rstrip("\r\n")
+        if not password:
+            raise VoicecastError("--password-stdin: no password on standard input")
+        return password
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+@user.command("add")
+@click.argument("name")
+@click.option(
+    "--role",
+    type=click.Choice(["admin", "supervisor", "viewer"]),
+    required=True,
+    help="admin: users and settings; supervisor: campaigns, lists, audio; viewer: read only.",
+)
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from the first line of stdin."
+)
+@pass_ctx
+def user_add(ctx: Ctx, name: str, role: str, password_stdin: bool) -> None:
+    """Create the account NAME (e.g. the first admin).
+
+    The password is asked twice unless --password-stdin is given (at least 12 characters,
+    not containing the name). The first login asks to enrol TOTP two-factor authentication
+    with an authenticator app.
+    """
+    from voicecast.web.accounts import create_user
+
+    runtime = _runtime(ctx)
+    password = _read_new_password(password_stdin)
+    with runtime.sessions() as s, s.begin():
+        create_user(s, name, role, password)
+    console.print(f"user {name} ({role}) created", highlight=False)
+    console.print(
+        f"The first login at {_login_url(runtime.settings)} will ask to enrol TOTP "
+        "two-factor authentication (scan the QR code with an authenticator app).",
+        highlight=False,
+    )
+
+
+@user.command("list")
+@pass_ctx
+def user_list(ctx: Ctx) -> None:
+    """List the accounts: role, two-factor enrolment, lockout, last login ([report] timezone)."""
+    from voicecast.app import make_clock
+    from voicecast.web.accounts import is_locked, list_users
+
+    runtime = _runtime(ctx)
+    zone = runtime.report_zone()
+    now = make_clock(runtime).now()
+
+    def when(value: datetime | None) -> str:
+        return value.astimezone(zone).isoformat(timespec="seconds") if value else ""
+
+    table = Table()
+    for header in ("name", "role", "2FA", "locked until", "disabled", "last login"):
+        table.add_column(header, overflow="fold")
+    with runtime.sessions() as s:
+        for u in list_users(s):
+            table.add_row(
+                u.name,
+                u.role,
+                "enrolled" if u.totp_enrolled_at else "pending",
+                when(u.locked_until) if is_locked(u, now) else "",
+                "yes" if u.disabled else "",
+                when(u.last_login_at),
+            )
+    console.print(table)
+
+
+def _user_change(ctx: Ctx, name: str, change: Callable[[Any, str], Any], done: str) -> None:
+    runtime = _runtime(ctx)
+    with runtime.sessions() as s, s.begin():
+        change(s, name)
+    console.print(f"user {name}: {done}", highlight=False)
+
+
+@user.command("unlock")
+@click.argument("name")
+@pass_ctx
+def user_unlock(ctx: Ctx, name: str) -> None:
+    """Lift the lockout of NAME after too many failed logins."""
+    from voicecast.web.accounts import unlock_user
+
+    _user_change(ctx, name, unlock_user, "unlocked")
+
+
+@user.command("reset-2fa")
+@click.argument("name")
+@pass_ctx
+def user_reset_2fa(ctx: Ctx, name: str) -> None:
+    """Forget the TOTP secret and recovery codes of NAME (lost phone) and end their
+    sessions: they enrol again at their next login."""
+    from voicecast.web.accounts import reset_two_factor
+
+    _user_change(ctx, name, reset_two_factor, "two-factor reset, enrolment due at next login")
+
+
+@user.command("disable")
+@click.argument("name")
+@pass_ctx
+def user_disable(ctx: Ctx, name: str) -> None:
+    """Disable NAME: no login, sessions ended, API tokens refused (not the last admin)."""
+    from voicecast.web.accounts import set_disabled
+
+    _user_change(ctx, name, lambda s, n: set_disabled(s, n, True), "disabled")
+
+
+@user.command("enable")
+@click.argument("name")
+@pass_ctx
+def user_enable(ctx: Ctx, name: str) -> None:
+    """Enable NAME again."""
+    from voicecast.web.accounts import set_disabled
+
+    _user_change(ctx, name, lambda s, n: set_disabled(s, n, False), "enabled")
+
+
+@user.command("token")
+@click.argument("name")
+@click.option("--name", "label", required=True, help="What the token is for (e.g. crm-sync).")
+@pass_ctx
+def user_token(ctx: Ctx, name: str, label: str) -> None:
+    """Create a REST API token of NAME (it carries NAME's role) and print it, once.
+
+    The token alone goes to stdout (TOKEN=$(voicecast user token ...)); send it as
+    `Authorization: Bearer <token>`. Revoke it in the console's API tokens page.
+    """
+    from voicecast.app import make_clock
+    from voicecast.web.accounts import create_api_token, get_user
+
+    runtime = _runtime(ctx)
+    with runtime.sessions() as s, s.begin():
+        owner = get_user(s, name)
+        token = create_api_token(s, owner.id, label, make_clock(runtime).now())
+    err_console.print(
+        f"API token {label!r} of {name} ({owner.role}); it is shown only now:", highlight=False
+    )
+    click.echo(token)
+
+
 from voicecast import cli_compliance  # noqa: E402,F401  (registers its command groups)

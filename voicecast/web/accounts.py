@@ -12,13 +12,15 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
+import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from voicecast.errors import VoicecastError
+from voicecast.errors import NotFoundError, VoicecastError
 from voicecast.storage.models import ROLES, ApiToken, User, WebSession
 
 API_TOKEN_PREFIX = "vc_"  # noqa: S105 - a public prefix, not a secret
@@ -213,4 +215,399 @@ def create_api_token(db: Session, user_id: int, name: str, now: datetime) -> str
         )
     )
     db.flush()
+    return token
+
+
+# --- login: password, lockout, second factor --------------------------------------------------
+
+ISSUER = "voicecast"
+"""The issuer shown by authenticator apps (``otpauth://`` URI, Key Uri Format)."""
+RECOVERY_CODE_COUNT = 10
+RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read off paper
+RECOVERY_CODE_LENGTH = 10  # ~49 bits each; shown as two groups of five
+TOTP_WINDOW = 1  # steps of 30 s accepted either side of now (clock drift, RFC 6238 §5.2)
+
+
+@dataclass(frozen=True)
+class LoginPolicy:
+    """The lockout rule: ``max_failed`` consecutive failures (password or second factor)
+    lock the account for ``lockout`` (``[web] max_failed_logins``, ``lockout_minutes``)."""
+
+    max_failed: int
+    lockout: timedelta
+
+
+@dataclass(frozen=True)
+class LoginStep:
+    """The outcome of one login step.
+
+    ``status``: ``ok`` | ``invalid`` (unknown user, wrong password or code, disabled
+    account: one message for all) | ``replayed`` (a TOTP code already used) | ``locked``
+    (``locked_until``, UTC, says until when). ``user_id`` is set for ``ok``; ``stage`` is the
+    session stage the login moves to (``enrol`` | ``mfa`` | ``full``).
+    ``recovery_left``: unused recovery codes after a recovery-code login, else None.
+    """
+
+    status: str
+    user_id: int | None = None
+    stage: str | None = None
+    locked_until: datetime | None = None
+    recovery_left: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the step succeeded."""
+        return self.status == "ok"
+
+
+@cache
+def _dummy_hash() -> str:
+    """An argon2 hash of a random password: verified for unknown users so that they take
+    as long as known ones (no user enumeration by timing)."""
+    return hash_password(new_secret())
+
+
+def find_user(db: Session, name: str) -> User | None:
+    """The user called ``name`` (exact match), or None."""
+    return db.scalars(select(User).where(User.name == name)).first()
+
+
+def get_user(db: Session, name: str) -> User:
+    """The user called ``name``.
+
+    Raises:
+        NotFoundError: no such user.
+    """
+    user = find_user(db, name)
+    if user is None:
+        raise NotFoundError(f"no user {name!r}")
+    return user
+
+
+def is_locked(user: User, now: datetime) -> bool:
+    """True while ``user`` is locked out (``locked_until`` later than ``now``, UTC)."""
+    return user.locked_until is not None and now < user.locked_until
+
+
+def _fail(user: User, now: datetime, policy: LoginPolicy) -> LoginStep:
+    """Count a failure; lock the account at ``policy.max_failed`` consecutive ones (the
+    count then starts again, so after the lockout the user has ``max_failed`` new tries)."""
+    user.failed_logins = (user.failed_logins or 0) + 1
+    if user.failed_logins >= policy.max_failed:
+        user.failed_logins = 0
+        user.locked_until = now + policy.lockout
+        return LoginStep("locked", locked_until=user.locked_until)
+    return LoginStep("invalid")
+
+
+def _succeed(user: User, now: datetime) -> None:
+    user.failed_logins = 0
+    user.locked_until = None
+    user.last_login_at = now
+
+
+def check_password_login(
+    db: Session, name: str, password: str, now: datetime, policy: LoginPolicy
+) -> LoginStep:
+    """First login step: the password of ``name``.
+
+    A locked account is refused without looking at the password. An unknown name is checked
+    against a dummy hash (same time as a wrong password). A disabled account answers
+    ``invalid`` like a wrong password and counts nothing. A wrong password counts toward
+    the lockout. On success the argon2 hash is upgraded when its parameters are outdated
+    (``check_needs_rehash``), and ``stage`` is ``enrol`` (no TOTP enrolled yet) or ``mfa``.
+    The failure counter is only reset by a complete login (second factor included).
+    """
+    user = find_user(db, name)
+    if user is None:
+        password_matches(_dummy_hash(), password)
+        return LoginStep("invalid")
+    if is_locked(user, now):
+        return LoginStep("locked", locked_until=user.locked_until)
+    if not password_matches(user.password_hash, password) or user.disabled:
+        return LoginStep("invalid") if user.disabled else _fail(user, now, policy)
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    stage = "mfa" if user.totp_enrolled_at is not None and user.totp_secret else "enrol"
+    return LoginStep("ok", user_id=user.id, stage=stage)
+
+
+def _totp_step(secret: str, code: str, now: datetime, last_step: int | None) -> int | None:
+    """The 30-second step (RFC 6238) whose code is ``code``, within :data:`TOTP_WINDOW` of
+    ``now``, or None. A step at or before ``last_step`` is never matched (RFC 6238 §5.2: a
+    verifier must not accept the second attempt of an OTP after a successful one); -1
+    when the code matched only such a used step (a replay)."""
+    totp = pyotp.TOTP(secret)
+    replay = False
+    for offset in range(-TOTP_WINDOW, TOTP_WINDOW + 1):
+        at = now + timedelta(seconds=totp.interval * offset)
+        if totp.verify(code, for_time=at):
+            step = totp.timecode(at)
+            if last_step is not None and step <= last_step:
+                replay = True
+                continue
+            return step
+    return -1 if replay else None
+
+
+def normalise_code(code: str) -> str:
+    """A typed code without spaces and dashes, lower case (``"ABCDE-fghjk"`` -> ``abcdefghjk``)."""
+    return "".join(ch for ch in code.lower() if ch not in " -\t")
+
+
+def check_second_factor(
+    db: Session, user_id: int, code: str, now: datetime, policy: LoginPolicy
+) -> LoginStep:
+    """Second login step: a 6-digit TOTP code (RFC 6238, one step of drift either side) or
+    one of the user's recovery codes (removed once used).
+
+    Refused: a locked account (``locked``), a wrong code (``invalid``, counts toward the
+    lockout), a TOTP step already used (``replayed``, counts too). On success the failure
+    counter and lock are reset and ``last_login_at`` set; ``stage`` is ``full``.
+
+    Raises:
+        NotFoundError: the user no longer exists.
+    """
+    user = db.get(User, user_id)
+    if user is None:
+        raise NotFoundError(f"no user #{user_id}")
+    if is_locked(user, now):
+        return LoginStep("locked", locked_until=user.locked_until)
+    if user.disabled or not user.totp_secret or user.totp_enrolled_at is None:
+        return LoginStep("invalid")
+    typed = normalise_code(code)
+    if len(typed) == 6 and typed.isdigit():
+        step = _totp_step(user.totp_secret, typed, now, user.totp_last_step)
+        if step is None or step < 0:
+            failed = _fail(user, now, policy)
+            return failed if failed.status == "locked" or step is None else LoginStep("replayed")
+        user.totp_last_step = step
+        _succeed(user, now)
+        return LoginStep("ok", user_id=user.id, stage="full")
+    remaining = list(user.recovery_codes or [])
+    for stored in remaining if len(typed) == RECOVERY_CODE_LENGTH else []:
+        if password_matches(stored, typed):
+            remaining.remove(stored)
+            user.recovery_codes = remaining  # a new list: the JSON column sees the change
+            _succeed(user, now)
+            return LoginStep("ok", user_id=user.id, stage="full", recovery_left=len(remaining))
+    return _fail(user, now, policy)
+
+
+def begin_enrolment(db: Session, user_id: int) -> tuple[str, str]:
+    """Start (or show again) TOTP enrolment: ``(secret, otpauth URI)``.
+
+    A new base32 secret (160 bits, pyotp) is stored in ``User.totp_secret`` unless one is
+    already waiting for its first code. The URI follows the Key Uri Format of Google
+    Authenticator (issuer :data:`ISSUER`, SHA-1, 6 digits, 30 s).
+
+    Raises:
+        NotFoundError: the user no longer exists.
+        AccountError: the user has already enrolled.
+    """
+    user = db.get(User, user_id)
+    if user is None:
+        raise NotFoundError(f"no user #{user_id}")
+    if user.totp_enrolled_at is not None:
+        raise AccountError(f"user {user.name!r} has already enrolled two-factor authentication")
+    if not user.totp_secret:
+        user.totp_secret = pyotp.random_base32()
+        user.totp_last_step = None
+    uri = pyotp.TOTP(user.totp_secret).provisioning_uri(name=user.name, issuer_name=ISSUER)
+    return user.totp_secret, uri
+
+
+def new_recovery_codes(count: int = RECOVERY_CODE_COUNT) -> list[str]:
+    """``count`` fresh one-time recovery codes, as shown to the user (``abcde-fghjk``)."""
+    codes = []
+    for _ in range(count):
+        raw = "".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(RECOVERY_CODE_LENGTH))
+        codes.append(f"{raw[:5]}-{raw[5:]}")
+    return codes
+
+
+def finish_enrolment(
+    db: Session, user_id: int, code: str, now: datetime, policy: LoginPolicy
+) -> tuple[LoginStep, list[str]]:
+    """Complete TOTP enrolment with the first code from the user's app.
+
+    On success: ``totp_enrolled_at`` is set, :data:`RECOVERY_CODE_COUNT` recovery codes
+    replace any old ones (stored as argon2 hashes) and are returned in clear, to be shown
+    once; the login is complete (``stage`` ``full``). A wrong code counts toward the
+    lockout, like any second-factor failure.
+
+    Raises:
+        NotFoundError: the user no longer exists.
+        AccountError: enrolment was not started (:func:`begin_enrolment`) or is done.
+    """
+    user = db.get(User, user_id)
+    if user is None:
+        raise NotFoundError(f"no user #{user_id}")
+    if user.totp_enrolled_at is not None or not user.totp_secret:
+        raise AccountError("two-factor enrolment is not in progress: log in again")
+    if is_locked(user, now):
+        return LoginStep("locked", locked_until=user.locked_until), []
+    if user.disabled:
+        return LoginStep("invalid"), []
+    typed = normalise_code(code)
+    step = _totp_step(user.totp_secret, typed, now, user.totp_last_step) if typed else None
+    if step is None or step < 0:
+        return _fail(user, now, policy), []
+    codes = new_recovery_codes()
+    user.totp_last_step = step
+    user.totp_enrolled_at = now
+    user.recovery_codes = [hash_password(normalise_code(c)) for c in codes]
+    _succeed(user, now)
+    return LoginStep("ok", user_id=user.id, stage="full", recovery_left=len(codes)), codes
+
+
+def rotate_session(
+    db: Session,
+    old_token: str | None,
+    user_id: int,
+    stage: str,
+    now: datetime,
+    *,
+    lifetime: timedelta,
+    remote: str | None = None,
+    user_agent: str | None = None,
+) -> str:
+    """Replace the session of ``old_token`` (if any) by a new one at ``stage``; return the
+    new cookie token. Called at every stage change so that a token seen before a login
+    step is worthless after it (session fixation, OWASP Session Management Cheat Sheet).
+
+    Raises:
+        ValueError: unknown stage.
+    """
+    if old_token:
+        end_session(db, old_token)
+    return create_session(
+        db, user_id, stage, now, lifetime=lifetime, remote=remote, user_agent=user_agent
+    )
+
+
+def end_session(db: Session, token: str) -> None:
+    """Delete the session of a cookie token (logout); nothing when there is none."""
+    row = db.get(WebSession, digest(token))
+    if row is not None:
+        db.delete(row)
+        db.flush()
+
+
+def end_user_sessions(db: Session, user_id: int) -> int:
+    """Delete every console session of ``user_id``; return how many there were."""
+    rows = list(db.scalars(select(WebSession).where(WebSession.user_id == user_id)))
+    for row in rows:
+        db.delete(row)
+    db.flush()
+    return len(rows)
+
+
+# --- user administration ------------------------------------------------------------------
+
+
+def list_users(db: Session) -> list[User]:
+    """Every account, by name."""
+    return list(db.scalars(select(User).order_by(User.name)))
+
+
+def _keep_an_admin(db: Session, user: User) -> None:
+    """Refuse to demote or disable the last enabled admin (nobody could manage users)."""
+    if user.role != "admin" or user.disabled:
+        return
+    others = db.scalars(
+        select(User).where(User.role == "admin", User.disabled.is_(False), User.id != user.id)
+    ).first()
+    if others is None:
+        raise AccountError(f"user {user.name!r} is the last enabled admin: keep at least one")
+
+
+def set_role(db: Session, name: str, role: str) -> User:
+    """Give ``name`` the ``role`` (effective at their next request).
+
+    Raises:
+        NotFoundError: no such user.
+        AccountError: unknown role, or it would demote the last enabled admin.
+    """
+    if role not in ROLES:
+        raise AccountError(f"role {role!r}: expected one of {', '.join(ROLES)}")
+    user = get_user(db, name)
+    if role != "admin":
+        _keep_an_admin(db, user)
+    user.role = role
+    return user
+
+
+def set_disabled(db: Session, name: str, disabled: bool) -> User:
+    """Disable (no login, sessions ended, API tokens refused) or enable ``name``.
+
+    Raises:
+        NotFoundError: no such user.
+        AccountError: it would disable the last enabled admin.
+    """
+    user = get_user(db, name)
+    if disabled:
+        _keep_an_admin(db, user)
+        end_user_sessions(db, user.id)
+    user.disabled = disabled
+    return user
+
+
+def unlock_user(db: Session, name: str) -> User:
+    """Lift the lockout of ``name`` and reset its failure count.
+
+    Raises:
+        NotFoundError: no such user.
+    """
+    user = get_user(db, name)
+    user.locked_until = None
+    user.failed_logins = 0
+    return user
+
+
+def reset_two_factor(db: Session, name: str) -> User:
+    """Forget the TOTP secret and recovery codes of ``name`` and end their sessions: they
+    enrol again at their next login (lost phone).
+
+    Raises:
+        NotFoundError: no such user.
+    """
+    user = get_user(db, name)
+    user.totp_secret = None
+    user.totp_enrolled_at = None
+    user.totp_last_step = None
+    user.recovery_codes = []
+    end_user_sessions(db, user.id)
+    return user
+
+
+# --- API tokens ---------------------------------------------------------------------------
+
+
+def list_api_tokens(db: Session, user_id: int | None = None) -> list[tuple[ApiToken, str]]:
+    """``(token, owner name)`` pairs, newest first: of ``user_id``, or everyone's (None)."""
+    query = (
+        select(ApiToken, User.name)
+        .join(User, User.id == ApiToken.user_id)
+        .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
+    )
+    if user_id is not None:
+        query = query.where(ApiToken.user_id == user_id)
+    return [(token, owner) for token, owner in db.execute(query)]
+
+
+def revoke_api_token(db: Session, token_id: int, by: Principal, now: datetime) -> ApiToken:
+    """Revoke token ``token_id`` (at ``now``, UTC): the owner may, and any admin.
+
+    Revoking a revoked token changes nothing.
+
+    Raises:
+        NotFoundError: no such token, or not ``by``'s and ``by`` is not an admin (the same
+            answer, so that other users' token ids are not revealed).
+    """
+    token = db.get(ApiToken, token_id)
+    if token is None or (token.user_id != by.user_id and not by.can("admin")):
+        raise NotFoundError(f"no API token #{token_id}")
+    if token.revoked_at is None:
+        token.revoked_at = now
     return token

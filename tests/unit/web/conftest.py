@@ -119,5 +119,8 @@ async def login_as(client: TestClient, runtime: Runtime, account: Account) -> st
             s, user.id, "full", datetime.now(UTC), lifetime=timedelta(hours=1)
         )
     csrf = "test-csrf-token-" + account.name
-    client.session.cookie_jar.update_cookies({accounts.SESSION_COOKIE: token, CSRF_COOKIE: csrf})
+    # scoped to the server's URL, so they replace any cookie the server set earlier
+    client.session.cookie_jar.update_cookies(
+        {accounts.SESSION_COOKIE: token, CSRF_COOKIE: csrf}, response_url=client.make_url("/")
+    )
     return csrf
