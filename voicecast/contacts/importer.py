@@ -855,6 +855,27 @@ def parse_contacts_file(
             raise ImportFormatError(f"{path}: cannot read the file ({exc})") from None
 
 
+def read_headers(path: Path) -> list[str]:
+    """The header row of a contact file as :func:`parse_contacts_file` names its columns
+    (stripped; blank ones named ``column N``; repeated ones numbered), without reading the
+    data rows. For a column-mapping form when the phone column is not recognised.
+
+    Raises:
+        ImportFormatError: unreadable, empty or malformed file (as
+            :func:`parse_contacts_file`).
+    """
+    path = Path(path)
+    records, _, _ = open_records(path, require_delimiter=True)
+    with contextlib.closing(records):
+        try:
+            header = next((cells for _, cells in records if not _is_blank(cells)), None)
+        except OSError as exc:
+            raise ImportFormatError(f"{path}: cannot read the file ({exc})") from None
+    if header is None:
+        raise ImportFormatError(f"{path}: no header row (the file is empty)")
+    return _clean_headers(header)
+
+
 # --------------------------------------------------------------------------- rejects
 
 
