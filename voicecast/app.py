@@ -312,25 +312,40 @@ async def run_dialer(
 
 
 async def serve_forever(runtime: Runtime) -> None:
-    """``voicecast serve``: the dialer (every running campaign, FastAGI, the call-back line)
-    and, when ``[web] enabled``, the web console and API in the same event loop, until
+    """``voicecast serve``: the dialer (every running campaign, FastAGI, the call-back line),
+    the webhook delivery worker (:class:`voicecast.webhooks.DeliveryWorker`) and, when
+    ``[web] enabled``, the web console and API in the same event loop, until
     SIGTERM/SIGINT (calls in progress get :data:`DRAIN_GRACE` seconds to finish).
 
     Raises:
         OSError: the web port is taken.
     """
     from voicecast.web.server import WebContext, start_web
+    from voicecast.webhooks import DeliveryWorker
 
-    if not runtime.settings.web.enabled:
-        await run_dialer(runtime, None)
-        return
-    web = WebContext(runtime, make_clock(runtime))
-    runner = await start_web(web)  # before dialling: a taken port fails at once
-
-    async def attach(dialer: Dialer) -> None:
-        web.dialer = dialer
-
+    # the webhook outbox's worker: exactly one per serve process, with or without the web
+    # console (the dialer queues events either way)
+    worker = DeliveryWorker(
+        runtime.sessions,
+        timeout=runtime.settings.web.webhook_timeout,
+        max_attempts=runtime.settings.web.webhook_max_attempts,
+    )
+    webhooks = asyncio.create_task(worker.run(), name="webhooks")
     try:
-        await run_dialer(runtime, None, on_started=attach)
+        if not runtime.settings.web.enabled:
+            await run_dialer(runtime, None)
+            return
+        web = WebContext(runtime, make_clock(runtime))
+        runner = await start_web(web)  # before dialling: a taken port fails at once
+
+        async def attach(dialer: Dialer) -> None:
+            web.dialer = dialer
+
+        try:
+            await run_dialer(runtime, None, on_started=attach)
+        finally:
+            await runner.cleanup()
     finally:
-        await runner.cleanup()
+        webhooks.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await webhooks

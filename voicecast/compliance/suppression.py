@@ -56,6 +56,7 @@ from voicecast.storage.models import (
     Refusal,
     utcnow,
 )
+from voicecast.webhooks import enqueue_optout_created
 
 LOOKUP_CHUNK = 500
 """Numbers per ``IN (...)`` lookup."""
@@ -69,7 +70,7 @@ MAX_INVALID_SAMPLES = 20
 CLOCK_SKEW = timedelta(minutes=5)
 """How far in the future a recorded instant may be (clock differences)."""
 
-OPT_OUT_SOURCES = ("key-press", "call-back", "cli", "import", "api")
+OPT_OUT_SOURCES = ("key-press", "call-back", "cli", "import", "api", "console")
 
 _TOKEN_RE = re.compile(r"[a-z0-9][a-z0-9_.:/-]{0,39}")
 
@@ -370,7 +371,8 @@ def add_opt_out(
 
     Args:
         e164: the number in E.164.
-        source: ``key-press`` | ``call-back`` | ``cli`` | ``import`` | ``api``.
+        source: ``key-press`` | ``call-back`` | ``cli`` | ``import`` | ``api`` |
+            ``console`` (added in the web console).
         at: when the person asked (aware; stored in UTC).
         campaign_id: the campaign that received the request, if any.
         note: free text, at most 200 characters.
@@ -399,7 +401,10 @@ def add_opt_out(
     inserted = session.execute(
         _insert_ignore(session, table).values(**values).returning(table.c.number_hash)
     ).first()
-    if inserted is not None:
+    if inserted is not None:  # a new opt-out: tell the CRMs (webhook, same transaction)
+        enqueue_optout_created(
+            session, e164, source=source, recorded_at=at, campaign_id=campaign_id, now=utcnow()
+        )
         return True
     session.execute(
         update(table)

@@ -79,6 +79,7 @@ from voicecast.storage.models import (
     Recording,
     utcnow,
 )
+from voicecast.webhooks import enqueue_attempt_completed
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +274,9 @@ class Dialer:
         self._connected = asyncio.Event()
         self._stopping = asyncio.Event()
         self._draining = False
+        #: ``time.monotonic()`` of the run loop's latest iteration (None before :meth:`run`);
+        #: ``/healthz`` reports the scheduler dead when it grows old.
+        self.heartbeat: float | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -324,6 +328,7 @@ class Dialer:
         names = set(campaign_names) if campaign_names is not None else None
         next_purge = time.monotonic()  # the first purge runs at once
         while not self._stopping.is_set():
+            self.heartbeat = time.monotonic()
             if time.monotonic() >= next_purge:
                 next_purge = time.monotonic() + PURGE_INTERVAL
                 with self.sessions() as s, s.begin():
@@ -775,6 +780,8 @@ class Dialer:
             else:
                 cc.state = "done"
                 cc.outcome = outcome.value
+            if not not_sent:  # webhook event, in the outcome's transaction
+                enqueue_attempt_completed(s, attempt, utcnow())
         rt.inflight.discard(t.attempt_id)
         rt.wake.set()
         log.info(
@@ -974,6 +981,7 @@ class Dialer:
             if cc is not None and cc.state == "dialing" and cc.last_attempt_id == attempt_id:
                 cc.state = "done"
                 cc.outcome = outcome.value
+            enqueue_attempt_completed(s, attempt, utcnow())  # webhook event, same transaction
 
 
 class _CallContext:
