@@ -497,30 +497,43 @@ def _iso(value: datetime | None, zone: tzinfo) -> str:
     return value.astimezone(zone).isoformat(timespec="seconds") if value else ""
 
 
-def report_rows(session: Session, name: str, zone: tzinfo) -> list[dict[str, Any]]:
+def report_rows(
+    session: Session, name: str, zone: tzinfo, *, offset: int = 0, limit: int | None = None
+) -> list[dict[str, Any]]:
     """One row per contact of the campaign (columns :data:`REPORT_COLUMNS`).
 
     ``outcome`` is the final outcome (``blocked`` when the compliance gate refused the
     number), or empty while the contact is not done; ``gate*`` give the gate's latest
     decision (``defer``: ``next_attempt_at`` is the next legal instant); the AMD and
     Q.850 columns come from the last attempt; times are ISO 8601 in ``zone`` with offset.
+    ``offset`` / ``limit`` give one page of the rows (in the same order; the REST API
+    pages with them); :func:`report_size` counts them all.
 
     Raises:
         NotFoundError: no such campaign.
     """
     campaign = get_campaign(session, name)
-    ccs = session.execute(
+    query = (
         select(CampaignContact, Contact)
         .join(Contact, Contact.id == CampaignContact.contact_id)
         .where(CampaignContact.campaign_id == campaign.id)
         .order_by(Contact.source_line, Contact.id)
-    ).all()
-    attempts: dict[int, list[CallAttempt]] = {}
-    for attempt in session.scalars(
+    )
+    paged = bool(offset) or limit is not None
+    if paged:
+        query = query.offset(offset).limit(limit)
+    ccs = session.execute(query).all()
+    attempts_query = (
         select(CallAttempt)
         .where(CallAttempt.campaign_id == campaign.id)
         .order_by(CallAttempt.attempt_no, CallAttempt.created_at)
-    ):
+    )
+    if paged:
+        attempts_query = attempts_query.where(
+            CallAttempt.campaign_contact_id.in_([cc.id for cc, _ in ccs])
+        )
+    attempts: dict[int, list[CallAttempt]] = {}
+    for attempt in session.scalars(attempts_query):
         attempts.setdefault(attempt.campaign_contact_id, []).append(attempt)
     rows: list[dict[str, Any]] = []
     for cc, contact in ccs:
@@ -555,3 +568,21 @@ def report_rows(session: Session, name: str, zone: tzinfo) -> list[dict[str, Any
             }
         )
     return rows
+
+
+def report_size(session: Session, name: str) -> int:
+    """How many rows :func:`report_rows` gives for campaign ``name`` (its queued contacts).
+
+    Raises:
+        NotFoundError: no such campaign.
+    """
+    campaign = get_campaign(session, name)
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(CampaignContact)
+            .join(Contact, Contact.id == CampaignContact.contact_id)
+            .where(CampaignContact.campaign_id == campaign.id)
+        )
+        or 0
+    )

@@ -232,7 +232,14 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
                 exc.status, "bad_request"
             )
-            return problem_response(request, HTTPProblem(exc.status, code, exc.reason))
+            message = exc.reason
+            if exc.status == 413:  # client_max_size: say the limit and the setting
+                limit = context(request).runtime.settings.web.max_upload_mb
+                message = f"the upload is too large: the limit is {limit} MB ([web] max_upload_mb)"
+            allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            return problem_response(
+                request, HTTPProblem(exc.status, code, message, headers=allow)
+            )  # a 405 keeps its Allow header (RFC 9110 §15.5.6)
         if exc.status >= 400:
             return problem_response(request, HTTPProblem(404, "not_found", "no such page"))
         raise
@@ -307,9 +314,14 @@ def _same_origin(request: web.Request) -> bool:
 
 @web.middleware
 async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse unsafe requests without the double-submit CSRF token (bearer tokens exempt)."""
+    """Refuse unsafe requests without the double-submit CSRF token (bearer tokens exempt).
+
+    An API request with neither a token nor a full login is let through: there is no
+    credential to forge, and every non-public API route answers it 401 ``unauthenticated``.
+    """
     who = principal(request)
-    if request.method in UNSAFE_METHODS and not (who is not None and who.via == "token"):
+    exempt = who.via == "token" if who is not None else is_api(request)
+    if request.method in UNSAFE_METHODS and not exempt:
         cookie = request.cookies.get(CSRF_COOKIE, "")
         sent = request.headers.get(CSRF_HEADER, "")
         if not sent and request.content_type in (
