@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -44,11 +45,20 @@ INFORMATIONAL = (
 OPTOUT_KEY_9 = ("--optout-key", "9")  # the sandbox's digit-1 callee presses 9
 
 
+def free_port() -> int:
+    """A TCP port free on loopback now (for the web console of a ``serve`` under test)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def _config_text(tmp: Path) -> str:
     return (
         f'[database]\nurl = "sqlite:///{tmp}/voicecast.db"\n'
         f'[sandbox]\nenabled = true\ndir = "{SANDBOX_DIR}"\n'
         f'[audio]\nstore_dir = "{tmp}/audio"\n'
+        f"[web]\nport = {free_port()}\n"
     )
 
 
