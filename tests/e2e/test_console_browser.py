@@ -13,11 +13,14 @@ Set ``VOICECAST_SCREENSHOTS=DIR`` to keep the dashboard screenshot (the README's
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import os
 import re
 import signal
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -141,6 +144,31 @@ def _logout(page: Page) -> None:
     expect(page.locator("#login-password")).to_be_visible()
 
 
+def _forged_post_is_refused(page: Page, base: str, tmp_path: Path) -> None:
+    """A page of another origin (same host, other port: same site, so the SameSite cookie
+    IS sent) auto-submits a form creating an admin: the CSRF check must refuse it."""
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    (evil / "index.html").write_text(
+        f'<form id="f" method="post" action="{base}/users">'
+        '<input name="name" value="mallory"><input name="role" value="admin">'
+        '<input name="password" value="mallory password 123"></form>'
+        '<script>document.getElementById("f").submit()</script>'
+    )
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(evil))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        try:
+            with page.expect_response(f"{base}/users") as answer:
+                page.goto(f"http://127.0.0.1:{httpd.server_address[1]}/index.html")
+            assert answer.value.status == 403
+        finally:
+            httpd.shutdown()
+    page.goto("/users")
+    expect(page.locator("#users-table tr[data-user=super1]")).to_have_count(1)
+    expect(page.locator("#users-table tr[data-user=mallory]")).to_have_count(0)
+
+
 def test_admin_creates_supervisor_who_runs_a_campaign_and_watches_it_live(
     workspace: Workspace, served: str, browser: Browser, tmp_path: Path
 ) -> None:
@@ -159,6 +187,7 @@ def test_admin_creates_supervisor_who_runs_a_campaign_and_watches_it_live(
     expect(admin.locator("#users-table tr[data-user=super1]")).to_have_attribute(
         "data-role", "supervisor"
     )
+    _forged_post_is_refused(admin, served, tmp_path)
     _logout(admin)
 
     sup = _new_page(browser, served)
