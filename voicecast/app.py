@@ -318,7 +318,7 @@ async def serve_forever(runtime: Runtime) -> None:
     SIGTERM/SIGINT (calls in progress get :data:`DRAIN_GRACE` seconds to finish).
 
     Raises:
-        OSError: the web port is taken.
+        VoicecastError: the web port is taken (before any call is placed).
     """
     from voicecast.web.server import WebContext, start_web
     from voicecast.webhooks import DeliveryWorker

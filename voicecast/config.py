@@ -254,6 +254,12 @@ class WebSettings(_Section):
     lockout_minutes: float = Field(15.0, gt=0, description="how long a locked account waits")
     login_rate_per_ip: int = Field(20, ge=1, description="login attempts per address per window")
     login_window: float = Field(300.0, gt=0, description="seconds of the per-address window")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses of your reverse proxies: only requests from these are "
+        "believed about X-Forwarded-For (the client's address, for the login rate limit) "
+        "and X-Forwarded-Proto (HTTPS, for Secure cookies); empty = believe no one",
+    )
     max_upload_mb: int = Field(50, ge=1, le=2000, description="largest accepted upload")
     tls_cert: str = Field("", description="PEM certificate file: serve HTTPS directly")
     tls_key: str = Field("", description="PEM private key file of tls_cert")
@@ -482,6 +488,9 @@ max_failed_logins = 5         # failed logins before the account is locked
 lockout_minutes = 15.0
 login_rate_per_ip = 20        # login attempts per address per login_window seconds
 login_window = 300.0
+# Your reverse proxies' addresses (e.g. ["127.0.0.1"] for nginx on this machine): only
+# they are believed about X-Forwarded-For / X-Forwarded-Proto. Empty: no one is.
+trusted_proxies = []
 max_upload_mb = 50
 tls_cert = ""                 # PEM files: serve HTTPS directly
 tls_key = ""

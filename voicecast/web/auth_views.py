@@ -45,6 +45,7 @@ from voicecast.web.server import (
     WebContext,
     context,
     db_call,
+    from_trusted_proxy,
     gettext,
     principal,
     render,
@@ -124,10 +125,11 @@ def safe_next(value: str | None) -> str | None:
 
 def client_address(request: web.Request) -> str:
     """The client's address for rate limiting: the peer, or the last ``X-Forwarded-For``
-    entry when the peer is a reverse proxy on loopback (the address that proxy saw)."""
+    entry (the address the proxy saw) when the peer is one of ``[web] trusted_proxies``.
+    From anyone else the header is ignored: it is the client's own claim."""
     peer = request.remote or "unknown"
     forwarded = request.headers.get("X-Forwarded-For", "")
-    if peer in ("127.0.0.1", "::1") and forwarded.strip():
+    if forwarded.strip() and from_trusted_proxy(request):
         return forwarded.split(",")[-1].strip() or peer
     return peer
 
@@ -213,17 +215,27 @@ def _login_page(
 
 
 def _refused(request: web.Request, step: LoginStep, *, name: str, nxt: str | None) -> web.Response:
-    """The login page again, saying why (one message for unknown name and wrong password)."""
+    """The login page again after a refused password: ONE message and status for an unknown
+    name, a wrong password and a locked account, so the page does not tell which accounts
+    exist (OWASP Authentication Cheat Sheet, "Authentication and Error Messages")."""
     _ = gettext(request)
-    if step.status == "locked":
-        until = _when(context(request))(step.locked_until)
-        message = _("This account is locked after too many failed attempts, until {until}.").format(
-            until=until
-        )
-        return _login_page(request, status=423, error=message, name=name, nxt=nxt)
-    return _login_page(
-        request, status=401, error=_("Wrong user name or password."), name=name, nxt=nxt
+    policy = _policy(context(request))
+    message = _(
+        "Wrong user name or password. After {n} failed attempts an account is locked for "
+        "{minutes} minutes."
+    ).format(n=policy.max_failed, minutes=round(policy.lockout.total_seconds() / 60))
+    return _login_page(request, status=401, error=message, name=name, nxt=nxt)
+
+
+def _locked_page(request: web.Request, step: LoginStep) -> web.Response:
+    """The login page saying until when the account is locked: only after a second-factor
+    step, once the visitor proved the password (the account's owner)."""
+    _ = gettext(request)
+    until = _when(context(request))(step.locked_until)
+    message = _("This account is locked after too many failed attempts, until {until}.").format(
+        until=until
     )
+    return _login_page(request, status=423, error=message)
 
 
 def _pending(request: web.Request, stage: str) -> WebSession | web.Response:
@@ -272,7 +284,7 @@ async def _locked_out(request: web.Request, step: LoginStep) -> web.Response:
     token = request.cookies.get(accounts.SESSION_COOKIE)
     if token:
         await db_call(request, lambda s: accounts.end_session(s, token))
-    response = _refused(request, step, name="", nxt=None)
+    response = _locked_page(request, step)
     _clear_session(request, response)
     return response
 

@@ -345,8 +345,15 @@ async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
+def from_trusted_proxy(request: web.Request) -> bool:
+    """True when the request's peer is one of ``[web] trusted_proxies``: only then are its
+    ``X-Forwarded-For`` / ``X-Forwarded-Proto`` headers believed (anyone else can write them)."""
+    return (request.remote or "") in context(request).runtime.settings.web.trusted_proxies
+
+
 def cookie_secure(request: web.Request) -> bool:
-    """Whether cookies get the ``Secure`` flag (``[web] secure_cookies``)."""
+    """Whether cookies get the ``Secure`` flag (``[web] secure_cookies``; ``auto``: the
+    request came over HTTPS, directly or says a trusted proxy's ``X-Forwarded-Proto``)."""
     mode = context(request).runtime.settings.web.secure_cookies
     if mode == "always":
         return True
@@ -354,9 +361,8 @@ def cookie_secure(request: web.Request) -> bool:
         return False
     if request.secure:
         return True
-    peer = request.remote or ""
     forwarded = request.headers.get("X-Forwarded-Proto", "")
-    return peer in ("127.0.0.1", "::1") and forwarded.lower() == "https"
+    return from_trusted_proxy(request) and forwarded.lower() == "https"
 
 
 def set_cookie(
@@ -433,15 +439,23 @@ async def start_web(ctx: WebContext) -> web.AppRunner:
     Logs a warning when bound to an address other than loopback.
 
     Raises:
-        OSError: the port is taken.
+        VoicecastError: the address cannot be listened on (port taken, unknown host), or
+            the TLS files cannot be loaded.
     """
     settings = ctx.runtime.settings.web
     ctx.started_at = ctx.clock.now()
+    tls = ssl_context(ctx)
     runner = web.AppRunner(make_app(ctx), access_log=None)
     await runner.setup()
-    tls = ssl_context(ctx)
     site = web.TCPSite(runner, settings.host, settings.port, ssl_context=tls)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise VoicecastError(
+            f"[web] cannot listen on {settings.host}:{settings.port}: "
+            f"{exc.strerror or exc} (another server there? change [web] port)"
+        ) from exc
     if settings.host not in ("127.0.0.1", "::1", "localhost"):
         log.warning(
             "the console listens on %s, not loopback: make sure TLS protects it", settings.host

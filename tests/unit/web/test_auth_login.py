@@ -156,7 +156,9 @@ async def test_unknown_user_and_wrong_password_look_the_same(
     assert unknown.status == wrong.status == 401
     message = element_text(await unknown.text(), "login-error")
     assert message == element_text(await wrong.text(), "login-error")
-    assert message == "Wrong user name or password."
+    assert message == (
+        "Wrong user name or password. After 5 failed attempts an account is locked for 15 minutes."
+    )
     # the unknown name was checked against an argon2 hash too (same time)
     assert len(checks) == 2 and all(h.startswith("$argon2id$") for h in checks)
     assert accounts.SESSION_COOKIE not in unknown.cookies
@@ -170,15 +172,20 @@ async def test_lockout_after_failures_and_release(
     for _ in range(2):
         assert (await post_password(client, admin.name, "not the password!")).status == 401
     locked = await post_password(client, admin.name, "not the password!")
-    assert locked.status == 423
-    until = (clock.now() + timedelta(minutes=15)).astimezone(runtime.report_zone())
-    message = element_text(await locked.text(), "login-error")
-    assert "locked" in message and until.strftime("%Y-%m-%d %H:%M") in message
+    # the password page says the same for a locked account as for a wrong password or an
+    # unknown name: it does not tell which accounts exist
+    assert locked.status == 401
+    unknown = await post_password(client, "nobody", "not the password!")
+    assert element_text(await locked.text(), "login-error") == element_text(
+        await unknown.text(), "login-error"
+    )
+    assert "locked for 15 minutes" in element_text(await locked.text(), "login-error")
+    assert db_user(runtime, admin.name).locked_until == clock.now() + timedelta(minutes=15)
     # locked: even the right password is refused
     resp = await post_password(client, admin.name, admin.password)
-    assert resp.status == 423 and accounts.SESSION_COOKIE not in resp.cookies
+    assert resp.status == 401 and accounts.SESSION_COOKIE not in resp.cookies
     clock.advance(15 * 60 - 1)
-    assert (await post_password(client, admin.name, admin.password)).status == 423
+    assert (await post_password(client, admin.name, admin.password)).status == 401
     clock.advance(2)
     resp = await post_password(client, admin.name, admin.password)
     assert resp.status == 303 and resp.headers["Location"] == "/login/totp"
@@ -187,7 +194,11 @@ async def test_lockout_after_failures_and_release(
     for _ in range(2):
         assert (await post_code(client, "123456")).status == 401
     resp = await post_code(client, "abcde-fghjk")
+    # past the password, the owner is told the account is locked and until when
     assert resp.status == 423
+    until = (clock.now() + timedelta(minutes=15)).astimezone(runtime.report_zone())
+    message = element_text(await resp.text(), "login-error")
+    assert "locked" in message and until.strftime("%Y-%m-%d %H:%M") in message
     assert resp.cookies[accounts.SESSION_COOKIE].value == ""
     assert session_rows(runtime, admin.name) == []
     clock.advance(15 * 60 + 1)
@@ -220,8 +231,19 @@ async def test_rate_limit_per_address(
     resp = await post_password(client, admin.name, admin.password)
     assert resp.status == 303
 
-    # behind a reverse proxy on loopback, each forwarded client address has its own budget
-    for _ in range(2):
+    # X-Forwarded-For from a peer that is not a trusted proxy is the client's own claim:
+    # ignored, so a made-up address per request does not escape the limit
+    csrf = await login_csrf(client)
+    data = {"_csrf": csrf, "name": "nobody", "password": "wrong password here"}
+    for i in range(3):
+        forged = {"X-Forwarded-For": f"10.1.2.{i}"}
+        status = (await client.post("/login", data=data, headers=forged)).status
+        assert status == (401 if i < 2 else 429)
+    clock.advance(61)
+
+    # behind a trusted reverse proxy, each forwarded client address has its own budget
+    runtime.settings.web.trusted_proxies = ["127.0.0.1"]
+    for _ in range(3):
         assert (await post_password(client, "nobody", "wrong password here")).status == 401
     assert (await post_password(client, "nobody", "wrong password here")).status == 429
     csrf = await login_csrf(client)
@@ -375,7 +397,7 @@ async def test_disabled_account_cannot_log_in(
         accounts.set_disabled(s, supervisor.name, True)
     resp = await post_password(client, supervisor.name, supervisor.password)
     assert resp.status == 401
-    assert element_text(await resp.text(), "login-error") == "Wrong user name or password."
+    assert element_text(await resp.text(), "login-error").startswith("Wrong user name or password.")
 
 
 async def test_csrf_is_required_on_login_and_logout(

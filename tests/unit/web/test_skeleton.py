@@ -43,3 +43,37 @@ async def test_bearer_token_and_session_helpers(client: TestClient, runtime, adm
     csrf = await login_as(client, runtime, admin)
     resp = await client.post("/logout", data={"_csrf": csrf})
     assert resp.status != 403
+
+
+async def test_secure_cookie_only_over_https_or_from_a_trusted_proxy(
+    client: TestClient, runtime
+) -> None:
+    async def secure_flag(headers: dict[str, str]) -> bool:
+        client.session.cookie_jar.clear()
+        resp = await client.get("/login", headers=headers)
+        return resp.cookies["voicecast_csrf"]["secure"] != ""
+
+    https = {"X-Forwarded-Proto": "https"}
+    assert not await secure_flag({})
+    assert not await secure_flag(https)  # anyone can write the header: not believed
+    runtime.settings.web.trusted_proxies = ["127.0.0.1"]
+    assert await secure_flag(https)
+    runtime.settings.web.trusted_proxies = []
+    runtime.settings.web.secure_cookies = "always"
+    assert await secure_flag({})
+
+
+async def test_a_taken_port_is_a_clear_error(runtime, clock) -> None:
+    import socket
+
+    import pytest
+
+    from voicecast.errors import VoicecastError
+    from voicecast.web.server import WebContext, start_web
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        runtime.settings.web.port = taken.getsockname()[1]
+        with pytest.raises(VoicecastError, match=r"cannot listen on 127\.0\.0\.1:\d+"):
+            await start_web(WebContext(runtime, clock))
