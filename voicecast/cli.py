@@ -710,6 +710,7 @@ def campaign_create(
     its compliance declaration (required before start: purpose, audience, sender, on whose
     behalf, opt-out means; see `voicecast campaign declare`)."""
     from voicecast.campaigns.service import CampaignSpec, create_campaign
+    from voicecast.scenarios.model import read_scenario_file
 
     declaration = _declaration(declared)
     parsed_amd: list[tuple[str, int]] = []
@@ -742,7 +743,7 @@ def campaign_create(
         message_text=message_text,
         tts_voice=tts_voice,
         tts_speed=tts_speed,
-        scenario_text=scenario_file.read_text(encoding="utf-8") if scenario_file else None,
+        scenario_text=read_scenario_file(scenario_file) if scenario_file else None,
         deliver_to=deliver_to,
         beep_hz=beep_hz,
     )
@@ -1077,16 +1078,21 @@ def campaign_stop(ctx: Ctx, name: str) -> None:
 
 
 def render_report(rows: list[dict[str, Any]], fmt: str) -> str:
-    """Render report rows as ``table`` (text), ``csv`` or ``json``."""
+    """Render report rows as ``table`` (text), ``csv`` (cells through
+    :func:`voicecast.csvsafe.neutralise_cell`) or ``json``."""
     from voicecast.campaigns.service import REPORT_COLUMNS
+    from voicecast.csvsafe import neutralise_row
 
     if fmt == "json":
         return json.dumps(rows, indent=2, ensure_ascii=False)
     if fmt == "csv":
+        # cells such as a contact named "=HYPERLINK(...)" get a leading apostrophe (OWASP
+        # CSV Injection), as in the console's report.csv; E.164 numbers stay as they are
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(REPORT_COLUMNS), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(REPORT_COLUMNS)
+        for row in rows:
+            writer.writerow(neutralise_row(row[column] for column in REPORT_COLUMNS))
         return buf.getvalue()
     table = Table(
         "number", "outcome", "tries", "AMD", "AMD cause", "Q.850", "msg s", "last attempt", "note"

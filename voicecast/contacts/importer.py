@@ -38,6 +38,7 @@ from pathlib import Path
 
 import phonenumbers
 
+from voicecast.csvsafe import neutralise_row
 from voicecast.errors import VoicecastError
 from voicecast.pbx.validation import E164_RE
 
@@ -885,7 +886,10 @@ def write_rejects_csv(result: ParseResult, path: Path) -> None:
     UTF-8 with BOM and CRLF so Excel opens it; the delimiter is the input's (``,`` or
     ``;``, so it opens in the same Excel locale), ``,`` for tab-separated and xlsx input.
     Atomic: written to a temporary file (mode 0600: it holds personal data) in the same
-    folder, then renamed over ``path``.
+    folder, then renamed over ``path``. Every cell, headers included, goes through
+    :func:`voicecast.csvsafe.neutralise_cell`: a rejected cell such as ``=HYPERLINK(...)``
+    is written ``'=HYPERLINK(...)`` so that the spreadsheet shows it as text (OWASP "CSV
+    Injection"); plain numbers such as ``+33199000010`` stay as they are.
 
     Raises:
         VoicecastError: the file cannot be written.
@@ -899,10 +903,16 @@ def write_rejects_csv(result: ParseResult, path: Path) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as fh:
             writer = csv.writer(fh, delimiter=delimiter, lineterminator="\r\n")
-            writer.writerow(["line", "reason", *result.headers])
+            writer.writerow(neutralise_row(["line", "reason", *result.headers]))
             for reject in result.rejects:
                 writer.writerow(
-                    [reject.line, reject.reason, *(reject.row.get(h, "") for h in result.headers)]
+                    neutralise_row(
+                        [
+                            reject.line,
+                            reject.reason,
+                            *(reject.row.get(h, "") for h in result.headers),
+                        ]
+                    )
                 )
             fh.flush()
             os.fsync(fh.fileno())
