@@ -579,3 +579,21 @@ def test_create_says_at_once_what_would_stop_the_start(config: Path, db: Any) ->
     assert "cannot start yet" in out and "ARCEP" in out
     quiet = create(config, "undeclared")
     assert "sender name" in text(quiet.output)
+
+
+def test_a_deeply_nested_scenario_is_a_clear_error_not_a_traceback(config: Path, db: Any) -> None:
+    setup_list(config, ALLOWED)
+    deep = config.parent / "deep.yaml"
+    deep.write_text("a: " + "[" * 5000 + "]" * 5000, encoding="utf-8")
+    result = create(config, "deep", "--scenario", str(deep))
+    assert result.exit_code == 1
+    out = text(result.output)
+    assert "error: scenario:" in out
+    assert "the document is nested too deeply (more than 32 levels)" in out
+    assert "Traceback" not in result.output
+    big = config.parent / "big.yaml"
+    big.write_bytes(b"#" * 1_000_001)
+    result = create(config, "big", "--scenario", str(big))
+    assert result.exit_code == 1 and "larger than 1000000 bytes" in text(result.output)
+    with db() as s:
+        assert s.scalar(select(func.count()).select_from(Campaign)) == 0

@@ -21,6 +21,7 @@ from voicecast.scenarios import (
     default_scenario,
     load_scenario,
     load_scenario_file,
+    read_scenario_file,
     text_fields,
 )
 
@@ -487,6 +488,56 @@ def test_not_a_document(text: str, expected: str) -> None:
 def test_too_large() -> None:
     (line,) = problems("#" * 1_000_001)
     assert "larger than" in line
+
+
+TOO_DEEP = "the document is nested too deeply (more than 32 levels)"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: " + "[" * 5000 + "]" * 5000,  # flow sequences (RecursionError in PyYAML before)
+        "a: " + "{b: " * 3000 + "}" * 3000,  # flow mappings
+        "- " * 5000 + "x",  # block sequences
+        "".join(" " * i + f"k{i}:\n" for i in range(40)),  # block mappings, by indentation
+        "a: " + "[" * 33 + "]" * 33,  # just over the limit
+        '{"a": ' + "[" * 5000 + "]" * 5000 + "}",  # JSON: RecursionError in json.loads before
+        '{"a": ' + "[" * 40 + "]" * 40 + "}",  # JSON: over the limit, under the recursion one
+        "[" * 300_000 + "]" * 300_000,  # near the size limit: refused at once
+    ],
+)
+def test_too_deeply_nested(text: str) -> None:
+    (line,) = problems(text)
+    assert line.startswith("document: ") and line.endswith(TOO_DEEP)
+
+
+def test_nesting_up_to_the_limit_is_only_a_schema_matter() -> None:
+    lines = problems("a: " + "[" * 31 + "]" * 31)  # 32 levels with the top mapping
+    assert not any(TOO_DEEP in line for line in lines)
+    assert "document: unknown field 'a'" in lines
+
+
+def test_too_deeply_nested_file(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("a: " + "[" * 5000 + "]" * 5000, encoding="utf-8")
+    with pytest.raises(ScenarioError, match=r"nested too deeply \(more than 32 levels\)"):
+        load_scenario_file(deep)
+
+
+def test_read_scenario_file_bounds_and_decodes(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"#" * 1_000_001)
+    with pytest.raises(ScenarioError, match="larger than 1000000 bytes"):
+        read_scenario_file(big)
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("text: é".encode("latin-1"))
+    with pytest.raises(ScenarioError, match="is not UTF-8 text"):
+        read_scenario_file(latin)
+    with pytest.raises(ScenarioError, match="cannot read"):
+        read_scenario_file(tmp_path / "missing.yaml")
+    bom = tmp_path / "bom.yaml"
+    bom.write_bytes(b"\xef\xbb\xbfversion: 1\n")
+    assert read_scenario_file(bom) == "version: 1\n"
 
 
 # --- text fields and the default scenario ---------------------------------------------------

@@ -7,6 +7,7 @@ small protocols the PBX adapter and the dialer implement (no Asterisk needed to 
 
 from voicecast.scenarios.model import (
     CONFIRM_NODE,
+    MAX_DEPTH,
     MAX_STEPS,
     MESSAGE_AUDIO,
     NODE_TYPES,
@@ -31,12 +32,14 @@ from voicecast.scenarios.model import (
     load_scenario,
     load_scenario_file,
     optout_key_problems,
+    read_scenario_file,
     text_fields,
 )
 from voicecast.scenarios.runner import ScenarioContext, ScenarioReport, run_scenario
 
 __all__ = [
     "CONFIRM_NODE",
+    "MAX_DEPTH",
     "MAX_STEPS",
     "MESSAGE_AUDIO",
     "NODE_TYPES",
@@ -63,6 +66,7 @@ __all__ = [
     "load_scenario",
     "load_scenario_file",
     "optout_key_problems",
+    "read_scenario_file",
     "run_scenario",
     "text_fields",
 ]

@@ -88,6 +88,12 @@ RUNTIME_FIELDS = frozenset({"optout_key"})
 
 MAX_PAUSE_MS = 10_000
 MAX_DOCUMENT_BYTES = 1_000_000
+"""Largest document accepted (UTF-8 bytes), text or file."""
+MAX_DEPTH = 32
+"""Deepest nesting of mappings and lists accepted in a document (a real scenario needs about
+five: ``nodes`` > node > ``keys`` or ``to``); the same limit as the REST API's JSON bodies
+(:data:`voicecast.web.openapi.MAX_JSON_DEPTH`). Deeper documents are refused before they
+can exhaust Python's recursion limit in the parser or the validator."""
 MAX_TEXT_CHARS = 2_000
 
 NODE_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}\Z")
@@ -707,9 +713,20 @@ def optout_key_problems(scenario: Scenario, optout_key: str) -> list[Problem]:
 # --- loading ----------------------------------------------------------------------------------
 
 
+def _too_deep() -> str:
+    return f"the document is nested too deeply (more than {MAX_DEPTH} levels)"
+
+
 class _StrictSafeLoader(yaml.SafeLoader):
     """PyYAML's SafeLoader that also refuses duplicate keys (a second node with the same
-    id would silently replace the first) and aliases (``*name``: expansion bombs)."""
+    id would silently replace the first), aliases (``*name``: expansion bombs) and nesting
+    deeper than :data:`MAX_DEPTH` (PyYAML composes nodes recursively: ``a: [[[[...]]]]``
+    a few thousand levels deep would raise RecursionError). The depth check runs as the
+    events arrive, so such a document is refused after reading its first levels only."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
@@ -717,7 +734,17 @@ class _StrictSafeLoader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(
                 None, None, "aliases (*name) are not allowed", event.start_mark
             )
-        return super().compose_node(parent, index)
+        nested = self.check_event(yaml.MappingStartEvent, yaml.SequenceStartEvent)
+        if nested:
+            self._depth += 1
+            if self._depth > MAX_DEPTH:
+                event = self.peek_event()  # type: ignore[no-untyped-call]
+                raise yaml.composer.ComposerError(None, None, _too_deep(), event.start_mark)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            if nested:
+                self._depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -731,13 +758,38 @@ class _StrictSafeLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _depth(value: Any) -> int:
+    """How deeply ``value`` (parsed YAML/JSON) nests mappings and lists (iteratively)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: list[Any] = [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level + 1)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def _parse(text: str, fmt: str | None) -> Any:
     if fmt is None:
         fmt = "json" if text.lstrip().startswith("{") else "yaml"
-    if fmt == "json":
-        return _parse_json(text)
-    if fmt != "yaml":
+    if fmt not in ("yaml", "json"):
         raise ValueError(f"fmt must be 'yaml', 'json' or None, not {fmt!r}")
+    try:
+        data = _parse_json(text) if fmt == "json" else _parse_yaml(text)
+    except RecursionError:  # json.loads on a deep document (the YAML loader stops earlier)
+        raise ScenarioError([Problem("document", fmt, _too_deep())]) from None
+    if _depth(data) > MAX_DEPTH:
+        raise ScenarioError([Problem("document", fmt, _too_deep())])
+    return data
+
+
+def _parse_yaml(text: str) -> Any:
     try:
         # A SafeLoader subclass (see _StrictSafeLoader): constructs plain data only.
         return yaml.load(text, Loader=_StrictSafeLoader)  # noqa: S506
@@ -865,6 +917,31 @@ def load_scenario(
         raise ScenarioError(_problem_of(e) for e in exc.errors()) from None
 
 
+def read_scenario_file(path: str | Path) -> str:
+    """The text of a scenario file: UTF-8 (a BOM is dropped), at most
+    :data:`MAX_DOCUMENT_BYTES` bytes (checked before reading it), not yet validated.
+
+    Raises:
+        ScenarioError: the file cannot be read, is too large or is not UTF-8 text.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_DOCUMENT_BYTES + 1)
+    except OSError as exc:
+        raise ScenarioError(
+            [Problem("document", "", f"cannot read {path}: {exc.strerror or exc}")]
+        ) from exc
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise ScenarioError(
+            [Problem("document", "", f"{path} is larger than {MAX_DOCUMENT_BYTES} bytes")]
+        )
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError([Problem("document", "", f"{path} is not UTF-8 text")]) from exc
+
+
 def load_scenario_file(
     path: str | Path,
     *,
@@ -881,18 +958,7 @@ def load_scenario_file(
         ScenarioError: the file cannot be read or is too large, or the document is invalid.
     """
     path = Path(path)
-    try:
-        if path.stat().st_size > MAX_DOCUMENT_BYTES:
-            raise ScenarioError(
-                [Problem("document", "", f"{path} is larger than {MAX_DOCUMENT_BYTES} bytes")]
-            )
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ScenarioError(
-            [Problem("document", "", f"cannot read {path}: {exc.strerror or exc}")]
-        ) from exc
-    except UnicodeDecodeError as exc:
-        raise ScenarioError([Problem("document", "", f"{path} is not UTF-8 text")]) from exc
+    text = read_scenario_file(path)
     if fmt is None:
         suffix = path.suffix.lower()
         fmt = "json" if suffix == ".json" else "yaml" if suffix in (".yaml", ".yml") else None

@@ -53,8 +53,11 @@ class OneOf:
 
         def check(value: str) -> str:
             if value not in allowed:
+                # pydantic fills a template's {name} placeholders with str(value) only (no
+                # !r conversion), one after the other: the message is composed here and
+                # passed as the single placeholder, so braces in the value stay as typed
                 raise PydanticCustomError(
-                    "one_of", "{value!r}: {hint}", {"value": value[:40], "hint": hint}
+                    "one_of", "{detail}", {"detail": f"{value[:40]!r}: {hint}"}
                 )
             return value
 

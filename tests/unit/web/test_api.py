@@ -607,6 +607,38 @@ async def test_hostile_inputs_are_400(client: TestClient, sup: Headers, adm: Hea
     assert resp.status == 405 and "GET" in resp.headers["Allow"]
 
 
+async def test_deeply_nested_scenario_text_is_400(client: TestClient, sup: Headers) -> None:
+    await import_csv(client, sup)
+    for scenario in (
+        "a: " + "[" * 5000 + "]" * 5000,
+        '{"a": ' + "[" * 5000 + "]" * 5000 + "}",
+    ):
+        resp = await client.post(
+            "/api/v1/campaigns", json={**CAMPAIGN, "scenario": scenario}, headers=sup
+        )
+        err = await error_of(resp, 400)
+        assert err["code"] == "invalid"
+        assert "the document is nested too deeply (more than 32 levels)" in err["message"]
+    resp = await client.get("/api/v1/campaigns", headers=sup)
+    assert (await resp.json())["items"] == []
+
+
+async def test_enum_errors_name_the_value(client: TestClient, sup: Headers) -> None:
+    resp = await client.post(
+        "/api/v1/lists/zz/contacts?default_region=ZZ",
+        data=CSV_GOOD.encode("utf-8"),
+        headers={**sup, "Content-Type": "text/csv"},
+    )
+    err = await error_of(resp, 400)
+    assert err["message"].startswith("default_region: 'ZZ': not a region code (ISO 3166-1")
+    assert "{" not in err["message"]
+    resp = await client.post(
+        "/api/v1/campaigns", json={**CAMPAIGN, "deliver_to": "{hint} all"}, headers=sup
+    )
+    err = await error_of(resp, 400)
+    assert "deliver_to: '{hint} all': expected one of both, humans, machines" in err["message"]
+
+
 async def test_errors_have_a_stable_shape(client: TestClient, sup: Headers) -> None:
     resp = await client.get("/api/v1/campaigns/nothing", headers=sup)
     body = await resp.json()
