@@ -27,6 +27,11 @@ timeout, connection error) schedules a retry after an exponential back-off with 
 ``[web] webhook_max_attempts`` tries, then ``failed``. Delivery is at least once: receivers
 drop duplicates by the payload's ``id`` (shared by every delivery of one event).
 
+Retention: the payloads carry the callee's number in clear (E.164), which the CRM needs,
+whereas the opt-out list itself keeps keyed hashes only. A finished delivery (``delivered``
+or ``failed``) is therefore deleted :data:`DELIVERY_KEEP` (30 days) after it finished
+(:func:`purge_deliveries`, run by :class:`DeliveryWorker` at start and then every hour).
+
 The outbox runs on the wall clock (UTC): due times are compared with the real time, even
 when the controller's clock is shifted for calling-window tests.
 """
@@ -50,7 +55,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from voicecast.clock import Clock, SystemClock
@@ -81,6 +86,18 @@ RETRY_BASE = 10.0  # seconds before the first retry
 RETRY_FACTOR = 3.0  # each retry waits this many times longer than the previous one
 RETRY_CAP = 3600.0  # seconds: the longest wait between two tries
 RETRY_JITTER = 0.2  # +-20 % random spread, so retries of many deliveries do not align
+
+DELIVERY_KEEP = timedelta(days=30)
+"""How long a finished delivery (``delivered`` or ``failed``) is kept, counted from when it
+finished, before :func:`purge_deliveries` deletes it with its payload.
+
+A payload holds personal data (the callee's E.164 number, the call's outcome) that the
+receiving CRM needs; once it is delivered, or given up, voicecast keeps it only for the
+console's delivery log (support, "what did we send?") and then deletes it: GDPR art.
+5(1)(c) (data minimisation) and 5(1)(e) (storage limitation). A later ``[web]
+webhook_keep_days`` setting is meant to replace this default."""
+PURGE_INTERVAL = 3600.0
+"""Seconds between two purges of finished deliveries by :class:`DeliveryWorker`."""
 
 
 class WebhookError(VoicecastError):
@@ -407,6 +424,48 @@ def retry_delivery(session: Session, delivery_id: int, now: datetime) -> Webhook
     return delivery
 
 
+def purge_deliveries(session: Session, now: datetime, keep: timedelta = DELIVERY_KEEP) -> int:
+    """Delete the finished deliveries older than ``keep``; return how many were deleted.
+
+    A ``delivered`` delivery goes once its ``delivered_at`` is at or before ``now - keep``;
+    a ``failed`` one once its last try (``last_attempt_at``, else ``created_at``) is. Pending
+    deliveries, however old (a disabled webhook's), are never deleted: they are still to be
+    sent. Storage limitation: see :data:`DELIVERY_KEEP`. Does not commit: run it inside the
+    caller's transaction.
+
+    Args:
+        session: a session in a transaction.
+        now: the current instant, timezone-aware (UTC).
+        keep: how long a finished delivery is kept (positive).
+
+    Raises:
+        ValueError: ``now`` is naive or ``keep`` is not positive.
+    """
+    if now.tzinfo is None:
+        raise ValueError("purge_deliveries needs an aware datetime")
+    if keep <= timedelta(0):
+        raise ValueError(f"keep must be positive, not {keep}")
+    cutoff = now - keep
+    result = session.execute(
+        delete(WebhookDelivery)
+        .where(
+            or_(
+                and_(
+                    WebhookDelivery.status == "delivered",
+                    WebhookDelivery.delivered_at <= cutoff,
+                ),
+                and_(
+                    WebhookDelivery.status == "failed",
+                    func.coalesce(WebhookDelivery.last_attempt_at, WebhookDelivery.created_at)
+                    <= cutoff,
+                ),
+            )
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 # --------------------------------------------------------------------------- signing
 
 
@@ -591,7 +650,8 @@ class DeliveryWorker:
     each with :mod:`aiohttp` (``timeout`` seconds in all, redirects not followed) and
     stores the result (:func:`record_attempt`). Database work runs in worker threads
     (:func:`asyncio.to_thread`) so that neither the outbox nor a slow receiver ever blocks
-    the event loop the dialer shares.
+    the event loop the dialer shares. At start and then every ``purge_interval`` seconds it
+    deletes the deliveries finished more than ``keep`` ago (:func:`purge_deliveries`).
 
     Args:
         sessions: SQLAlchemy session factory.
@@ -599,8 +659,10 @@ class DeliveryWorker:
         max_attempts: tries before ``failed`` (``[web] webhook_max_attempts``).
         concurrency: POSTs in flight at once.
         poll_interval: seconds between looks at the outbox when idle.
-        clock: wall clock for due times (default: the system clock).
+        clock: wall clock for due times and the purge's cutoff (default: the system clock).
         rng: randomness of the back-off jitter (tests pass a seeded one).
+        keep: how long finished deliveries are kept (:data:`DELIVERY_KEEP`).
+        purge_interval: seconds between two purges (:data:`PURGE_INTERVAL`).
     """
 
     def __init__(
@@ -613,8 +675,15 @@ class DeliveryWorker:
         poll_interval: float = POLL_INTERVAL,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        keep: timedelta = DELIVERY_KEEP,
+        purge_interval: float = PURGE_INTERVAL,
     ) -> None:
+        if keep <= timedelta(0):
+            raise ValueError(f"keep must be positive, not {keep}")
         self.sessions = sessions
+        self.keep = keep
+        self.purge_interval = purge_interval
+        self._next_purge = time.monotonic()  # the first purge runs at once
         self.timeout = timeout
         self.max_attempts = max_attempts
         self.concurrency = concurrency
@@ -640,6 +709,7 @@ class DeliveryWorker:
             try:
                 while True:
                     self._wake.clear()
+                    await self._purge_if_due()
                     try:
                         await self._fill(http)
                     except Exception:
@@ -650,6 +720,25 @@ class DeliveryWorker:
                 for task in list(self._inflight):
                     task.cancel()
                 await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def _purge_if_due(self) -> None:
+        """Run :func:`purge_deliveries` when ``purge_interval`` seconds (monotonic) have
+        passed since the last one; a failure is logged and tried again at the next one."""
+        if time.monotonic() < self._next_purge:
+            return
+        self._next_purge = time.monotonic() + self.purge_interval
+        now = self.clock.now()
+        try:
+            purged = await asyncio.to_thread(
+                self._db, lambda s: purge_deliveries(s, now, self.keep)
+            )
+        except Exception:
+            log.exception("webhook outbox: cannot purge finished deliveries")
+            return
+        if purged:
+            log.info(
+                "webhook outbox: deleted %d delivery(ies) finished over %s ago", purged, self.keep
+            )
 
     async def _fill(self, http: aiohttp.ClientSession) -> None:
         free = self.concurrency - len(self._inflight)

@@ -35,6 +35,7 @@ from voicecast.storage.models import (
 )
 from voicecast.webhooks import (
     DELIVERY_HEADER,
+    DELIVERY_KEEP,
     EVENT_HEADER,
     RETRY_CAP,
     SIGNATURE_HEADER,
@@ -43,6 +44,7 @@ from voicecast.webhooks import (
     delivery_counts,
     enqueue_event,
     enqueue_test,
+    purge_deliveries,
     retry_delay,
     sign,
     verify_signature,
@@ -297,6 +299,85 @@ async def test_disabled_webhooks_wait_and_test_events_go_to_one_receiver(
         await _until(lambda: _deliveries(sessions)[0].status == "delivered")
     assert [h["path"] for h in rec.seen] == ["/one"]
     assert rec.seen[0]["event"] == "webhook.test" and rec.seen[0]["verified"]
+
+
+# --------------------------------------------------------------------------- retention
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+def _finished(
+    sessions: sessionmaker[Session], webhook_id: int, status: str, finished: datetime | None
+) -> int:
+    """A delivery in ``status``, finished (delivered or last tried) at ``finished``."""
+    with sessions() as s, s.begin():
+        d = WebhookDelivery(
+            webhook_id=webhook_id,
+            event_id="00000000-0000-4000-8000-000000000000",
+            event_type="optout.created",
+            payload={"data": {"number": "+33199000010"}},
+            status=status,
+            attempts=0 if status == "pending" else 1,
+            next_attempt_at=finished if status == "pending" else None,
+            last_attempt_at=finished if status != "pending" else None,
+            delivered_at=finished if status == "delivered" else None,
+            created_at=(finished or T0) - timedelta(minutes=5),
+        )
+        s.add(d)
+        s.flush()
+        return d.id
+
+
+def test_purge_deletes_finished_deliveries_after_the_keep_period(
+    sessions: sessionmaker[Session],
+) -> None:
+    hook = _hook(sessions, "https://crm.example.invalid/hook")
+    _finished(sessions, hook, "delivered", T0)  # both deleted at 30 days
+    _finished(sessions, hook, "failed", T0)
+    recent_delivered = _finished(sessions, hook, "delivered", T0 + timedelta(days=10))
+    recent_failed = _finished(sessions, hook, "failed", T0 + timedelta(days=10))
+    old_pending = _finished(sessions, hook, "pending", T0)  # still to send: kept
+    assert timedelta(days=30) == DELIVERY_KEEP
+    with sessions() as s, s.begin():
+        # one second short of 30 days: nothing goes
+        assert purge_deliveries(s, T0 + DELIVERY_KEEP - timedelta(seconds=1)) == 0
+    with sessions() as s, s.begin():
+        assert purge_deliveries(s, T0 + DELIVERY_KEEP) == 2
+    assert [d.id for d in _deliveries(sessions)] == [recent_delivered, recent_failed, old_pending]
+    with sessions() as s, s.begin():  # a shorter keep (the later [web] setting)
+        assert purge_deliveries(s, T0 + timedelta(days=11), keep=timedelta(days=1)) == 2
+    assert [d.id for d in _deliveries(sessions)] == [old_pending]
+    with sessions() as s, pytest.raises(ValueError, match="aware"):
+        purge_deliveries(s, datetime(2026, 4, 1))
+    with sessions() as s, pytest.raises(ValueError, match="positive"):
+        purge_deliveries(s, T0, keep=timedelta(0))
+
+
+async def test_the_worker_purges_at_start_and_then_periodically(
+    sessions: sessionmaker[Session],
+) -> None:
+    hook = _hook(sessions, "https://crm.example.invalid/hook")
+    _finished(sessions, hook, "delivered", T0)
+    second = _finished(sessions, hook, "failed", T0 + timedelta(days=20))
+    clock = ManualClock(T0 + timedelta(days=31))
+    worker = DeliveryWorker(sessions, poll_interval=0.02, clock=clock, purge_interval=0.2)
+    async with Running(worker):
+        await _until(lambda: [d.id for d in _deliveries(sessions)] == [second])
+        clock.advance(timedelta(days=20).total_seconds())  # the second one is now 31 days old
+        await _until(lambda: _deliveries(sessions) == [])
+
+
+async def test_the_worker_purges_at_most_once_per_interval(
+    sessions: sessionmaker[Session],
+) -> None:
+    hook = _hook(sessions, "https://crm.example.invalid/hook")
+    clock = ManualClock(T0 + timedelta(days=31))
+    worker = DeliveryWorker(sessions, poll_interval=0.02, clock=clock)  # hourly
+    async with Running(worker):
+        await asyncio.sleep(0.1)  # the purge at start has run
+        _finished(sessions, hook, "delivered", T0)
+        await asyncio.sleep(0.3)  # many polls, no second purge within the hour
+        assert len(_deliveries(sessions)) == 1
 
 
 # --------------------------------------------------------------------------- the hooks

@@ -84,3 +84,19 @@ async def test_opt_out_page_in_french(
     resp = await client.get("/optouts", headers={"Accept-Language": "fr-FR,fr;q=0.9"})
     html = await resp.text()
     assert "Liste d&#39;opposition" in html and "Rechercher" in html
+
+
+async def test_page_says_where_plain_numbers_go_and_for_how_long(
+    client: TestClient, runtime: Runtime, viewer: Account
+) -> None:
+    await login_as(client, runtime, viewer)
+    html = await (await client.get("/optouts")).text()
+    assert "They are kept as keyed hashes only" not in html
+    assert "The opt-out list keeps keyed hashes only" in html
+    assert (
+        "Webhook deliveries carry the number to your CRM and are deleted 30 days after they end."
+        in html
+    )
+    resp = await client.get("/optouts", headers={"Accept-Language": "fr-FR,fr;q=0.9"})
+    html = await resp.text()
+    assert "sont supprimés 30 jours après leur fin" in html

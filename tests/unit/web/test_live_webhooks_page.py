@@ -37,6 +37,7 @@ async def test_only_admins_see_the_page(
     assert resp.status == 200
     html = await resp.text()
     assert 'id="webhook-form"' in html and 'id="deliveries"' in html
+    assert "are deleted 30 days after they end" in html  # webhooks.DELIVERY_KEEP
 
 
 async def test_adding_a_webhook_shows_its_secret_once(
