@@ -9,7 +9,10 @@ Routes (HTML unless said otherwise):
   (supervisor) the Start / Pause / Resume / Stop buttons that apply to its status.
 * ``POST /campaigns/{name}/start|pause|resume|stop``: as ``voicecast campaign
   start|pause|stop`` (resume = start of a paused campaign, as the CLI does it); stop asks
-  for a confirmation first (``confirm=yes``).
+  for a confirmation first (``confirm=yes``), which ``GET /campaigns/{name}/stop`` also
+  shows (a reload of the confirmation page). An action that no longer applies (the status
+  changed since the page was shown) re-shows the campaign page in its current state with
+  the reason in ``#action-error`` (409).
 * ``GET /campaigns/{name}/check``: ``voicecast campaign check`` (dry run, nothing written).
 * ``GET /campaigns/{name}/report``: per-contact results, paginated;
   ``GET /campaigns/{name}/report.csv``: the same columns as ``voicecast report --format
@@ -44,12 +47,14 @@ from voicecast.campaigns.service import (
     set_status,
     start_campaign,
 )
-from voicecast.compliance.types import LEGAL_BASES, Audience, Purpose, reason_text
+from voicecast.compliance.types import LEGAL_BASES, REASON_TEXT, Audience, Purpose, reason_text
+from voicecast.csvsafe import neutralise_row
 from voicecast.dialer.policy import AMD_CHOICES_NOTSURE, AMD_CHOICES_SILENCE, DELIVER_CHOICES
 from voicecast.errors import VoicecastError
 from voicecast.storage.models import AudioMessage, Campaign, Contact, ContactList
 from voicecast.web.console_common import field, gate_env, pager, report_zone, time_formatter
-from voicecast.web.server import HTTPProblem, context, db_call, render, require
+from voicecast.web.live import AMD_LABELS, OUTCOME_LABELS, STATUS_CODES
+from voicecast.web.server import HTTPProblem, context, db_call, gettext, render, require
 
 ACTIONS: dict[str, tuple[str, ...]] = {
     "start": ("draft", "stopped"),
@@ -58,6 +63,57 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     "stop": ("draft", "running", "paused"),
 }
 """Action -> the campaign statuses it applies to (``set_status`` / ``start_campaign``)."""
+ACTION_LABELS: dict[str, str] = {
+    "start": "Start",
+    "resume": "Resume",
+    "pause": "Pause",
+    "stop": "Stop",
+}
+"""Action -> its button's English text (translated with the page)."""
+
+PURPOSE_LABELS: dict[str, str] = {
+    Purpose.INFORMATIONAL.value: "Informational (service notice)",
+    Purpose.MARKETING.value: "Marketing (canvassing)",
+}
+AUDIENCE_LABELS: dict[str, str] = {
+    Audience.B2C.value: "Consumers (B2C)",
+    Audience.B2B.value: "Professionals (B2B)",
+}
+LEGAL_BASIS_LABELS: dict[str, str] = {
+    "consent": "Consent (a)",
+    "contract": "Contract (b)",
+    "legal_obligation": "Legal obligation (c)",
+    "vital_interest": "Vital interests (d)",
+    "public_task": "Public task (e)",
+    "legitimate_interest": "Legitimate interests (f)",
+}
+"""GDPR art. 6(1) bases, with the point of the article that gives each."""
+DELIVER_LABELS: dict[str, str] = {
+    "both": "People and answering machines",
+    "humans": "People only",
+    "machines": "Answering machines only (voicemail drop)",
+}
+AMD_POLICY_LABELS: dict[str, str] = {
+    "human": OUTCOME_LABELS["human"],
+    "machine": OUTCOME_LABELS["machine"],
+    "no_answer": OUTCOME_LABELS["no_answer"],
+    "hangup": "Hang up (no answer)",
+}
+"""What a silent or a not-sure AMD answer counts as (the outcomes' own labels)."""
+VALUE_LABELS: dict[str, dict[str, str]] = {
+    "purpose": PURPOSE_LABELS,
+    "audience": AUDIENCE_LABELS,
+    "legal_basis": LEGAL_BASIS_LABELS,
+    "deliver_to": DELIVER_LABELS,
+    "amd_policy": AMD_POLICY_LABELS,
+    "outcome": OUTCOME_LABELS,
+    "amd_status": AMD_LABELS,
+    "reason": {reason.value: text for reason, text in REASON_TEXT.items()},
+    "status": {code: code for code in STATUS_CODES},
+}
+"""Kind -> stored code -> English label, shown translated on the campaign pages (the
+outcome, AMD status, gate reason and status texts are the live dashboard's, translated
+once). Codes stay the form values and the ``data-*`` attributes."""
 
 INT_FIELDS = {
     "max_channels": "max channels",
@@ -99,9 +155,6 @@ TEXT_FIELDS = (
 )
 FORM_FIELDS = (*TEXT_FIELDS, *INT_FIELDS, *FLOAT_FIELDS)
 
-_PLAIN_NUMBER_RE = re.compile(r"[+-]?[0-9]+(?:[.,][0-9]+)?")
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
 
 def setup(app: web.Application) -> None:
     """Register the campaign and report routes."""
@@ -109,10 +162,21 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/campaigns/new", new_campaign_page)
     app.router.add_post("/campaigns", create_campaign_action)
     app.router.add_get("/campaigns/{name}", campaign_page)
+    app.router.add_get("/campaigns/{name}/stop", stop_page)
     app.router.add_post("/campaigns/{name}/{action:start|pause|resume|stop}", campaign_action)
     app.router.add_get("/campaigns/{name}/check", check_page)
     app.router.add_get("/campaigns/{name}/report", report_page)
     app.router.add_get("/campaigns/{name}/report.csv", report_csv)
+
+
+def value_labels(request: web.Request) -> dict[str, dict[str, str]]:
+    """:data:`VALUE_LABELS` translated into the request's language (kind -> code -> text);
+    templates show ``labels.<kind>.get(code, code)``, so an unknown code shows as it is."""
+    _ = gettext(request)
+    return {
+        kind: {code: _(text) for code, text in table.items()}
+        for kind, table in VALUE_LABELS.items()
+    }
 
 
 def campaign_url(name: str, suffix: str = "") -> str:
@@ -155,7 +219,11 @@ async def campaigns_page(request: web.Request) -> web.Response:
 
     rows = await db_call(request, load)
     return render(
-        request, "campaigns.html", campaigns=rows, when=time_formatter(report_zone(request))
+        request,
+        "campaigns.html",
+        campaigns=rows,
+        labels=value_labels(request),
+        when=time_formatter(report_zone(request)),
     )
 
 
@@ -212,6 +280,7 @@ async def _render_form(
         status=400 if error else 200,
         values=values,
         error=error,
+        labels=value_labels(request),
         **choices,
     )
 
@@ -400,7 +469,56 @@ async def campaign_page(request: web.Request) -> web.Response:
     require(request, "viewer")
     name = request.match_info["name"]
     view = await _campaign_view(request, name)
-    return render(request, "campaign.html", when=time_formatter(report_zone(request)), **view)
+    return render(
+        request,
+        "campaign.html",
+        labels=value_labels(request),
+        when=time_formatter(report_zone(request)),
+        **view,
+    )
+
+
+async def _campaign_error_page(
+    request: web.Request, name: str, message: str, status: int
+) -> web.Response:
+    """The details page of campaign ``name`` as it is now, with ``message`` in
+    ``#action-error``, answered with HTTP ``status``."""
+    view = await _campaign_view(request, name)
+    return render(
+        request,
+        "campaign.html",
+        status=status,
+        action_error=message,
+        labels=value_labels(request),
+        when=time_formatter(report_zone(request)),
+        **view,
+    )
+
+
+async def _stale_action(request: web.Request, name: str, action: str, status: str) -> web.Response:
+    """The answer to an action that does not apply to the campaign's ``status`` (a button
+    shown before the status changed): the details page in its current state, with the
+    reason, 409 Conflict (RFC 9110 §15.5.10)."""
+    _ = gettext(request)
+    message = _(
+        "This campaign is now {status}: “{action}” no longer applies. The page shows its "
+        "current state.",
+        status=_(status),
+        action=_(ACTION_LABELS[action]),
+    )
+    return await _campaign_error_page(request, name, message, 409)
+
+
+async def stop_page(request: web.Request) -> web.Response:
+    """``GET /campaigns/{name}/stop`` (supervisor): the stop confirmation page (what ``POST``
+    without ``confirm=yes`` shows; a reload of that page lands here); the campaign page with
+    the reason (409) when stop does not apply to its status."""
+    require(request, "supervisor")
+    name = request.match_info["name"]
+    status = await db_call(request, lambda s: get_campaign(s, name).status)
+    if status not in ACTIONS["stop"]:
+        return await _stale_action(request, name, "stop", status)
+    return render(request, "campaign_stop.html", name=name, url=campaign_url(name))
 
 
 async def campaign_action(request: web.Request) -> web.StreamResponse:
@@ -408,8 +526,9 @@ async def campaign_action(request: web.Request) -> web.StreamResponse:
 
     Start and resume run :func:`start_campaign` with the gate's campaign-level checks (as
     ``voicecast campaign start``); pause and stop run :func:`set_status`. An action that
-    does not apply to the status is refused (409); a refused start re-shows the page with
-    the problems (400). Stop without ``confirm=yes`` shows a confirmation page.
+    does not apply to the status (a stale button) re-shows the campaign page as it is now
+    with the reason in ``#action-error`` (409); a refused start re-shows the page with the
+    problems (400). Stop without ``confirm=yes`` shows a confirmation page.
     """
     require(request, "supervisor")
     name = request.match_info["name"]
@@ -417,9 +536,7 @@ async def campaign_action(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     status = await db_call(request, lambda s: get_campaign(s, name).status)
     if status not in ACTIONS[action]:
-        raise HTTPProblem(
-            409, "conflict", f"campaign {name!r} is {status}: {action} does not apply"
-        )
+        return await _stale_action(request, name, action, status)
     if action == "stop" and field(form, "confirm") != "yes":
         return render(request, "campaign_stop.html", name=name, url=campaign_url(name))
     try:
@@ -431,15 +548,7 @@ async def campaign_action(request: web.Request) -> web.StreamResponse:
             new_status = "paused" if action == "pause" else "stopped"
             await db_call(request, lambda s: set_status(s, name, new_status))
     except VoicecastError as exc:
-        view = await _campaign_view(request, name)
-        return render(
-            request,
-            "campaign.html",
-            status=400,
-            action_error=str(exc),
-            when=time_formatter(report_zone(request)),
-            **view,
-        )
+        return await _campaign_error_page(request, name, str(exc), 400)
     raise web.HTTPSeeOther(campaign_url(name))
 
 
@@ -517,36 +626,21 @@ async def report_page(request: web.Request) -> web.Response:
         csv_url=campaign_url(name, "/report.csv"),
         rows=rows[page.offset : page.offset + page.size],
         page=page,
+        labels=value_labels(request),
         when=time_formatter(zone),
     )
 
 
-def neutralise_cell(value: object) -> object:
-    """A CSV cell safe to open in a spreadsheet (OWASP "CSV Injection").
-
-    Text starting with ``=``, ``+``, ``-``, ``@``, tab or CR gets a leading apostrophe, so
-    Excel and LibreOffice read it as text and never as a formula. A plain signed number
-    (``+33199000010``, ``-5``, ``1.5``) is left as it is: it cannot hold a formula, and E.164
-    numbers keep their usual form. Other values are returned unchanged.
-    """
-    if (
-        isinstance(value, str)
-        and value.startswith(_FORMULA_STARTS)
-        and not _PLAIN_NUMBER_RE.fullmatch(value)
-    ):
-        return "'" + value
-    return value
-
-
 def report_csv_text(rows: list[dict[str, Any]]) -> str:
     """The report as CSV text: a BOM, the header :data:`REPORT_COLUMNS`, CRLF lines
-    (RFC 4180), every cell through :func:`neutralise_cell`."""
+    (RFC 4180), every cell through :func:`voicecast.csvsafe.neutralise_cell` (OWASP CSV
+    Injection)."""
     buf = io.StringIO()
     buf.write("\ufeff")
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(REPORT_COLUMNS)
     for row in rows:
-        writer.writerow([neutralise_cell(row[column]) for column in REPORT_COLUMNS])
+        writer.writerow(neutralise_row(row[column] for column in REPORT_COLUMNS))
     return buf.getvalue()
 
 
