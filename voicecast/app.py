@@ -9,7 +9,7 @@ import posixpath
 import signal
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -329,6 +329,7 @@ async def serve_forever(runtime: Runtime) -> None:
         runtime.sessions,
         timeout=runtime.settings.web.webhook_timeout,
         max_attempts=runtime.settings.web.webhook_max_attempts,
+        keep=timedelta(days=runtime.settings.web.webhook_keep_days),
     )
     webhooks = asyncio.create_task(worker.run(), name="webhooks")
     try:

@@ -265,6 +265,12 @@ class WebSettings(_Section):
     tls_key: str = Field("", description="PEM private key file of tls_cert")
     webhook_timeout: float = Field(10.0, gt=0, le=120, description="seconds per POST")
     webhook_max_attempts: int = Field(8, ge=1, le=30, description="tries before giving up")
+    webhook_keep_days: int = Field(
+        30,
+        ge=1,
+        le=3650,
+        description="days a finished webhook delivery (it carries the number) is kept",
+    )
 
 
 class Settings(_Section):
@@ -496,4 +502,5 @@ tls_cert = ""                 # PEM files: serve HTTPS directly
 tls_key = ""
 webhook_timeout = 10.0        # seconds per webhook POST
 webhook_max_attempts = 8      # tries (with back-off) before a delivery is marked failed
+webhook_keep_days = 30        # finished deliveries (they carry the number) are then deleted
 """

@@ -8,7 +8,7 @@ Routes:
   (:func:`~voicecast.compliance.numberfile.parse_number` with the region, E.164) and looked
   up by its keyed hash (:func:`~voicecast.compliance.suppression.opt_out_record`): the
   opt-out list never stores the plain number. (An ``optout.created`` webhook delivery
-  carries it to the CRM and is deleted :data:`voicecast.webhooks.DELIVERY_KEEP` after it
+  carries it to the CRM and is deleted ``[web] webhook_keep_days`` after it
   ends; the page says so.)
 * ``POST /optouts`` (``number``, ``region``, ``note``): put the number on the list as
   ``voicecast optout add`` does, with the source ``console``
@@ -31,7 +31,6 @@ from voicecast.errors import VoicecastError
 from voicecast.storage.models import Campaign, OptOut
 from voicecast.web.console_common import field, pager, report_zone, time_formatter
 from voicecast.web.server import context, db_call, render, require
-from voicecast.webhooks import DELIVERY_KEEP
 
 SOURCE = "console"
 """The opt-out source recorded for numbers added on this page."""
@@ -146,7 +145,7 @@ async def _page(
         search_error=search_error,
         added=added,
         form=form_values or {"number": "", "region": "FR", "note": ""},
-        webhook_keep_days=DELIVERY_KEEP.days,
+        webhook_keep_days=context(request).runtime.settings.web.webhook_keep_days,
         add_error=add_error,
         when=time_formatter(report_zone(request)),
     )

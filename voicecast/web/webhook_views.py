@@ -98,7 +98,7 @@ async def _page(
         event_types=webhooks.EVENT_TYPES,
         statuses=webhooks.DELIVERY_STATUSES,
         status_labels=status_labels,
-        keep_days=webhooks.DELIVERY_KEEP.days,
+        keep_days=context(request).runtime.settings.web.webhook_keep_days,
         filter_status=delivery_status or "",
         filter_webhook=webhook_id,
         notice=notices.get(request.query.get("done", "")),

@@ -100,3 +100,12 @@ async def test_page_says_where_plain_numbers_go_and_for_how_long(
     resp = await client.get("/optouts", headers={"Accept-Language": "fr-FR,fr;q=0.9"})
     html = await resp.text()
     assert "sont supprimés 30 jours après leur fin" in html
+
+
+async def test_the_stated_webhook_retention_is_the_configured_one(
+    client: TestClient, runtime: Runtime, viewer: Account
+) -> None:
+    runtime.settings.web.webhook_keep_days = 7
+    await login_as(client, runtime, viewer)
+    html = await (await client.get("/optouts")).text()
+    assert "are deleted 7 days after they end" in html
