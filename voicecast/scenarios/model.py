@@ -65,6 +65,7 @@ from pydantic_core import ErrorDetails
 from voicecast.audio.library import NAME_RE as AUDIO_NAME_RE
 from voicecast.audio.tts import TtsError, parse_markup
 from voicecast.errors import VoicecastError
+from voicecast.nesting import nesting_depth
 from voicecast.pbx.validation import E164_RE, EXTENSION_RE, QUEUE_RE
 
 MAX_STEPS = 200
@@ -758,23 +759,6 @@ class _StrictSafeLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _depth(value: Any) -> int:
-    """How deeply ``value`` (parsed YAML/JSON) nests mappings and lists (iteratively)."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            children: list[Any] = [*item.keys(), *item.values()]
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, level + 1)
-        stack.extend((child, level + 1) for child in children)
-    return deepest
-
-
 def _parse(text: str, fmt: str | None) -> Any:
     if fmt is None:
         fmt = "json" if text.lstrip().startswith("{") else "yaml"
@@ -784,7 +768,7 @@ def _parse(text: str, fmt: str | None) -> Any:
         data = _parse_json(text) if fmt == "json" else _parse_yaml(text)
     except RecursionError:  # json.loads on a deep document (the YAML loader stops earlier)
         raise ScenarioError([Problem("document", fmt, _too_deep())]) from None
-    if _depth(data) > MAX_DEPTH:
+    if nesting_depth(data) > MAX_DEPTH:
         raise ScenarioError([Problem("document", fmt, _too_deep())])
     return data
 

@@ -39,6 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from voicecast import __version__
 from voicecast.compliance.keys import HashKeyError
 from voicecast.errors import ConfigError
+from voicecast.nesting import nesting_depth
 from voicecast.web.accounts import Principal
 from voicecast.web.server import HTTPProblem, require
 
@@ -409,26 +410,9 @@ async def read_json(request: web.Request) -> Any:
         raise _invalid(f"body: nested deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError as exc:
         raise _invalid(f"body: invalid JSON ({exc})") from None
-    if _depth(data) > MAX_JSON_DEPTH:
+    if nesting_depth(data) > MAX_JSON_DEPTH:
         raise _invalid(f"body: nested deeper than {MAX_JSON_DEPTH} levels")
     return data
-
-
-def _depth(value: Any) -> int:
-    """How deeply ``value`` (decoded JSON) nests arrays and objects (iteratively)."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            children: list[Any] = list(item.values())
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        deepest = max(deepest, level + 1)
-        stack.extend((child, level + 1) for child in children)
-    return deepest
 
 
 def _json_response(model: BaseModel, status: int) -> web.Response:
