@@ -6,12 +6,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from voicecast.storage.models import ROLES, ApiToken, User, Webhook, WebhookDelivery
 from voicecast.web import accounts
-from voicecast.web.api_common import IdPath, OneOf, now, scalars_page
+from voicecast.web.api_common import IdPath, OneOf, answer_page, now
 from voicecast.web.openapi import (
     Call,
     Page,
@@ -19,7 +19,6 @@ from voicecast.web.openapi import (
     RequestModel,
     ResponseModel,
     RouteGroup,
-    page_answer,
 )
 from voicecast.web.server import HTTPProblem, db_call
 from voicecast.webhooks import EVENT_TYPES, create_webhook, delete_webhook, get_webhook
@@ -87,14 +86,9 @@ def _user(u: User) -> UserItem:
 )
 async def list_users(call: Call) -> UserPage:
     """Every account, by name: role, two-factor enrolment, lockout, last login."""
-    page = call.query_as(PageQuery)
-
-    def work(s: Session) -> tuple[int, list[UserItem]]:
-        total, rows = scalars_page(s, select(User).order_by(User.name), page)
-        return total, [_user(u) for u in rows]
-
-    total, items = await db_call(call.request, work)
-    return page_answer(UserPage, call.request, page, total, items)
+    return await answer_page(
+        call, UserPage, select(User).order_by(User.name), lambda _s, row: _user(row[0])
+    )
 
 
 @user_routes.post(
@@ -171,20 +165,12 @@ def _token(t: ApiToken) -> dict[str, Any]:
 )
 async def list_tokens(call: Call) -> TokenPage:
     """The caller's own API tokens, newest first (revoked ones included)."""
-    page = call.query_as(PageQuery)
-    user_id = call.user.user_id
     stmt = (
         select(ApiToken)
-        .where(ApiToken.user_id == user_id)
+        .where(ApiToken.user_id == call.user.user_id)
         .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
     )
-
-    def work(s: Session) -> tuple[int, list[TokenItem]]:
-        total, rows = scalars_page(s, stmt, page)
-        return total, [TokenItem(**_token(t)) for t in rows]
-
-    total, items = await db_call(call.request, work)
-    return page_answer(TokenPage, call.request, page, total, items)
+    return await answer_page(call, TokenPage, stmt, lambda _s, row: TokenItem(**_token(row[0])))
 
 
 @token_routes.post(
@@ -317,14 +303,12 @@ def _webhook(h: Webhook) -> dict[str, Any]:
 )
 async def list_webhooks(call: Call) -> WebhookPage:
     """The receivers, oldest first (without their secrets)."""
-    page = call.query_as(PageQuery)
-
-    def work(s: Session) -> tuple[int, list[WebhookItem]]:
-        total, rows = scalars_page(s, select(Webhook).order_by(Webhook.id), page)
-        return total, [WebhookItem(**_webhook(h)) for h in rows]
-
-    total, items = await db_call(call.request, work)
-    return page_answer(WebhookPage, call.request, page, total, items)
+    return await answer_page(
+        call,
+        WebhookPage,
+        select(Webhook).order_by(Webhook.id),
+        lambda _s, row: WebhookItem(**_webhook(row[0])),
+    )
 
 
 @webhook_routes.post(
@@ -362,6 +346,23 @@ async def delete_webhook_(call: Call) -> None:
     await db_call(call.request, lambda s: delete_webhook(s, hook_id))
 
 
+def _delivery(d: WebhookDelivery) -> DeliveryItem:
+    return DeliveryItem(
+        id=d.id,
+        event_id=d.event_id,
+        event_type=d.event_type,
+        status=d.status,
+        attempts=d.attempts,
+        next_attempt_at=d.next_attempt_at,
+        last_attempt_at=d.last_attempt_at,
+        last_status=d.last_status,
+        last_error=d.last_error,
+        created_at=d.created_at,
+        delivered_at=d.delivered_at,
+        payload=dict(d.payload or {}),
+    )
+
+
 @webhook_routes.get(
     "/api/v1/webhooks/{id}/deliveries",
     "List a webhook's deliveries",
@@ -374,33 +375,13 @@ async def list_deliveries(call: Call) -> DeliveryPage:
     """The deliveries to one receiver, newest first: status, tries, last HTTP status or
     error, the payload."""
     hook_id = call.path_as(IdPath).id
-    page = call.query_as(PageQuery)
 
-    def work(s: Session) -> tuple[int, list[DeliveryItem]]:
-        get_webhook(s, hook_id)
-        stmt = (
+    def deliveries(s: Session) -> Select[*tuple[Any, ...]]:
+        get_webhook(s, hook_id)  # 404 for an unknown webhook
+        return (
             select(WebhookDelivery)
             .where(WebhookDelivery.webhook_id == hook_id)
             .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc())
         )
-        total, rows = scalars_page(s, stmt, page)
-        return total, [
-            DeliveryItem(
-                id=d.id,
-                event_id=d.event_id,
-                event_type=d.event_type,
-                status=d.status,
-                attempts=d.attempts,
-                next_attempt_at=d.next_attempt_at,
-                last_attempt_at=d.last_attempt_at,
-                last_status=d.last_status,
-                last_error=d.last_error,
-                created_at=d.created_at,
-                delivered_at=d.delivered_at,
-                payload=dict(d.payload or {}),
-            )
-            for d in rows
-        ]
 
-    total, items = await db_call(call.request, work)
-    return page_answer(DeliveryPage, call.request, page, total, items)
+    return await answer_page(call, DeliveryPage, deliveries, lambda _s, row: _delivery(row[0]))

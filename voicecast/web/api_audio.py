@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from voicecast.audio.convert import AudioError
 from voicecast.audio.library import NAME_RE, NAME_RULE, add_audio
 from voicecast.storage.models import AudioMessage
-from voicecast.web.api_common import save_upload, scalars_page, temp_folder
+from voicecast.web.api_common import answer_page, save_upload, temp_folder
 from voicecast.web.openapi import (
     Call,
     Page,
@@ -21,7 +21,6 @@ from voicecast.web.openapi import (
     ResponseModel,
     RouteGroup,
     Upload,
-    page_answer,
 )
 from voicecast.web.server import HTTPProblem, context, db_call
 
@@ -101,14 +100,12 @@ def _item(msg: AudioMessage) -> AudioItem:
 )
 async def list_audio(call: Call) -> AudioPage:
     """The audio messages, by name: length, source, checksum."""
-    page = call.query_as(PageQuery)
-
-    def work(s: Session) -> tuple[int, list[AudioItem]]:
-        total, rows = scalars_page(s, select(AudioMessage).order_by(AudioMessage.name), page)
-        return total, [_item(m) for m in rows]
-
-    total, items = await db_call(call.request, work)
-    return page_answer(AudioPage, call.request, page, total, items)
+    return await answer_page(
+        call,
+        AudioPage,
+        select(AudioMessage).order_by(AudioMessage.name),
+        lambda _s, row: _item(row[0]),
+    )
 
 
 @routes.post(

@@ -37,10 +37,10 @@ from voicecast.web.api_common import (
     NamePath,
     OneOf,
     Region,
+    answer_page,
     blank_to_none,
     gate,
     now,
-    paginate,
 )
 from voicecast.web.openapi import (
     Call,
@@ -442,15 +442,12 @@ def _spec(body: CampaignCreate, call: Call) -> CampaignSpec:
 )
 async def list_campaigns(call: Call) -> CampaignPage:
     """The campaigns, oldest first, with status and progress."""
-    page = call.query_as(PageQuery)
-    stmt = select(Campaign).order_by(Campaign.created_at, Campaign.id)
-
-    def work(s: Session) -> tuple[int, list[CampaignItem]]:
-        total, rows = paginate(s, stmt, page)
-        return total, [CampaignItem(**_item_fields(s, c)) for (c,) in rows]
-
-    total, items = await db_call(call.request, work)
-    return page_answer(CampaignPage, call.request, page, total, items)
+    return await answer_page(
+        call,
+        CampaignPage,
+        select(Campaign).order_by(Campaign.created_at, Campaign.id),
+        lambda s, row: CampaignItem(**_item_fields(s, row[0])),
+    )
 
 
 @routes.post(

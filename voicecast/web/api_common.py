@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePath
@@ -25,12 +25,20 @@ from pydantic import (
 )
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, PydanticCustomError, core_schema
-from sqlalchemy import Select, func, select
+from sqlalchemy import Row, Select, func, select
 from sqlalchemy.orm import Session
 
 from voicecast.campaigns.compliance import GateEnv
-from voicecast.web.openapi import MAX_ID, PageQuery, RequestModel, Upload
-from voicecast.web.server import HTTPProblem, context
+from voicecast.web.openapi import (
+    MAX_ID,
+    Call,
+    P,
+    PageQuery,
+    RequestModel,
+    Upload,
+    page_answer,
+)
+from voicecast.web.server import HTTPProblem, context, db_call
 
 T = TypeVar("T")
 
@@ -117,12 +125,30 @@ def paginate(
     return total, rows
 
 
-def scalars_page(
-    session: Session, stmt: Select[*tuple[Any, ...]], page: PageQuery
-) -> tuple[int, list[Any]]:
-    """:func:`paginate` for a one-entity SELECT: ``(total, entities of this page)``."""
-    total, rows = paginate(session, stmt, page)
-    return total, [row[0] for row in rows]
+async def answer_page(
+    call: Call,
+    model: type[P],
+    query: Select[*tuple[Any, ...]] | Callable[[Session], Select[*tuple[Any, ...]]],
+    item: Callable[[Session, Row[*tuple[Any, ...]]], Any],
+) -> P:
+    """The answer of a list endpoint: the page the call's :class:`PageQuery` asks for.
+
+    Args:
+        model: the page model (``items``, ``total``, ``limit``, ``offset``, ``next``).
+        query: the ordered SELECT, or a function building it in the session (it may look
+            objects up first and raise, e.g. ``NotFoundError`` for a 404).
+        item: the page item of one result row (``row[0]`` for a one-entity SELECT), given
+            the session too.
+    """
+    page = call.query_as(PageQuery)
+
+    def work(s: Session) -> tuple[int, list[Any]]:
+        stmt = query(s) if callable(query) else query
+        total, rows = paginate(s, stmt, page)
+        return total, [item(s, row) for row in rows]
+
+    total, items = await db_call(call.request, work)
+    return page_answer(model, call.request, page, total, items)
 
 
 async def gate(request: web.Request) -> GateEnv:

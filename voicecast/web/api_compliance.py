@@ -8,10 +8,10 @@ a number is looked up by hashing it with the same key.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from voicecast.compliance.consent import (
@@ -25,7 +25,7 @@ from voicecast.compliance.numberfile import parse_number
 from voicecast.compliance.suppression import add_opt_out, opt_out_record
 from voicecast.compliance.types import Purpose
 from voicecast.storage.models import Campaign, Consent, OptOut
-from voicecast.web.api_common import Instant, OneOf, Region, hash_key, paginate
+from voicecast.web.api_common import Instant, OneOf, Region, answer_page, hash_key
 from voicecast.web.openapi import (
     Call,
     Page,
@@ -33,7 +33,6 @@ from voicecast.web.openapi import (
     RequestModel,
     ResponseModel,
     RouteGroup,
-    page_answer,
 )
 from voicecast.web.server import db_call
 
@@ -126,28 +125,23 @@ def _campaign_name(s: Session, campaign_id: int | None) -> str | None:
 async def list_optouts(call: Call) -> OptOutPage:
     """The opt-out list, newest first: hash, when, how, which campaign (numbers are not
     stored; look one up with GET /api/v1/optouts/{number})."""
-    page = call.query_as(PageQuery)
     stmt = (
         select(OptOut, Campaign.name)
         .outerjoin(Campaign, Campaign.id == OptOut.campaign_id)
         .order_by(OptOut.recorded_at.desc(), OptOut.number_hash)
     )
 
-    def work(s: Session) -> tuple[int, list[OptOutItem]]:
-        total, rows = paginate(s, stmt, page)
-        return total, [
-            OptOutItem(
-                hash=o.number_hash,
-                recorded_at=o.recorded_at,
-                source=o.source,
-                campaign=name,
-                note=o.note,
-            )
-            for o, name in rows
-        ]
+    def item(_s: Session, row: Row[*tuple[Any, ...]]) -> OptOutItem:
+        optout, campaign = row
+        return OptOutItem(
+            hash=optout.number_hash,
+            recorded_at=optout.recorded_at,
+            source=optout.source,
+            campaign=campaign,
+            note=optout.note,
+        )
 
-    total, items = await db_call(call.request, work)
-    return page_answer(OptOutPage, call.request, page, total, items)
+    return await answer_page(call, OptOutPage, stmt, item)
 
 
 @optout_routes.get(

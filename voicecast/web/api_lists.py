@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field
-from sqlalchemy import func, select
+from sqlalchemy import Row, Select, func, select
 from sqlalchemy.orm import Session
 
 from voicecast.contacts.importer import CANONICAL_FIELDS, ImportFormatError, parse_contacts_file
 from voicecast.contacts.service import ImportSummary, import_contacts
 from voicecast.errors import NotFoundError
 from voicecast.storage.models import Campaign, Contact, ContactList
-from voicecast.web.api_common import NamePath, Region, paginate, save_upload, temp_folder
+from voicecast.web.api_common import NamePath, Region, answer_page, save_upload, temp_folder
 from voicecast.web.openapi import (
     Call,
     Page,
@@ -25,7 +25,6 @@ from voicecast.web.openapi import (
     ResponseModel,
     RouteGroup,
     Upload,
-    page_answer,
 )
 from voicecast.web.server import HTTPProblem, db_call
 
@@ -161,7 +160,6 @@ def _size(session: Session, list_id: int) -> int:
 )
 async def list_lists(call: Call) -> ListPage:
     """The contact lists with their number of contacts, by name."""
-    page = call.query_as(PageQuery)
     stmt = (
         select(ContactList, func.count(Contact.id))
         .outerjoin(Contact, Contact.list_id == ContactList.id)
@@ -169,14 +167,11 @@ async def list_lists(call: Call) -> ListPage:
         .order_by(ContactList.name)
     )
 
-    def work(s: Session) -> tuple[int, list[ListItem]]:
-        total, rows = paginate(s, stmt, page)
-        return total, [
-            ListItem(name=clist.name, contacts=n, created_at=clist.created_at) for clist, n in rows
-        ]
+    def item(_s: Session, row: Row[*tuple[Any, ...]]) -> ListItem:
+        clist, contacts = row
+        return ListItem(name=clist.name, contacts=contacts, created_at=clist.created_at)
 
-    total, items = await db_call(call.request, work)
-    return page_answer(ListPage, call.request, page, total, items)
+    return await answer_page(call, ListPage, stmt, item)
 
 
 @routes.get(
@@ -216,30 +211,27 @@ async def get_list(call: Call) -> ListDetail:
 async def list_contacts(call: Call) -> ContactPage:
     """The contacts of a list in file order: E.164 number and the fields kept."""
     name = call.path_as(NamePath).name
-    page = call.query_as(PageQuery)
 
-    def work(s: Session) -> tuple[int, list[ContactItem]]:
-        clist = _contact_list(s, name)
-        stmt = (
+    def contacts(s: Session) -> Select[*tuple[Any, ...]]:
+        clist = _contact_list(s, name)  # 404 for an unknown list
+        return (
             select(Contact)
             .where(Contact.list_id == clist.id)
             .order_by(Contact.source_line, Contact.id)
         )
-        total, rows = paginate(s, stmt, page)
-        return total, [
-            ContactItem(
-                id=c.id,
-                number=c.phone_e164,
-                fields=dict(c.fields or {}),
-                line=c.source_line,
-                created_at=c.created_at,
-                updated_at=c.updated_at,
-            )
-            for (c,) in rows
-        ]
 
-    total, items = await db_call(call.request, work)
-    return page_answer(ContactPage, call.request, page, total, items)
+    def item(_s: Session, row: Row[*tuple[Any, ...]]) -> ContactItem:
+        c: Contact = row[0]
+        return ContactItem(
+            id=c.id,
+            number=c.phone_e164,
+            fields=dict(c.fields or {}),
+            line=c.source_line,
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+        )
+
+    return await answer_page(call, ContactPage, contacts, item)
 
 
 @routes.post(
