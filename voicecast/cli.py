@@ -709,18 +709,21 @@ def campaign_create(
     """Create campaign NAME (draft): who to call, what they hear, how fast, retries, and
     its compliance declaration (required before start: purpose, audience, sender, on whose
     behalf, opt-out means; see `voicecast campaign declare`)."""
-    from voicecast.campaigns.service import CampaignSpec, create_campaign
+    from voicecast.campaigns.service import (
+        CampaignError,
+        CampaignSpec,
+        create_campaign,
+        pacing,
+        parse_amd_items,
+    )
     from voicecast.scenarios.model import read_scenario_file
 
     declaration = _declaration(declared)
-    parsed_amd: list[tuple[str, int]] = []
-    for item in amd_params:
-        key, sep, value = item.partition("=")
-        if not sep or not value.strip().isdigit():
-            raise click.BadParameter(f"{item!r}: expected PARAM=MILLISECONDS", param_hint="--amd")
-        parsed_amd.append((key.strip(), int(value)))
+    try:
+        parsed_amd = parse_amd_items(amd_params)
+    except CampaignError as exc:
+        raise click.BadParameter(str(exc), param_hint="--amd") from None
     runtime = _runtime(ctx)
-    d = runtime.settings.dialer
     retry_outcomes: tuple[str, ...] | None = None
     if retry_on is not None:
         retry_outcomes = tuple(x.strip() for x in retry_on.split(",") if x.strip())
@@ -730,14 +733,17 @@ def campaign_create(
         message=message,
         voicemail_message=voicemail_message,
         caller_id=caller_id,
-        max_channels=max_channels if max_channels is not None else d.max_channels,
-        cps=cps if cps is not None else d.cps,
-        ring_timeout=ring_timeout if ring_timeout is not None else d.ring_timeout,
-        retries=retries if retries is not None else d.retries,
-        retry_delay=retry_delay if retry_delay is not None else d.retry_delay,
+        **pacing(
+            runtime.settings.dialer,
+            max_channels=max_channels,
+            cps=cps,
+            ring_timeout=ring_timeout,
+            retries=retries,
+            retry_delay=retry_delay,
+        ),
         amd_on_silence=amd_on_silence,
         amd_on_notsure=amd_on_notsure,
-        amd_params=tuple(parsed_amd),
+        amd_params=parsed_amd,
         default_region=default_region.upper(),
         declaration=declaration,
         message_text=message_text,

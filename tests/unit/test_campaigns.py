@@ -256,3 +256,25 @@ def test_a_completed_campaign_cannot_be_paused_or_stopped(sessions: sessionmaker
     for status in ("paused", "stopped"):
         with sessions() as s, pytest.raises(CampaignError, match="already completed"):
             set_status(s, "spring", status)
+
+
+def test_amd_items_and_pacing_defaults_shared_by_the_front_ends() -> None:
+    from voicecast.campaigns.service import CampaignError, pacing, parse_amd_items
+    from voicecast.config import DialerSettings
+
+    assert parse_amd_items(["greeting=2000", " total_analysis_time=5000"]) == (
+        ("greeting", 2000),
+        ("total_analysis_time", 5000),
+    )
+    for bad in ("greeting", "greeting=2s", "greeting=-5"):
+        with pytest.raises(CampaignError, match="expected PARAM=MILLISECONDS"):
+            parse_amd_items([bad])
+    d = DialerSettings()
+    got = pacing(d, max_channels=3, cps=None, ring_timeout=None, retries=0, retry_delay=None)
+    assert got == {
+        "max_channels": 3,
+        "cps": d.cps,
+        "ring_timeout": d.ring_timeout,
+        "retries": 0,
+        "retry_delay": d.retry_delay,
+    }

@@ -7,9 +7,10 @@ stored times are UTC, report times are ISO 8601 with the offset of the report's 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import phonenumbers
 from sqlalchemy import func, select
@@ -29,6 +30,9 @@ from voicecast.storage.models import (
     ContactList,
     utcnow,
 )
+
+if TYPE_CHECKING:
+    from voicecast.config import DialerSettings
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}\Z")
 
@@ -80,6 +84,48 @@ class CampaignSpec:
     scenario_text: str | None = None
     deliver_to: str = "both"
     beep_hz: int | None = None
+
+
+def pacing(
+    defaults: DialerSettings,
+    *,
+    max_channels: int | None,
+    cps: float | None,
+    ring_timeout: float | None,
+    retries: int | None,
+    retry_delay: float | None,
+) -> dict[str, Any]:
+    """The pacing and retry fields of a :class:`CampaignSpec`: each value given, else the
+    ``[dialer]`` default (what every front end does with a blank option or field).
+
+    Returns:
+        ``{"max_channels", "cps", "ring_timeout", "retries", "retry_delay"}`` to pass as
+        keyword arguments (cps in calls per second, times in seconds).
+    """
+    return {
+        "max_channels": defaults.max_channels if max_channels is None else max_channels,
+        "cps": defaults.cps if cps is None else cps,
+        "ring_timeout": defaults.ring_timeout if ring_timeout is None else ring_timeout,
+        "retries": defaults.retries if retries is None else retries,
+        "retry_delay": defaults.retry_delay if retry_delay is None else retry_delay,
+    }
+
+
+def parse_amd_items(items: Iterable[str]) -> tuple[tuple[str, int], ...]:
+    """``PARAM=MILLISECONDS`` items (``greeting=2000``) as ``(param, ms)`` pairs for
+    :attr:`CampaignSpec.amd_params`; :func:`create_campaign` checks names and ranges.
+
+    Raises:
+        CampaignError: an item without ``=`` or whose value is not a whole number (the
+            message quotes the item).
+    """
+    parsed: list[tuple[str, int]] = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not value.strip().isdigit():
+            raise CampaignError(f"{item!r}: expected PARAM=MILLISECONDS")
+        parsed.append((key.strip(), int(value)))
+    return tuple(parsed)
 
 
 @dataclass(frozen=True)

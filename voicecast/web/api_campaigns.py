@@ -21,6 +21,7 @@ from voicecast.campaigns.service import (
     DeclarationSpec,
     create_campaign,
     get_campaign,
+    pacing,
     progress,
     report_rows,
     report_size,
@@ -387,7 +388,6 @@ def _problems(items: list[Any]) -> list[Problem]:
 
 def _spec(body: CampaignCreate, call: Call) -> CampaignSpec:
     """The :class:`CampaignSpec` of a request, defaults from ``[dialer]`` (as the CLI)."""
-    d = context(call.request).runtime.settings.dialer
     scenario = body.scenario
     scenario_text = json.dumps(scenario) if isinstance(scenario, dict) else scenario
     spec = CampaignSpec(
@@ -396,11 +396,14 @@ def _spec(body: CampaignCreate, call: Call) -> CampaignSpec:
         message=body.message or "",
         voicemail_message=body.voicemail_message,
         caller_id=body.caller_id,
-        max_channels=body.max_channels if body.max_channels is not None else d.max_channels,
-        cps=body.cps if body.cps is not None else d.cps,
-        ring_timeout=body.ring_timeout if body.ring_timeout is not None else d.ring_timeout,
-        retries=body.retries if body.retries is not None else d.retries,
-        retry_delay=body.retry_delay if body.retry_delay is not None else d.retry_delay,
+        **pacing(
+            context(call.request).runtime.settings.dialer,
+            max_channels=body.max_channels,
+            cps=body.cps,
+            ring_timeout=body.ring_timeout,
+            retries=body.retries,
+            retry_delay=body.retry_delay,
+        ),
         amd_on_silence=body.amd_on_silence,
         amd_on_notsure=body.amd_on_notsure,
         amd_params=tuple(body.amd.items()),

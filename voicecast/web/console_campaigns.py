@@ -42,6 +42,8 @@ from voicecast.campaigns.service import (
     DeclarationSpec,
     create_campaign,
     get_campaign,
+    pacing,
+    parse_amd_items,
     progress,
     report_rows,
     set_status,
@@ -329,15 +331,10 @@ def _instant(raw: str, label: str, zone: tzinfo) -> datetime | None:
 
 def _amd_params(raw: str) -> tuple[tuple[str, int], ...]:
     """``greeting=2000 total_analysis_time=5000`` (spaces, commas or lines between)."""
-    parsed: list[tuple[str, int]] = []
-    for item in re.split(r"[\s,]+", raw):
-        if not item:
-            continue
-        key, sep, value = item.partition("=")
-        if not sep or not value.strip().isdigit():
-            raise CampaignError(f"AMD parameters: {item!r}: expected PARAM=MILLISECONDS")
-        parsed.append((key.strip(), int(value)))
-    return tuple(parsed)
+    try:
+        return parse_amd_items(item for item in re.split(r"[\s,]+", raw) if item)
+    except CampaignError as exc:
+        raise CampaignError(f"AMD parameters: {exc}") from None
 
 
 def build_spec(values: dict[str, str], defaults: Any, zone: tzinfo) -> CampaignSpec:
@@ -366,22 +363,20 @@ def build_spec(values: dict[str, str], defaults: Any, zone: tzinfo) -> CampaignS
         starts_at=_instant(values["starts_at"], "starts at", zone),
         ends_at=_instant(values["ends_at"], "ends at", zone),
     )
-    max_channels = _int(values, "max_channels")
-    cps = _float(values, "cps")
-    ring_timeout = _float(values, "ring_timeout")
-    retries = _int(values, "retries")
-    retry_delay = _float(values, "retry_delay")
     spec = CampaignSpec(
         name=values["name"],
         list_name=values["list"],
         message=values["message"],
         voicemail_message=text("voicemail_message"),
         caller_id=values["caller_id"],
-        max_channels=max_channels if max_channels is not None else defaults.max_channels,
-        cps=cps if cps is not None else defaults.cps,
-        ring_timeout=ring_timeout if ring_timeout is not None else defaults.ring_timeout,
-        retries=retries if retries is not None else defaults.retries,
-        retry_delay=retry_delay if retry_delay is not None else defaults.retry_delay,
+        **pacing(
+            defaults,
+            max_channels=_int(values, "max_channels"),
+            cps=_float(values, "cps"),
+            ring_timeout=_float(values, "ring_timeout"),
+            retries=_int(values, "retries"),
+            retry_delay=_float(values, "retry_delay"),
+        ),
         amd_on_silence=values["amd_on_silence"] or "machine",
         amd_on_notsure=values["amd_on_notsure"] or "human",
         amd_params=_amd_params(values["amd"]),
