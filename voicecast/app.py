@@ -80,6 +80,16 @@ class Runtime:
         """voicecast's own audio library folder."""
         return self.settings.path(self.settings.audio.store_dir)
 
+    def store_key(self, session: Session) -> tuple[bytes, bool]:
+        """The keyed-hash key of the opt-out and opposition lists (``[compliance]
+        hash_key_file``), created on first use: ``(key, created)``.
+
+        Raises:
+            HashKeyError: the file is missing while hashed data exists, malformed, or
+                readable by others (see :func:`~voicecast.compliance.suppression.load_store_key`).
+        """
+        return load_store_key(session, self.settings.path(self.settings.compliance.hash_key_file))
+
     def report_zone(self) -> tzinfo:
         """The report's zone (``[report] timezone``, else this machine's local zone).
 
@@ -222,11 +232,10 @@ def gate_env(runtime: Runtime) -> GateEnv:
         ConfigError: an invalid ``[compliance]`` window.
         HashKeyError: the key file is unusable, or missing while hashed lists exist.
     """
-    settings = runtime.settings.compliance
     with runtime.sessions() as s:
-        key, _ = load_store_key(s, runtime.settings.path(settings.hash_key_file))
+        key, _ = runtime.store_key(s)
     try:
-        return GateEnv.build(key, settings)
+        return GateEnv.build(key, runtime.settings.compliance)
     except ValueError as exc:
         raise ConfigError(f"[compliance]: {exc}") from exc
 

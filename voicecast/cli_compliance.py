@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
@@ -20,6 +20,11 @@ from rich.table import Table
 from voicecast.cli import Ctx, _runtime, console, err_console, main, pass_ctx
 from voicecast.compliance.types import Purpose
 from voicecast.errors import VoicecastError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from voicecast.app import Runtime
 
 REFUSAL_SILENCE = timedelta(days=60)
 """France: no call or attempt for 60 days after a refusal (Code de la consommation D223-9)."""
@@ -97,19 +102,16 @@ def _number(raw: str, region: str) -> str:
     return parse_number(raw, region)
 
 
-def _hash_key(runtime: Any, session: Any) -> bytes:
+def _hash_key(runtime: Runtime, session: Session) -> bytes:
     """The keyed-hash key; created on first use, never while hashed data exists.
 
     Raises:
         HashKeyError: the key file is missing while the database holds hashes made with it,
             or it is malformed or readable by others.
     """
-    from voicecast.compliance.suppression import load_store_key
-
-    settings = runtime.settings
-    path = settings.path(settings.compliance.hash_key_file)
-    key, created = load_store_key(session, path)
+    key, created = runtime.store_key(session)
     if created:
+        path = runtime.settings.path(runtime.settings.compliance.hash_key_file)
         err_console.print(
             f"created the hash key {path}: back it up with the database (without it the "
             "opt-out and opposition lists cannot be matched)",

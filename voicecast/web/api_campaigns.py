@@ -40,7 +40,6 @@ from voicecast.web.api_common import (
     Region,
     answer_page,
     blank_to_none,
-    gate,
     now,
 )
 from voicecast.web.openapi import (
@@ -52,7 +51,7 @@ from voicecast.web.openapi import (
     RouteGroup,
     page_answer,
 )
-from voicecast.web.server import HTTPProblem, context, db_call
+from voicecast.web.server import HTTPProblem, context, db_call, gate_env
 
 routes = RouteGroup("campaigns", "Campaigns: create, control, watch, report, dry-run check.")
 
@@ -467,7 +466,7 @@ async def create_campaign_(call: Call) -> CampaignCreated:
     stop it from starting now (`start_problems`). 409 when the name is taken."""
     body = call.body_as(CampaignCreate)
     spec = _spec(body, call)
-    env = await gate(call.request)
+    env = await gate_env(call.request)
     at = now(call.request)
 
     def work(s: Session) -> CampaignCreated:
@@ -497,7 +496,7 @@ async def get_campaign_(call: Call) -> CampaignDetail:
 
 async def _start(call: Call, *, resume: bool) -> ActionResult:
     name = call.path_as(NamePath).name
-    env = await gate(call.request)
+    env = await gate_env(call.request)
     at = now(call.request)
 
     def work(s: Session) -> ActionResult:
@@ -643,7 +642,7 @@ async def check_campaign_(call: Call) -> CheckResult:
     problems, as `voicecast campaign check`. Nothing is dialled or written."""
     name = call.path_as(NamePath).name
     at = call.query_as(CheckQuery).at or now(call.request)
-    env = await gate(call.request)
+    env = await gate_env(call.request)
 
     def work(s: Session) -> CheckResult:
         data = check_campaign(s, get_campaign(s, name), env, at).as_dict()

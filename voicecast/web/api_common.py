@@ -28,7 +28,6 @@ from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 from sqlalchemy import Row, Select, func, select
 from sqlalchemy.orm import Session
 
-from voicecast.campaigns.compliance import GateEnv
 from voicecast.web.openapi import (
     MAX_ID,
     Call,
@@ -149,34 +148,6 @@ async def answer_page(
 
     total, items = await db_call(call.request, work)
     return page_answer(model, call.request, page, total, items)
-
-
-async def gate(request: web.Request) -> GateEnv:
-    """The compliance gate's environment (hash key, packs, settings), loaded in a thread.
-
-    Raises:
-        HashKeyError, ConfigError: the key or ``[compliance]`` is unusable (the registry
-            answers 503).
-    """
-    from voicecast.app import gate_env
-
-    return await asyncio.to_thread(gate_env, context(request).runtime)
-
-
-def hash_key(request: web.Request, session: Session) -> bytes:
-    """The opt-out keyed-hash key (created on first use), as ``voicecast optout`` loads it.
-
-    Call it first in a ``db_call`` (see
-    :func:`~voicecast.compliance.suppression.load_store_key`).
-
-    Raises:
-        HashKeyError: missing while hashed data exists, wrong, or unreadable.
-    """
-    from voicecast.compliance.suppression import load_store_key
-
-    settings = context(request).runtime.settings
-    key, _ = load_store_key(session, settings.path(settings.compliance.hash_key_file))
-    return key
 
 
 def now(request: web.Request) -> datetime:

@@ -25,7 +25,7 @@ from voicecast.compliance.numberfile import parse_number
 from voicecast.compliance.suppression import add_opt_out, opt_out_record
 from voicecast.compliance.types import Purpose
 from voicecast.storage.models import Campaign, Consent, OptOut
-from voicecast.web.api_common import Instant, OneOf, Region, answer_page, hash_key
+from voicecast.web.api_common import Instant, OneOf, Region, answer_page
 from voicecast.web.openapi import (
     Call,
     Page,
@@ -34,7 +34,7 @@ from voicecast.web.openapi import (
     ResponseModel,
     RouteGroup,
 )
-from voicecast.web.server import db_call
+from voicecast.web.server import db_call, store_key
 
 optout_routes = RouteGroup(
     "optouts", "The opt-out list: numbers that asked not to be called (keyed hashes)."
@@ -161,7 +161,7 @@ async def get_optout(call: Call) -> OptOutLookup:
     e164 = parse_number(number, region)
 
     def work(s: Session) -> OptOutLookup:
-        record = opt_out_record(s, hash_key(call.request, s), e164)
+        record = opt_out_record(s, store_key(call.request, s), e164)
         if record is None:
             return OptOutLookup(
                 number=e164, opted_out=False, recorded_at=None, source=None, campaign=None
@@ -193,7 +193,7 @@ async def create_optout(call: Call) -> OptOutAdded:
     at = datetime.now(UTC)  # when the person asked: the wall clock, as the CLI records it
 
     def work(s: Session) -> OptOutAdded:
-        key = hash_key(call.request, s)
+        key = store_key(call.request, s)
         added = add_opt_out(s, key, e164, source="api", at=at, note=body.note)
         record = opt_out_record(s, key, e164)
         assert record is not None

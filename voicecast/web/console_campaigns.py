@@ -54,9 +54,9 @@ from voicecast.csvsafe import neutralise_row
 from voicecast.dialer.policy import AMD_CHOICES_NOTSURE, AMD_CHOICES_SILENCE, DELIVER_CHOICES
 from voicecast.errors import VoicecastError
 from voicecast.storage.models import AudioMessage, Campaign, Contact, ContactList
-from voicecast.web.console_common import field, gate_env, pager, report_zone, time_formatter
+from voicecast.web.console_common import field, pager, report_zone, time_formatter
 from voicecast.web.live import AMD_LABELS, OUTCOME_LABELS, STATUS_CODES
-from voicecast.web.server import HTTPProblem, context, db_call, gettext, render, require
+from voicecast.web.server import HTTPProblem, context, db_call, gate_env, gettext, render, require
 
 ACTIONS: dict[str, tuple[str, ...]] = {
     "start": ("draft", "stopped"),

@@ -6,7 +6,6 @@ compliance gate's environment, and the templates' ``pathpart`` filter.
 
 from __future__ import annotations
 
-import asyncio
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from aiohttp import web
 from voicecast.web.server import HTTPProblem, context
 
 if TYPE_CHECKING:
-    from voicecast.campaigns.compliance import GateEnv
+    pass
 
 PAGE_SIZE = 50
 """Rows per page of every paginated console table."""
@@ -131,15 +130,3 @@ class TimeFormatter:
         text = local.strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
         offset = local.strftime("%z")
         return f"{text} {offset[:3]}:{offset[3:]}" if offset else text
-
-
-async def gate_env(request: web.Request) -> GateEnv:
-    """The compliance gate's key, packs and settings, as the CLI builds them
-    (:func:`voicecast.app.gate_env`; the hash key is created on first use).
-
-    Raises:
-        ConfigError, HashKeyError: an invalid ``[compliance]`` setting or key file.
-    """
-    from voicecast import app as app_module
-
-    return await asyncio.to_thread(app_module.gate_env, context(request).runtime)

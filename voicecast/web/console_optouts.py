@@ -26,11 +26,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from voicecast.compliance.numberfile import parse_number
-from voicecast.compliance.suppression import add_opt_out, load_store_key, opt_out_record
+from voicecast.compliance.suppression import add_opt_out, opt_out_record
 from voicecast.errors import VoicecastError
 from voicecast.storage.models import Campaign, OptOut
 from voicecast.web.console_common import field, pager, report_zone, time_formatter
-from voicecast.web.server import context, db_call, render, require
+from voicecast.web.server import context, db_call, render, require, store_key
 
 SOURCE = "console"
 """The opt-out source recorded for numbers added on this page."""
@@ -45,13 +45,6 @@ def setup(app: web.Application) -> None:
     """Register the opt-out routes."""
     app.router.add_get("/optouts", optouts_page)
     app.router.add_post("/optouts", add_optout_action)
-
-
-def _key(request: web.Request, s: Session) -> bytes:
-    """The store's hash key (created on first use, as the CLI does)."""
-    settings = context(request).runtime.settings
-    key, _ = load_store_key(s, settings.path(settings.compliance.hash_key_file))
-    return key
 
 
 def _normalise(number: str, region: str) -> str:
@@ -71,7 +64,7 @@ def _normalise(number: str, region: str) -> str:
 
 def _lookup(request: web.Request, e164: str) -> Any:
     def find(s: Session) -> dict[str, Any] | None:
-        record = opt_out_record(s, _key(request, s), e164)
+        record = opt_out_record(s, store_key(request, s), e164)
         if record is None:
             return None
         campaign = s.get(Campaign, record.campaign_id) if record.campaign_id else None
@@ -171,7 +164,7 @@ async def add_optout_action(request: web.Request) -> web.Response:
         e164 = _normalise(values["number"], values["region"])
 
         def add(s: Session) -> bool:
-            key = _key(request, s)
+            key = store_key(request, s)
             note = values["note"] or None
             return add_opt_out(s, key, e164, source=SOURCE, at=now, note=note)
 

@@ -46,6 +46,7 @@ from voicecast.web.i18n import negotiate, translator
 
 if TYPE_CHECKING:
     from voicecast.app import Runtime
+    from voicecast.campaigns.compliance import GateEnv
     from voicecast.dialer.controller import Dialer
 
 log = logging.getLogger(__name__)
@@ -158,6 +159,29 @@ async def db_call(request: web.Request | web.Application, fn: Callable[[Session]
             return fn(s)
 
     return await asyncio.to_thread(work)
+
+
+async def gate_env(request: web.Request) -> GateEnv:
+    """The compliance gate's key, packs and settings (:func:`voicecast.app.gate_env`, the
+    key created on first use), loaded in a worker thread.
+
+    Raises:
+        ConfigError: an invalid ``[compliance]`` setting.
+        HashKeyError: the key file is unusable, or missing while hashed lists exist.
+    """
+    from voicecast.app import gate_env as build
+
+    return await asyncio.to_thread(build, context(request).runtime)
+
+
+def store_key(request: web.Request, session: Session) -> bytes:
+    """The opt-out keyed-hash key (created on first use), for use inside :func:`db_call`.
+
+    Raises:
+        HashKeyError: see :meth:`voicecast.app.Runtime.store_key`.
+    """
+    key, _ = context(request).runtime.store_key(session)
+    return key
 
 
 def csrf_token(request: web.Request) -> str:
