@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 from voicecast.storage.models import ROLES, User, WebSession
 from voicecast.web import accounts
 from voicecast.web.accounts import AccountError, LoginPolicy, LoginStep, Principal
+from voicecast.web.console_common import time_formatter
 from voicecast.web.server import (
     PRINCIPAL,
     WEB_SESSION,
@@ -158,13 +159,10 @@ def _lifetime(ctx: WebContext) -> timedelta:
 
 
 def _when(ctx: WebContext) -> Callable[[datetime | None], str]:
-    """A formatter of UTC instants in the ``[report] timezone`` (``2026-03-01 14:05 CET``)."""
-    zone = ctx.runtime.report_zone()
-
-    def when(value: datetime | None) -> str:
-        return value.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z").strip() if value else ""
-
-    return when
+    """The console's formatter of instants (:class:`~voicecast.web.console_common.TimeFormatter`,
+    ``[report] timezone``), to the minute: ``2026-03-01 14:05 +01:00``."""
+    fmt = time_formatter(ctx.runtime.report_zone())
+    return lambda value: fmt(value, seconds=False)
 
 
 def _rate_limit(request: web.Request) -> None:

@@ -17,7 +17,6 @@ The worker that sends deliveries is :class:`voicecast.webhooks.DeliveryWorker` (
 
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
 from typing import Any
 
 from aiohttp import web
@@ -25,18 +24,10 @@ from sqlalchemy.orm import Session
 
 from voicecast import webhooks
 from voicecast.storage.models import Webhook, WebhookDelivery, utcnow
+from voicecast.web.console_common import time_formatter
 from voicecast.web.server import HTTPProblem, context, db_call, gettext, render, require
 
 DELIVERIES_SHOWN = 50
-
-
-def _when(zone: tzinfo) -> Any:
-    def when(value: datetime | None) -> str:
-        if value is None:
-            return ""
-        return value.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S %z")
-
-    return when
 
 
 def _int_query(request: web.Request, name: str) -> int | None:
@@ -105,7 +96,7 @@ async def _page(
         error=error,
         created=created,
         form=form or {"url": "", "events": list(webhooks.EVENT_TYPES), "description": ""},
-        when=_when(context(request).runtime.report_zone()),
+        when=time_formatter(context(request).runtime.report_zone()),
         max_attempts=context(request).runtime.settings.web.webhook_max_attempts,
     )
 
