@@ -197,9 +197,15 @@ def enqueue_event(session: Session, event_type: str, data: dict[str, Any], now: 
     """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type!r}")
-    hooks = subscribers(session, event_type)
+    return len(_queue(session, subscribers(session, event_type), event_type, data, now))
+
+
+def _queue(
+    session: Session, hooks: list[Webhook], event_type: str, data: dict[str, Any], now: datetime
+) -> list[WebhookDelivery]:
+    """One event (its envelope, one event id) queued for each of ``hooks``, due ``now``."""
     if not hooks:
-        return 0
+        return []
     event_id = str(uuid.uuid4())
     payload = {
         "id": event_id,
@@ -207,20 +213,21 @@ def enqueue_event(session: Session, event_type: str, data: dict[str, Any], now: 
         "created_at": now.isoformat(timespec="seconds"),
         "data": data,
     }
-    for hook in hooks:
-        session.add(
-            WebhookDelivery(
-                webhook_id=hook.id,
-                event_id=event_id,
-                event_type=event_type,
-                payload=payload,
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
+    deliveries = [
+        WebhookDelivery(
+            webhook_id=hook.id,
+            event_id=event_id,
+            event_type=event_type,
+            payload=payload,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
         )
-    return len(hooks)
+        for hook in hooks
+    ]
+    session.add_all(deliveries)
+    return deliveries
 
 
 def subscribers(session: Session, event_type: str) -> list[Webhook]:
@@ -333,23 +340,8 @@ def enqueue_test(session: Session, webhook_id: int, now: datetime) -> WebhookDel
     hook = get_webhook(session, webhook_id)
     if not hook.enabled:
         raise WebhookError(f"webhook {webhook_id} is disabled: enable it to send a test event")
-    event_id = str(uuid.uuid4())
-    delivery = WebhookDelivery(
-        webhook_id=hook.id,
-        event_id=event_id,
-        event_type=TEST_EVENT,
-        payload={
-            "id": event_id,
-            "type": TEST_EVENT,
-            "created_at": now.isoformat(timespec="seconds"),
-            "data": {"webhook_id": hook.id, "message": "test event from voicecast"},
-        },
-        status="pending",
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
-    )
-    session.add(delivery)
+    data = {"webhook_id": hook.id, "message": "test event from voicecast"}
+    (delivery,) = _queue(session, [hook], TEST_EVENT, data, now)
     session.flush()
     return delivery
 
