@@ -9,9 +9,6 @@ and Friday 2026-11-20 20:00, Europe/Paris. Fictional numbers only (+33 1 99 00 x
 from __future__ import annotations
 
 import json
-import math
-import struct
-import wave
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import func, select
+from tones import tone
 
 from voicecast.cli import main
 from voicecast.storage.db import make_engine, session_factory
@@ -115,21 +113,6 @@ def ok(config: Path, *args: str) -> Result:
 def text(output: str) -> str:
     """Output with rich's line wrapping undone."""
     return " ".join(output.split())
-
-
-def tone(path: Path, seconds: float = 1.0) -> Path:
-    rate = 8000
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(
-            b"".join(
-                struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate)))
-                for i in range(int(rate * seconds))
-            )
-        )
-    return path
 
 
 def setup_list(config: Path, numbers: list[str]) -> None:

@@ -7,8 +7,6 @@ campaigns. espeak-ng speaks the texts for real. Fictional numbers only (+3319900
 
 from __future__ import annotations
 
-import math
-import struct
 import wave
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import delete
+from tones import tone
 
 from voicecast.app import Runtime, open_runtime
 from voicecast.audio import voiced_span
@@ -92,21 +91,6 @@ nodes:
   again: {type: play, text: "Encore.", next: back}
   back: {type: goto, target: again, max_visits: 2}
 """
-
-
-def tone(path: Path, seconds: float = 1.0, hz: float = 440.0) -> Path:
-    rate = 8000
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(
-            b"".join(
-                struct.pack("<h", int(8000 * math.sin(2 * math.pi * hz * i / rate)))
-                for i in range(int(rate * seconds))
-            )
-        )
-    return path
 
 
 @pytest.fixture

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import math
-import struct
-import wave
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -40,23 +36,6 @@ CAMPAIGN = {
     "legal_basis": "contract",
     "retries": 1,
 }
-
-
-def tone_wav(seconds: float = 1.0) -> bytes:
-    """A 440 Hz tone, 8 kHz mono 16-bit WAV."""
-    rate = 8000
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(
-            b"".join(
-                struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate)))
-                for i in range(int(rate * seconds))
-            )
-        )
-    return buf.getvalue()
 
 
 async def import_csv(

@@ -3,12 +3,8 @@ campaign, built with the same service calls as the CLI (fictional numbers and na
 
 from __future__ import annotations
 
-import math
-import struct
-import wave
-from pathlib import Path
-
 from sqlalchemy import select
+from tones import tone
 
 from voicecast.app import Runtime
 from voicecast.audio.library import add_audio
@@ -18,21 +14,6 @@ from voicecast.contacts.service import import_contacts
 from voicecast.storage.models import AudioMessage, ContactList
 
 NUMBERS = ["01 99 00 00 10", "01 99 00 00 11", "02 61 91 00 12"]
-
-
-def tone(path: Path, seconds: float = 1.0, rate: int = 8000) -> Path:
-    """A 440 Hz sine WAV (mono 16-bit) of ``seconds`` at ``rate`` Hz."""
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(
-            b"".join(
-                struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate)))
-                for i in range(int(rate * seconds))
-            )
-        )
-    return path
 
 
 def seed_list(

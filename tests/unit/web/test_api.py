@@ -304,7 +304,7 @@ async def test_lists_pagination(client: TestClient, sup: Headers) -> None:
 
 
 async def test_audio_upload_and_list(client: TestClient, sup: Headers) -> None:
-    from .api_helpers import tone_wav
+    from tones import tone_wav
 
     resp = await client.post(
         "/api/v1/audio?name=welcome",

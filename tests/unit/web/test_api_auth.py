@@ -13,13 +13,14 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from tones import tone_wav
 
 from voicecast.app import Runtime
 from voicecast.storage.models import ROLES
 from voicecast.web.api import REGISTRY
 from voicecast.web.openapi import OPENAPI_PATH, Route
 
-from .api_helpers import CAMPAIGN, create_campaign, tone_wav
+from .api_helpers import CAMPAIGN, create_campaign
 from .conftest import Account, api_headers, make_account
 
 

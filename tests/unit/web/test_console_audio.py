@@ -11,12 +11,13 @@ import pytest
 from aiohttp import FormData
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
+from tones import tone
 
 from voicecast.app import Runtime
 from voicecast.storage.models import AudioMessage
 
 from .conftest import Account, login_as
-from .console_data import seed_audio, tone
+from .console_data import seed_audio
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 
