@@ -301,7 +301,10 @@ def _bearer(request: web.Request) -> str | None:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Identify the caller: bearer API token first, else the session cookie."""
+    """Identify the caller: bearer API token first, else the session cookie. Static files
+    are public: their requests skip the lookup (a database round trip each)."""
+    if request.path.startswith("/static/"):
+        return await handler(request)
     ctx = context(request)
     now = ctx.clock.now()
     bearer = _bearer(request)

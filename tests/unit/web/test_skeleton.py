@@ -77,3 +77,25 @@ async def test_a_taken_port_is_a_clear_error(runtime, clock) -> None:
         runtime.settings.web.port = taken.getsockname()[1]
         with pytest.raises(VoicecastError, match=r"cannot listen on 127\.0\.0\.1:\d+"):
             await start_web(WebContext(runtime, clock))
+
+
+async def test_static_files_skip_the_session_lookup(
+    client: TestClient, runtime, admin, monkeypatch
+) -> None:
+    from voicecast.web import accounts
+
+    from .conftest import login_as
+
+    await login_as(client, runtime, admin)
+    lookups: list[str] = []
+    real = accounts.session_for
+
+    def counting(*args, **kwargs):
+        lookups.append("x")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(accounts, "session_for", counting)
+    assert (await client.get("/static/console.css")).status == 200
+    assert lookups == []
+    assert (await client.get("/campaigns")).status == 200
+    assert lookups == ["x"]
