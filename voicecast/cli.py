@@ -1532,4 +1532,10 @@ def user_token(ctx: Ctx, name: str, label: str) -> None:
     click.echo(token)
 
 
-from voicecast import cli_compliance  # noqa: E402,F401  (registers its command groups)
+# these register their command groups on main
+from voicecast import (  # noqa: E402
+    cli_compliance,  # noqa: F401
+    cli_journal,  # noqa: F401
+    cli_retention,  # noqa: F401
+    cli_subject,  # noqa: F401
+)

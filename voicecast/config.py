@@ -273,6 +273,87 @@ class WebSettings(_Section):
     )
 
 
+class JournalSettings(_Section):
+    """The proof journal (``voicecast/journal``): hash-chained, append-only.
+
+    Entries name people only by the keyed hash of their number (the ``[compliance]
+    hash_key_file`` key). Exported bundles (``voicecast journal export``) are signed with an
+    Ed25519 key kept in ``signing_key_file`` (created on first export, mode 0600); give the
+    auditor its public key (``voicecast journal public-key``).
+    """
+
+    signing_key_file: str = Field(
+        "var/compliance/journal-signing.key",
+        description="Ed25519 private key (PEM) that signs exported journal bundles",
+    )
+
+
+class RetentionSettings(_Section):
+    """How long each kind of personal data is kept (GDPR art. 5(1)(e), storage limitation).
+
+    All values are days. A daily job of ``voicecast serve`` (at ``run_at``, local time of
+    the machine) purges or anonymises what expired and journals it; ``voicecast retention
+    run --dry-run`` shows what would go. Defaults come from CNIL guidance on prospecting
+    (prospects: 3 years after collection or the last contact) and the 5-year civil
+    limitation period (Code civil art. 2224) for the evidence of lawful calling.
+    """
+
+    contacts_days: int = Field(
+        1095,
+        ge=1,
+        description="a contact with no call attempt for this long after its import or its "
+        "last attempt is deleted (CNIL: prospects, 3 years)",
+    )
+    attempts_days: int = Field(
+        365,
+        ge=1,
+        description="call attempts and inbound calls older than this lose the number they "
+        "carry (anonymised; outcomes stay for the reports)",
+    )
+    recordings_days: int = Field(
+        30,
+        ge=1,
+        le=3650,
+        description="callees' recorded replies are deleted at their scenario node's "
+        "retention_days, and at the latest this many days after recording",
+    )
+    consents_days: int = Field(
+        1825,
+        ge=1,
+        description="consent records of a number no contact holds any more are deleted this "
+        "long after their last change (proof kept for the 5-year limitation period)",
+    )
+    journal_days: int = Field(
+        1825,
+        ge=365,
+        description="journal entries older than this are purged (the chain keeps an anchor); "
+        "5 years: Code civil art. 2224",
+    )
+    refusals_days: int = Field(
+        365,
+        ge=60,
+        description="refusals (the 60-day no-call rule, Code conso D223-9) older than this are "
+        "deleted",
+    )
+    run_at: str = Field(
+        "03:30",
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="HH:MM, machine local time, when `voicecast serve` runs the daily purge",
+    )
+
+
+class OrganisationSettings(_Section):
+    """The controller of the processing (GDPR art. 4(7)), for the record of processing
+    activities (``voicecast register``, GDPR art. 30). Empty values are printed as "to
+    complete"."""
+
+    name: str = ""
+    address: str = ""
+    contact: str = Field("", description="how people reach the controller (e-mail, address)")
+    dpo: str = Field("", description="the data protection officer's contact (GDPR art. 37)")
+    representative: str = Field("", description="EU representative (GDPR art. 27), if any")
+
+
 class Settings(_Section):
     """The whole configuration, built once and passed down."""
 
@@ -286,6 +367,9 @@ class Settings(_Section):
     report: ReportSettings = ReportSettings()
     compliance: ComplianceSettings = ComplianceSettings()
     web: WebSettings = WebSettings()
+    journal: JournalSettings = JournalSettings()
+    retention: RetentionSettings = RetentionSettings()
+    organisation: OrganisationSettings = OrganisationSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Not read from the file: where the file was (or the cwd), for relative paths.
@@ -503,4 +587,31 @@ tls_key = ""
 webhook_timeout = 10.0        # seconds per webhook POST
 webhook_max_attempts = 8      # tries (with back-off) before a delivery is marked failed
 webhook_keep_days = 30        # finished deliveries (they carry the number) are then deleted
+
+[journal]
+# The proof journal: every gate decision, call attempt, message drop, opt-out, consent
+# change, import, erasure and console/API change, hash-chained and append-only
+# (`voicecast journal verify`). Exported bundles are signed with this Ed25519 key, created
+# on first export; give auditors `voicecast journal public-key`.
+signing_key_file = "var/compliance/journal-signing.key"
+
+[retention]
+# Days each kind of personal data is kept (GDPR art. 5(1)(e)). `voicecast serve` purges
+# daily at run_at (this machine's local time); `voicecast retention run --dry-run` shows
+# what would go. Opt-outs are never purged: they are keyed hashes and must be honoured.
+contacts_days = 1095          # contacts without any call for 3 years (CNIL, prospects)
+attempts_days = 365           # call attempts and inbound calls then lose their number
+recordings_days = 30          # callees' replies: node's retention_days, at most this
+consents_days = 1825          # consents of numbers no contact holds, after their last change
+journal_days = 1825           # 5 years (Code civil art. 2224), at least 365
+refusals_days = 365           # the 60-day no-call rule needs at least 60
+run_at = "03:30"
+
+[organisation]
+# The controller of the processing, printed in the record of processing (`voicecast register`).
+name = ""
+address = ""
+contact = ""                  # how people exercise their rights (e-mail, postal address)
+dpo = ""                      # data protection officer, if any
+representative = ""           # EU representative (GDPR art. 27), if any
 """

@@ -568,3 +568,58 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column()
+
+
+# --------------------------------------------------------------------------- proof journal
+# Migration 0006. Service: voicecast.journal.
+
+
+class JournalEntry(Base):
+    """One entry of the proof journal: append-only and hash-chained.
+
+    ``seq``: 1, 2, 3... without gaps (assigned from :class:`JournalHead`, not a database
+    sequence, so a missing number always means a deleted entry); ``at`` (UTC): when it was
+    written; ``kind``: what happened (``gate.decision``, ``call.attempt``,
+    ``message.dropped``...: :mod:`voicecast.journal.kinds`); ``actor``: who did it
+    (``system``, ``user:NAME``, ``cli:UNIXNAME``, ``callee``); ``subject``: the keyed hash
+    of the person's E.164 number (:func:`voicecast.compliance.keys.number_hash`), never
+    the number; ``data``: canonical JSON text (what is hashed is exactly what is stored);
+    ``prev_hash``: ``hash`` of entry ``seq - 1`` (the anchor's for the first one);
+    ``hash``: SHA-256 hex of the entry (:func:`voicecast.journal.chain.entry_hash`).
+
+    Database triggers (migration 0006) refuse UPDATE, and DELETE of any entry past the
+    purge anchor of :class:`JournalHead`.
+    """
+
+    __tablename__ = "journal_entries"
+    __table_args__ = (
+        Index("ix_journal_subject", "subject"),
+        Index("ix_journal_at", "at"),
+    )
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column()
+    kind: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(120))
+    subject: Mapped[str | None] = mapped_column(String(64))
+    data: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class JournalHead(Base):
+    """The chain head (one row, ``id = 1``): the last entry's ``seq`` and ``hash``, and the
+    purge anchor (``anchor_seq``/``anchor_hash``: the last entry removed by retention, 0 and
+    the genesis hash before any purge).
+
+    A truncated tail shows as ``seq`` beyond the last entry. Triggers refuse DELETE and
+    any UPDATE that lowers ``seq`` or ``anchor_seq``.
+    """
+
+    __tablename__ = "journal_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
+    anchor_seq: Mapped[int] = mapped_column(Integer)
+    anchor_hash: Mapped[str] = mapped_column(String(64))
