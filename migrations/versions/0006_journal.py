@@ -36,8 +36,8 @@ SQLITE_TRIGGERS = [
 POSTGRES_TRIGGERS = [
     """CREATE FUNCTION journal_entries_guard() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-      IF TG_OP = 'UPDATE' THEN
-        RAISE EXCEPTION 'journal_entries is append-only: UPDATE refused';
+      IF TG_OP IN ('UPDATE', 'TRUNCATE') THEN
+        RAISE EXCEPTION 'journal_entries is append-only: % refused', TG_OP;
       END IF;
       IF OLD.seq > (SELECT anchor_seq FROM journal_head WHERE id = 1) THEN
         RAISE EXCEPTION 'journal_entries is append-only: DELETE refused';
