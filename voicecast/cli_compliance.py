@@ -258,6 +258,7 @@ def consent_add(
             proof_ref=proof,
             wording_version=wording,
             default_region=region,
+            key=_hash_key(runtime, s),
         )
     console.print(
         f"{record.phone_e164}: {record.purpose} consent {_status_words(record.status)} at "

@@ -400,3 +400,20 @@ def test_cli_verify_export_and_verify_bundle(config: Path, tmp_path: Path) -> No
     refused = run(config, "journal", "export", "-o", "again.zip")
     assert refused.exit_code == 1 and "does not verify (entry 6" in " ".join(refused.output.split())
     assert not (tmp_path / "again.zip").exists()
+
+
+def test_append_many_chains_like_single_appends(sessions: sessionmaker[Session]) -> None:
+    fill(sessions, 2)
+    with sessions() as s, s.begin():
+        written = store.append_many(
+            s, "optout.recorded", [(SUBJECT, {"source": "import"}), (None, {"n": 2})]
+        )
+        assert written == 2 and store.append_many(s, "optout.recorded", []) == 0
+        with pytest.raises(JournalError, match="keyed hash"):
+            store.append_many(s, "optout.recorded", [("+33199000010", {})])
+    fill(sessions, 1)
+    with sessions() as s:
+        entries = list(store.iter_entries(s))
+        assert [e.seq for e in entries] == [1, 2, 3, 4, 5]
+        assert [e.kind for e in entries][2:4] == ["optout.recorded", "optout.recorded"]
+        assert verify(s).ok

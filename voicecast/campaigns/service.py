@@ -2,6 +2,11 @@
 
 Units: ``cps`` calls started per second; ``ring_timeout`` and ``retry_delay`` seconds;
 stored times are UTC, report times are ISO 8601 with the offset of the report's zone.
+
+Every lifecycle change (created, declared, started, resumed, paused, stopped) is journaled
+in the caller's transaction (``campaign.changed``,
+:func:`voicecast.journal.events.campaign_changed`); the dialer journals ``completed`` and
+its own pauses.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from voicecast.campaigns.compliance import GateEnv
 from voicecast.dialer.outcomes import DEFAULT_RETRY_OUTCOMES, NEVER_RETRY, Outcome
 from voicecast.dialer.policy import AMD_CHOICES_NOTSURE, AMD_CHOICES_SILENCE, DELIVER_CHOICES
 from voicecast.errors import NotFoundError, VoicecastError
+from voicecast.journal.events import campaign_changed
 from voicecast.pbx.base import amd_param_problem
 from voicecast.storage.models import (
     AudioMessage,
@@ -398,6 +404,7 @@ def create_campaign(session: Session, spec: CampaignSpec) -> Campaign:
         apply_declaration(campaign, spec.declaration, spec.default_region)
     session.add(campaign)
     session.flush()
+    campaign_changed(session, campaign, "created")
     return campaign
 
 
@@ -416,6 +423,7 @@ def declare_campaign(
             f"campaign {name!r} is {campaign.status}: pause it before changing its declaration"
         )
     apply_declaration(campaign, spec, default_region)
+    campaign_changed(session, campaign, "declared")
     return campaign
 
 
@@ -480,11 +488,14 @@ def start_campaign(
     )
     if total + len(rows) == 0:
         raise CampaignError(f"campaign {name!r}: its contact list is empty")
+    before = campaign.status
     campaign.status = "running"
     campaign.status_reason = None
     campaign.started_at = campaign.started_at or now
     campaign.finished_at = None
     session.flush()
+    if before != "running":
+        campaign_changed(session, campaign, "started" if before == "draft" else "resumed")
     return campaign, len(rows)
 
 
@@ -500,7 +511,10 @@ def set_status(session: Session, name: str, status: str) -> Campaign:
     campaign = get_campaign(session, name)
     if campaign.status not in ("running", "paused", "draft"):
         raise CampaignError(f"campaign {name!r} is already {campaign.status}")
+    before = campaign.status
     campaign.status = status
+    if before != status:
+        campaign_changed(session, campaign, status)
     return campaign
 
 

@@ -11,12 +11,15 @@ The ledger (:class:`~voicecast.storage.models.Consent`) is append-only: a withdr
 row, never an update. The state of a number for a purpose at an instant is its latest record
 whose ``recorded_at`` is at or before that instant (a grant and a withdrawal recorded at the
 same instant: the withdrawal wins). Services take the caller's session and never commit.
+Every record added is journaled in the same transaction (``consent.recorded`` for one
+record, ``consents.imported`` for a file: :mod:`voicecast.journal`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import re
 import secrets
 from collections.abc import Iterable
@@ -35,6 +38,9 @@ from voicecast.compliance.numberfile import InvalidNumberError, open_records, pa
 from voicecast.contacts import importer
 from voicecast.contacts.importer import ImportFormatError
 from voicecast.errors import VoicecastError
+from voicecast.journal import kinds
+from voicecast.journal.store import append as journal_append
+from voicecast.journal.store import subject_of
 from voicecast.storage.models import Consent, utcnow
 
 PURPOSES = ("marketing", "informational")
@@ -108,6 +114,8 @@ class ConsentState:
         status: ``granted`` or ``withdrawn``.
         recorded_at: when the person gave or withdrew it (UTC).
         source, proof_ref, wording_version: as recorded.
+        id: the ledger row that decides; batch: the import it came with (None for a
+            single record).
     """
 
     status: str
@@ -115,6 +123,8 @@ class ConsentState:
     source: str
     proof_ref: str
     wording_version: str | None
+    id: int | None = None
+    batch: str | None = None
 
     @property
     def granted(self) -> bool:
@@ -303,8 +313,14 @@ def record_consent(
     batch: str | None = None,
     default_region: str = "FR",
     now: datetime | None = None,
+    key: bytes | None = None,
 ) -> Consent:
     """Append one record to the ledger and return it (flushed, not committed).
+
+    The record is journaled (``consent.recorded``: purpose, status, recorded_at, source,
+    proof_ref, wording_version, the row's ``consent_id``) in the same transaction; with
+    ``key`` (the keyed-hash key, :meth:`voicecast.app.Runtime.store_key`) the entry names
+    its subject (every voicecast caller gives it).
 
     Args:
         phone: the number as written (normalised to E.164 with ``default_region``).
@@ -337,6 +353,21 @@ def record_consent(
     consent = Consent(**row)
     session.add(consent)
     session.flush()
+    journal_append(
+        session,
+        kinds.CONSENT_RECORDED,
+        {
+            "consent_id": consent.id,
+            "purpose": consent.purpose,
+            "status": consent.status,
+            "recorded_at": consent.recorded_at,
+            "source": consent.source,
+            "proof_ref": consent.proof_ref,
+            "wording_version": consent.wording_version,
+            "batch": consent.batch,
+        },
+        subject=subject_of(key, consent.phone_e164) if key is not None else None,
+    )
     return consent
 
 
@@ -404,7 +435,9 @@ def import_consents(
 
     Every row is validated before anything is written; rows identical to a stored record
     (or to an earlier row) are not stored twice. Does not commit: the caller commits the
-    whole import as one transaction.
+    whole import as one transaction. The import is journaled once
+    (``consents.imported``: batch, the file's SHA-256, counts, columns read and ignored);
+    each stored row carries the batch id, which links it to that entry.
 
     Args:
         skip_invalid: import the valid rows and list the others in the summary, instead of
@@ -426,6 +459,7 @@ def import_consents(
     now = now or utcnow()
     batch = f"import-{now.astimezone(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
     records, encoding, delimiter = open_records(path)
+    file_hash = _file_sha256(path)
     summary = ConsentImportSummary(
         file=str(path),
         batch=batch,
@@ -517,7 +551,33 @@ def import_consents(
     for i in range(0, len(new_rows), INSERT_CHUNK):
         session.execute(insert(Consent), new_rows[i : i + INSERT_CHUNK])
     summary.imported = len(new_rows)
+    journal_append(
+        session,
+        kinds.CONSENTS_IMPORTED,
+        {
+            "batch": batch,
+            "file_sha256": file_hash,
+            "rows": summary.rows_read,
+            "imported": summary.imported,
+            "duplicates": summary.duplicates,
+            "rejected": summary.rejected,
+            "columns_kept": sorted(summary.columns.values()),
+            "columns_dropped": list(summary.ignored_columns),
+        },
+    )
     return summary
+
+
+def _file_sha256(path: Path) -> str | None:
+    """SHA-256 hex of the file's bytes (None when it cannot be read again)."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 def _is_blank(cells: list[str]) -> bool:
@@ -565,6 +625,8 @@ def consent_states(
             source=record.source,
             proof_ref=record.proof_ref,
             wording_version=record.wording_version,
+            id=record.id,
+            batch=record.batch,
         )
         for number, (_rank, record) in best.items()
     }

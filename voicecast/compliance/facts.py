@@ -167,6 +167,9 @@ def load_facts(
                 recorded_at=state.recorded_at,
                 source=state.source,
                 proof_ref=state.proof_ref,
+                consent_id=state.id,
+                batch=state.batch,
+                wording_version=state.wording_version,
             )
             if state is not None
             else None

@@ -67,12 +67,17 @@ def profile_of(number: str) -> NumberProfile:
 
 @dataclass(frozen=True, slots=True)
 class ConsentView:
-    """The consent in force for the campaign's purpose: the ledger's latest record."""
+    """The consent in force for the campaign's purpose: the ledger's latest record
+    (``consent_id``: its ledger row; ``batch``: the import it came with), which the proof
+    journal cites as the legal basis of the calls it allows."""
 
     granted: bool
     recorded_at: datetime
     source: str = ""
     proof_ref: str = ""
+    consent_id: int | None = None
+    batch: str | None = None
+    wording_version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +210,21 @@ def _allowed(facts: ContactFacts, rules: CampaignRules, pack: RulePack) -> Decis
         "GDPR art. 6(1)",
         f"informational; legal basis: {rules.legal_basis or 'not declared'}",
     )
+
+
+def allowed_basis(facts: ContactFacts, rules: CampaignRules, packs: PackSet) -> Decision:
+    """The ``allow`` decision the gate would give this contact once every other rule is met:
+    what would make the call lawful (consent and its proof, the B2B basis or the declared
+    legal basis) and its legal source, whatever the hour. For reports (``voicecast subject
+    proof``), not for dialling: :func:`decide` is the gate.
+
+    Raises:
+        ValueError: the number is not valid (no region, hence no rule pack).
+    """
+    region = facts.profile.region
+    if region is None:
+        raise ValueError(f"{facts.profile.number} is not a valid number")
+    return _allowed(facts, rules, packs.for_region(region))
 
 
 def _fmt(instant: datetime) -> str:

@@ -18,7 +18,9 @@ for opposition lists; lookups hash the numbers asked about and match the hashes.
   France: no call or attempt for 60 days (Code de la consommation D223-9).
 
 Services take the caller's :class:`~sqlalchemy.orm.Session` and never commit: the caller
-commits the whole operation, or rolls it back (then nothing was written).
+commits the whole operation, or rolls it back (then nothing was written). Each new opt-out,
+refusal and opposition-list import is written to the proof journal in the same transaction
+(``optout.recorded``, ``refusal.recorded``, ``opposition.imported``: :mod:`voicecast.journal`).
 """
 
 from __future__ import annotations
@@ -48,7 +50,11 @@ from voicecast.compliance.keys import (
 from voicecast.compliance.numberfile import InvalidNumberError, read_numbers
 from voicecast.compliance.packs import OPPOSITION_LISTS, OppositionListSpec
 from voicecast.errors import VoicecastError
+from voicecast.journal import kinds
+from voicecast.journal.store import append as journal_append
+from voicecast.journal.store import append_many as journal_append_many
 from voicecast.storage.models import (
+    Campaign,
     HashKeyCheck,
     OppositionEntry,
     OppositionList,
@@ -70,7 +76,15 @@ MAX_INVALID_SAMPLES = 20
 CLOCK_SKEW = timedelta(minutes=5)
 """How far in the future a recorded instant may be (clock differences)."""
 
-OPT_OUT_SOURCES = ("key-press", "call-back", "cli", "import", "api", "console")
+OPT_OUT_SOURCES = ("key-press", "call-back", "cli", "import", "api", "console", "erasure")
+
+ERASURE_SOURCE = "erasure"
+"""The opt-out source of a number erased on request (GDPR art. 17, :mod:`voicecast.subjects`):
+only its keyed hash is kept so that it is never called again. No ``optout.created`` webhook
+is queued for it: the outbox would keep the number in clear."""
+
+CALLEE_SOURCES = frozenset({"key-press", "call-back"})
+"""Opt-out sources where the person acted themselves (journal actor ``callee``)."""
 
 _TOKEN_RE = re.compile(r"[a-z0-9][a-z0-9_.:/-]{0,39}")
 
@@ -249,6 +263,38 @@ def _insert_ignore_for(dialect: str, table: Table) -> Any:
     raise SuppressionError(f"database {dialect!r} is not supported (SQLite or PostgreSQL)")
 
 
+def _campaign_name(session: Session, campaign_id: int | None) -> str | None:
+    if campaign_id is None:
+        return None
+    campaign = session.get(Campaign, campaign_id)
+    return campaign.name if campaign is not None else None
+
+
+def _journal_opt_out(
+    session: Session,
+    number_key: str,
+    *,
+    source: str,
+    at: datetime,
+    campaign_id: int | None,
+) -> None:
+    """``optout.recorded`` for a new opt-out (subject: its hash; actor ``callee`` when the
+    person pressed the key or called back, else whoever acts now). The note is not
+    journaled: it is free text."""
+    journal_append(
+        session,
+        kinds.OPTOUT_RECORDED,
+        {
+            "source": source,
+            "recorded_at": at,
+            "campaign": _campaign_name(session, campaign_id),
+            "campaign_id": campaign_id,
+        },
+        subject=number_key,
+        actor="callee" if source in CALLEE_SOURCES else None,
+    )
+
+
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     try:
@@ -372,7 +418,7 @@ def add_opt_out(
     Args:
         e164: the number in E.164.
         source: ``key-press`` | ``call-back`` | ``cli`` | ``import`` | ``api`` |
-            ``console`` (added in the web console).
+            ``console`` (added in the web console) | ``erasure`` (GDPR art. 17: no webhook).
         at: when the person asked (aware; stored in UTC).
         campaign_id: the campaign that received the request, if any.
         note: free text, at most 200 characters.
@@ -402,9 +448,16 @@ def add_opt_out(
         _insert_ignore(session, table).values(**values).returning(table.c.number_hash)
     ).first()
     if inserted is not None:  # a new opt-out: tell the CRMs (webhook, same transaction)
-        enqueue_optout_created(
-            session, e164, source=source, recorded_at=at, campaign_id=campaign_id, now=utcnow()
-        )
+        if source != ERASURE_SOURCE:
+            enqueue_optout_created(
+                session,
+                e164,
+                source=source,
+                recorded_at=at,
+                campaign_id=campaign_id,
+                now=utcnow(),
+            )
+        _journal_opt_out(session, number_key, source=source, at=at, campaign_id=campaign_id)
         return True
     session.execute(
         update(table)
@@ -452,7 +505,9 @@ def import_opt_outs(
 
     Source ``import``; ``at`` (aware, default now) is the recorded request time; numbers
     already opted out keep their earliest record. Invalid lines are counted and skipped
-    (the first 20 are in the summary). Does not commit.
+    (the first 20 are in the summary). Each number added is journaled
+    (``optout.recorded``, one entry per number: it is a fact about that person). Does not
+    commit.
 
     Raises:
         ImportFormatError: unreadable file or no phone column.
@@ -484,6 +539,15 @@ def import_opt_outs(
         ]
         if rows:
             session.execute(_insert_ignore(session, table), rows)
+        journal_append_many(
+            session,
+            kinds.OPTOUT_RECORDED,
+            [
+                (h, {"source": "import", "recorded_at": at, "campaign": None, "campaign_id": None})
+                for h in hashes
+                if h not in existing
+            ],
+        )
         for chunk in _chunks(sorted(existing)):
             session.execute(
                 update(table)
@@ -534,6 +598,7 @@ def add_refusal(
 
     France: no call or attempt to that number for 60 days afterwards (Code de la
     consommation D223-9). Each refusal is a new row; :func:`last_refusals` reads the latest.
+    Journaled (``refusal.recorded``, subject: the number's hash) in the same transaction.
 
     Raises:
         InvalidNumberError: ``e164`` is not E.164.
@@ -549,6 +614,17 @@ def add_refusal(
     )
     session.add(refusal)
     session.flush()
+    journal_append(
+        session,
+        kinds.REFUSAL_RECORDED,
+        {
+            "source": refusal.source,
+            "refused_at": at,
+            "campaign": _campaign_name(session, campaign_id),
+            "campaign_id": campaign_id,
+        },
+        subject=number_key,
+    )
     return refusal
 
 
@@ -653,7 +729,8 @@ def import_opposition_list(
     keyed hashes (CNIL guidance). The file is read and hashed first (streamed to a temporary
     file of hashes, so any size fits in memory), then the old version is deleted and the new
     one inserted in chunks of :data:`INSERT_CHUNK`, in the caller's transaction: the caller
-    commits, and a failure rolled back leaves the previous version in place.
+    commits, and a failure rolled back leaves the previous version in place. The import is
+    journaled (``opposition.imported``: list, date, counts, the file's SHA-256).
 
     Duplicates in the file are stored once; invalid lines are counted, the first 20 kept
     with their line numbers.
@@ -707,6 +784,20 @@ def import_opposition_list(
     )
     stored.entries = int(entries or 0)
     session.flush()
+    journal_append(
+        session,
+        kinds.OPPOSITION_IMPORTED,
+        {
+            "list": spec.name,
+            "country": spec.country,
+            "list_date": list_date,
+            "entries": stored.entries,
+            "lines_read": lines,
+            "invalid_lines": invalid,
+            "replaced_entries": replaced,
+            "file_sha256": sha256,
+        },
+    )
     return OppositionImportSummary(
         name=spec.name,
         country=spec.country,

@@ -27,6 +27,7 @@ import codecs
 import contextlib
 import csv
 import datetime as dt
+import hashlib
 import os
 import re
 import tempfile
@@ -145,6 +146,8 @@ class ParseResult:
         encoding: ``utf-8``, ``utf-8-sig``, ``cp1252``, ``utf-16``, ``utf-32`` or ``xlsx``.
         delimiter: ``,``, ``;``, tab (or ``|`` from an Excel ``sep=`` line); None for xlsx.
         rows_read: data rows, excluding the header and fully blank rows.
+        file_sha256: SHA-256 hex of the file's bytes (None when built by hand); the
+            proof journal's ``contacts.imported`` entry cites it.
     """
 
     contacts: list[ParsedContact]
@@ -157,6 +160,7 @@ class ParseResult:
     encoding: str
     delimiter: str | None
     rows_read: int
+    file_sha256: str | None = None
 
 
 # --------------------------------------------------------------------------- phone numbers
@@ -842,7 +846,7 @@ def parse_contacts_file(
     records, encoding, delimiter = open_records(path, require_delimiter=True)
     with contextlib.closing(records):
         try:
-            return _parse_records(
+            result = _parse_records(
                 path,
                 records,
                 encoding=encoding,
@@ -852,8 +856,23 @@ def parse_contacts_file(
                 field_map=field_map,
                 max_rows=max_rows,
             )
+            result.file_sha256 = _file_sha256(path)
         except OSError as exc:
             raise ImportFormatError(f"{path}: cannot read the file ({exc})") from None
+    return result
+
+
+def _file_sha256(path: Path) -> str:
+    """SHA-256 hex of the file's bytes.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_headers(path: Path) -> list[str]:

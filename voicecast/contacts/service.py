@@ -1,4 +1,9 @@
-"""Store a parsed contact file into a contact list (one transaction, owned by the caller)."""
+"""Store a parsed contact file into a contact list (one transaction, owned by the caller).
+
+Each import is journaled in that transaction (``contacts.imported``: list, the file's
+SHA-256, counts, columns kept and dropped; :mod:`voicecast.journal`), whichever of the CLI,
+the console or the API ran it.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ from sqlalchemy.orm import Session
 
 from voicecast.contacts.importer import ParseResult
 from voicecast.errors import VoicecastError
+from voicecast.journal import kinds
+from voicecast.journal.store import append as journal_append
 from voicecast.storage.models import Contact, ContactList, utcnow
 
 CHUNK_SIZE = 2000
@@ -100,7 +107,9 @@ def import_contacts(session: Session, list_name: str, result: ParseResult) -> tu
 
     Existing numbers are loaded in one query, new rows are bulk-inserted and changed rows
     bulk-updated in chunks of :data:`CHUNK_SIZE`. Uses the caller's session and does NOT
-    commit: the caller commits (or rolls back) the whole import as one transaction.
+    commit: the caller commits (or rolls back) the whole import as one transaction, with
+    its ``contacts.imported`` journal entry (no subject: the data holds counts, the file's
+    SHA-256 and column names only).
 
     Raises:
         VoicecastError: ``list_name`` is empty or longer than 200 characters.
@@ -154,4 +163,21 @@ def import_contacts(session: Session, list_name: str, result: ParseResult) -> tu
     updates = [{"id": cid, "fields": f, "updated_at": now} for cid, f in changed.items()]
     for chunk in _chunks(updates):
         session.execute(update(Contact), chunk)
+    journal_append(
+        session,
+        kinds.CONTACTS_IMPORTED,
+        {
+            "list": name,
+            "list_id": list_id,
+            "file_sha256": result.file_sha256,
+            "rows": result.rows_read,
+            "imported": len(new_rows),
+            "updated": len(changed),
+            "duplicates": result.duplicates + in_list,
+            "rejected": len(result.rejects),
+            "columns_kept": [result.phone_column, *result.field_columns.values()],
+            "fields": sorted(result.field_columns),
+            "columns_dropped": list(result.ignored_columns),
+        },
+    )
     return len(new_rows), len(changed), in_list

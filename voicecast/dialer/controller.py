@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -40,7 +40,7 @@ from voicecast.campaigns.compliance import GateEnv, campaign_problems, campaign_
 from voicecast.campaigns.retention import purge_recordings
 from voicecast.clock import Clock, SystemClock
 from voicecast.compliance.facts import load_facts
-from voicecast.compliance.gate import CampaignRules, decide
+from voicecast.compliance.gate import CampaignRules, ContactFacts, decide
 from voicecast.compliance.suppression import add_opt_out
 from voicecast.compliance.types import Decision, Verdict
 from voicecast.dialer.flow import (
@@ -59,6 +59,7 @@ from voicecast.dialer.outcomes import (
 )
 from voicecast.dialer.scheduler import WakeScheduler
 from voicecast.errors import UnsafeValueError, VoicecastError
+from voicecast.journal import events as journal
 from voicecast.pbx.base import (
     CallFlowSession,
     OriginateRejected,
@@ -67,6 +68,7 @@ from voicecast.pbx.base import (
     PbxBackend,
     PbxError,
     PbxUnavailable,
+    PlayResult,
 )
 from voicecast.scenarios.model import Prompt
 from voicecast.storage.models import (
@@ -150,6 +152,11 @@ class CampaignRuntime:
     rules: CampaignRules
     inflight: set[str] = field(default_factory=set)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    #: names and SHA-256 of the sounds it plays (for the journal's message drops)
+    audio: journal.AudioIndex | None = None
+    purpose: str | None = None
+    sender: str | None = None
+    on_behalf_of: str | None = None
 
 
 @dataclass
@@ -175,6 +182,10 @@ class Tracker:
     send_error: str | None = None
     never_retry: bool = False
     note: str | None = None
+    #: the allowing gate decision's legal basis (:func:`voicecast.journal.events.legal_basis`)
+    basis: dict[str, Any] | None = None
+    #: (PBX sound, instant) of every play started, in order
+    play_starts: list[tuple[str, datetime]] = field(default_factory=list)
 
 
 def outcome_of_answerer(who: Answerer) -> Outcome:
@@ -247,6 +258,9 @@ class Dialer:
         gate: the compliance gate's key, packs and settings.
         max_call_duration: seconds after which an answered call is hung up.
         clock: the source of "now" (UTC) for the gate, due times and stored instants.
+        recordings_max_days: a recorded reply is deleted at its node's ``retention_days``
+            and at the latest this many days after recording (``[retention]
+            recordings_days``; GDPR art. 5(1)(e)); None: the node's value alone.
     """
 
     def __init__(
@@ -258,8 +272,10 @@ class Dialer:
         gate: GateEnv,
         max_call_duration: float = 600.0,
         clock: Clock | None = None,
+        recordings_max_days: int | None = None,
     ) -> None:
         self.sessions = sessions
+        self.recordings_max_days = recordings_max_days
         self.gate = gate
         self.clock: Clock = clock or SystemClock()
         self.scheduler = WakeScheduler(self.clock)
@@ -370,8 +386,11 @@ class Dialer:
                 if row is not None and row.status == "running":
                     row.status = "paused"
                     row.status_reason = f"cannot run: {exc}"
+                    journal.campaign_changed(s, row, "paused")
             log.error("campaign %s paused: %s", campaign.name, exc)
             return
+        with self.sessions() as s:  # once per campaign start: the drops name their audio
+            audio = journal.AudioIndex.for_plan(s, campaign, plan)
         rt = CampaignRuntime(
             campaign_id=campaign.id,
             name=campaign.name,
@@ -384,6 +403,10 @@ class Dialer:
             plan=plan,
             pacer=Pacer(campaign.cps),
             rules=campaign_rules(campaign),
+            audio=audio,
+            purpose=campaign.purpose,
+            sender=campaign.sender_name,
+            on_behalf_of=campaign.on_behalf_of,
         )
         self.runtimes[campaign.id] = rt
         self._tasks[campaign.id] = asyncio.create_task(
@@ -477,6 +500,7 @@ class Dialer:
             campaign.status = "completed"
             campaign.finished_at = self.clock.now()
             campaign.status_reason = reason
+            journal.campaign_changed(s, campaign, "completed")
             s.commit()
             log.info("campaign %s: completed%s", rt.name, f" ({reason})" if reason else "")
 
@@ -499,6 +523,7 @@ class Dialer:
             if problems:
                 campaign.status = "paused"
                 campaign.status_reason = "compliance: " + "; ".join(p.message for p in problems)
+                journal.campaign_changed(s, campaign, "paused")
                 s.commit()
                 log.warning("campaign %s paused: %s", rt.name, campaign.status_reason)
                 return False
@@ -508,15 +533,17 @@ class Dialer:
                 self.scheduler.wake_at(f"start-{rt.campaign_id}", campaign.starts_at, rt.wake.set)
         return True
 
-    def _gate(self, s: Session, rt: CampaignRuntime, cc: CampaignContact) -> Decision:
-        """The compliance gate's decision for this contact, now."""
+    def _gate(
+        self, s: Session, rt: CampaignRuntime, cc: CampaignContact
+    ) -> tuple[Decision, ContactFacts]:
+        """The compliance gate's decision for this contact, now, and the facts it read."""
         contact = s.get(Contact, cc.contact_id)
         fields = contact.fields if contact is not None else {}
         now = self.clock.now()
         facts = load_facts(
             s, self.gate.key, self.gate.packs, [(cc.phone_e164, fields)], rt.rules.purpose, now
         )[0]
-        return decide(facts, rt.rules, self.gate.packs, now)
+        return decide(facts, rt.rules, self.gate.packs, now), facts
 
     def _record_gate(
         self,
@@ -525,9 +552,12 @@ class Dialer:
         cc: CampaignContact,
         decision: Decision,
         attempt_id: str | None = None,
+        basis: dict[str, Any] | None = None,
     ) -> None:
         """Store the decision on the contact and, when it changed or allowed a dial, in the
-        ``gate_decisions`` journal. Defer: the contact waits until ``until``; block: done."""
+        ``gate_decisions`` table and the proof journal (``gate.decision``, with ``basis``,
+        the legal basis of an allowed dial). Defer: the contact waits until ``until``;
+        block: done."""
         now = self.clock.now()
         changed = (cc.gate_verdict, cc.gate_reason) != (
             decision.verdict.value,
@@ -557,6 +587,17 @@ class Dialer:
                     attempt_id=attempt_id,
                 )
             )
+            journal.gate_decision(
+                s,
+                self.gate.key,
+                campaign=rt.name,
+                campaign_id=rt.campaign_id,
+                number=cc.phone_e164,
+                decision=decision,
+                attempt_id=attempt_id,
+                at=now,
+                basis=basis,
+            )
         if decision.verdict is not Verdict.ALLOW:
             log.info(
                 "gate: %s %s (%s) %s",
@@ -573,7 +614,7 @@ class Dialer:
             if cc is None or cc.state != "pending":
                 rt.pacer.refund()
                 return
-            decision = self._gate(s, rt, cc)
+            decision, facts = self._gate(s, rt, cc)
             if decision.verdict is not Verdict.ALLOW:
                 self._record_gate(s, rt, cc, decision)
                 rt.pacer.refund()
@@ -582,7 +623,8 @@ class Dialer:
                         f"campaign-{rt.campaign_id}", decision.until, rt.wake.set
                     )
                 return
-            self._record_gate(s, rt, cc, decision, attempt_id)
+            basis = journal.legal_basis(rt.rules, facts, decision)
+            self._record_gate(s, rt, cc, decision, attempt_id, basis)
             now = self.clock.now()
             cc.state = "dialing"
             cc.attempts += 1
@@ -603,7 +645,7 @@ class Dialer:
             number = cc.phone_e164
             contact = s.get(Contact, cc.contact_id)
             fields = dict(contact.fields) if contact is not None else {}
-        tracker = Tracker(attempt_id, rt, cc_id, number, fields=fields)
+        tracker = Tracker(attempt_id, rt, cc_id, number, fields=fields, basis=basis)
         self.trackers[attempt_id] = tracker
         rt.inflight.add(attempt_id)
         follower = asyncio.create_task(self._follow(tracker), name=f"attempt-{attempt_id}")
@@ -782,6 +824,7 @@ class Dialer:
                 cc.outcome = outcome.value
             if not not_sent:  # webhook event, in the outcome's transaction
                 enqueue_attempt_completed(s, attempt, utcnow())
+            self._journal_attempt(s, t, attempt, report)
         rt.inflight.discard(t.attempt_id)
         rt.wake.set()
         log.info(
@@ -790,6 +833,42 @@ class Dialer:
             t.number,
             outcome.value,
             f" ({error})" if error else "",
+        )
+
+    def _recording_days(self, rec: dict[str, Any]) -> int:
+        """Days a reply is kept: its node's ``retention_days`` (30 when absent), capped by
+        ``recordings_max_days``."""
+        days = int(rec.get("retention_days") or 30)
+        if self.recordings_max_days is not None:
+            days = min(days, self.recordings_max_days)
+        return days
+
+    def _journal_attempt(
+        self, s: Session, t: Tracker, attempt: CallAttempt, report: FlowReport | None
+    ) -> None:
+        """The attempt's ``call.attempt`` entry and, when a person or a machine heard a
+        message, its ``message.dropped`` entry (same transaction as the outcome)."""
+        rt = t.runtime
+        journal.call_attempt(s, self.gate.key, attempt, campaign=rt.name, caller_id=rt.caller_id)
+        if report is None or report.answerer not in (Answerer.HUMAN, Answerer.MACHINE):
+            return
+        prompts = journal.played_prompts(report.played, t.play_starts, rt.audio)
+        if not prompts:
+            return
+        journal.message_dropped(
+            s,
+            self.gate.key,
+            number=t.number,
+            campaign=rt.name,
+            campaign_id=rt.campaign_id,
+            attempt_id=t.attempt_id,
+            caller_id=rt.caller_id,
+            delivered_to=report.answerer.value,
+            prompts=prompts,
+            basis=t.basis,
+            purpose=rt.purpose,
+            sender=rt.sender,
+            on_behalf_of=rt.on_behalf_of,
         )
 
     def _store_recordings(self, s: Session, t: Tracker, report: FlowReport, now: datetime) -> None:
@@ -808,7 +887,7 @@ class Dialer:
                     path=path + ".wav",
                     duration_ms=int(rec.get("duration_ms") or 0),
                     created_at=now,
-                    delete_after=now + timedelta(days=int(rec.get("retention_days") or 30)),
+                    delete_after=now + timedelta(days=self._recording_days(rec)),
                 )
             )
 
@@ -881,9 +960,10 @@ class Dialer:
                 attempt.answered_at = self.clock.now()
         t.report = FlowReport()
         opt_out = self._opt_out_hook(t)
+        timed = cast(CallFlowSession, _PlayClock(call, self.clock, t.play_starts))
         try:
             await run_outbound_flow(
-                call,
+                timed,
                 t.runtime.plan,
                 t.report,
                 self._save_decision(t),
@@ -982,6 +1062,33 @@ class Dialer:
                 cc.state = "done"
                 cc.outcome = outcome.value
             enqueue_attempt_completed(s, attempt, utcnow())  # webhook event, same transaction
+            journal.call_attempt(
+                s,
+                self.gate.key,
+                attempt,
+                campaign=campaign.name if campaign is not None else str(attempt.campaign_id),
+                caller_id=campaign.caller_id if campaign is not None else "",
+            )
+
+
+class _PlayClock:
+    """The call, with the instant each play starts noted as (sound, instant) in ``starts``
+    (the journal's ``message.dropped`` says when the message was played)."""
+
+    def __init__(
+        self, call: CallFlowSession, clock: Clock, starts: list[tuple[str, datetime]]
+    ) -> None:
+        self._call = call
+        self._clock = clock
+        self._starts = starts
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._call, name)
+
+    async def play(self, sound: str, escape_digits: str = "") -> PlayResult:
+        """Note the start, then play through the call."""
+        self._starts.append((sound, self._clock.now()))
+        return await self._call.play(sound, escape_digits)
 
 
 class _CallContext:

@@ -338,6 +338,7 @@ async def create_consent(call: Call) -> ConsentRecord:
             proof_ref=body.proof,
             wording_version=body.wording,
             default_region=body.region,
+            key=store_key(call.request, s),
         )
         return _record(record)
 

@@ -1,0 +1,213 @@
+"""``voicecast subject proof``: the service (:func:`voicecast.journal.proof.subject_proof`)
+over a campaign run by the dialer against a fake PBX, and the command through CliRunner.
+
+Fictional numbers only (+33 1 99 00 xx xx).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from journal_fakes import (
+    AUDIO_SHA,
+    CALLER_ID,
+    GATE,
+    VOICEMAIL_SHA,
+    FakePbx,
+    entries,
+    make_campaign,
+    run_dialer,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+from voicecast.app import open_runtime
+from voicecast.cli import main
+from voicecast.compliance.consent import import_consents
+from voicecast.compliance.suppression import add_refusal
+from voicecast.config import load_settings
+from voicecast.journal import kinds, subject_of
+from voicecast.journal.proof import ProofError, subject_proof
+from voicecast.storage.models import utcnow
+
+KEY = GATE.key
+HUMAN, MACHINE, BUSY, NOBODY = "+33199000010", "+33199000012", "+33199000013", "+33199000099"
+
+
+def _seqs(sessions: sessionmaker[Session], kind: str, number: str) -> dict[int, str]:
+    subject = subject_of(KEY, number)
+    return {row.seq: row.hash for row, _ in entries(sessions, kind) if row.subject == subject}
+
+
+def test_the_proof_of_a_machine_shows_its_drop_with_audio_caller_id_and_legal_basis(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    make_campaign(sessions, [HUMAN, MACHINE, BUSY])
+    consents = tmp_path / "consents.csv"
+    consents.write_text(
+        f"phone,purpose,status,date,proof\n{MACHINE},informational,granted,2025-06-01,doc-7\n"
+    )
+    with sessions() as s, s.begin():
+        summary = import_consents(s, consents)
+    run_dialer(sessions, FakePbx())
+    with sessions() as s, s.begin():
+        add_refusal(s, KEY, MACHINE, at=utcnow(), source="agent")
+
+    with sessions() as s:
+        proof = subject_proof(s, KEY, MACHINE, packs=GATE.packs)
+    assert proof["number"] == MACHINE and proof["subject"] == subject_of(KEY, MACHINE)
+    # the contact, its campaign and the basis it relies on now: the imported consent
+    ((contact,),) = [proof["contacts"]]
+    assert contact["list"] == "spring-list" and contact["professional"] is False
+    ((membership,),) = [contact["campaigns"]]
+    assert membership["campaign"] == "spring" and membership["outcome"] == "machine"
+    assert membership["legal_basis"]["basis"] == "consent"
+    assert membership["legal_basis_text"].startswith("consent: proof doc-7")
+    assert proof["consent_in_force"]["informational"]["batch"] == summary.batch
+    assert proof["consent_in_force"]["marketing"] is None
+    # the journal: the drop, with what was played, from which number, on what basis
+    journal = proof["journal"]
+    ((drop,),) = [journal["drops"]]
+    assert drop["data"]["audio"] == "spring-voicemail"
+    assert drop["data"]["audio_sha256"] == VOICEMAIL_SHA
+    assert drop["data"]["caller_id"] == CALLER_ID
+    assert drop["data"]["delivered_to"] == "machine"
+    basis = drop["data"]["legal_basis"]
+    assert basis["basis"] == "consent" and basis["consent"]["batch"] == summary.batch
+    assert basis["consent"]["proof_ref"] == "doc-7"
+    # each entry with the seq and hash an auditor finds in a bundle
+    assert {drop["seq"]: drop["hash"]} == _seqs(sessions, kinds.MESSAGE_DROPPED, MACHINE)
+    assert [e["data"]["outcome"] for e in journal["attempts"]] == ["machine"]
+    assert [e["data"]["verdict"] for e in journal["gate_decisions"]] == ["allow"]
+    assert [e["kind"] for e in journal["rights"]] == [kinds.REFUSAL_RECORDED]
+    assert [e["kind"] for e in journal["imports"]] == [kinds.CONSENTS_IMPORTED]
+    # the ledger row points at the import entry that brought it
+    ((ledger,),) = [proof["consents"]]
+    assert ledger["journal"] == {
+        "seq": journal["imports"][0]["seq"],
+        "hash": journal["imports"][0]["hash"],
+    }
+    assert proof["refusals"][0]["source"] == "agent" and proof["opt_out"] is None
+    assert proof["chain"]["verified"] is True and proof["chain"]["problem"] is None
+    json.dumps(proof, default=str)  # JSON-able
+
+
+def test_the_proof_of_an_unknown_number_is_empty_and_a_bad_number_refused(
+    sessions: sessionmaker[Session],
+) -> None:
+    make_campaign(sessions, [HUMAN])
+    run_dialer(sessions, FakePbx())
+    with sessions() as s:
+        proof = subject_proof(s, KEY, NOBODY, verify_chain=False)
+        assert proof["contacts"] == [] and proof["consents"] == []
+        assert all(not section for section in proof["journal"].values())
+        assert proof["chain"]["verified"] is None
+        assert proof["chain"]["hint"] == "voicecast journal verify"
+        with pytest.raises(ProofError, match=r"not an E\.164"):
+            subject_proof(s, KEY, "0199000010")
+        human = subject_proof(s, KEY, HUMAN)
+    ((drop,),) = [human["journal"]["drops"]]
+    assert (drop["data"]["audio"], drop["data"]["audio_sha256"]) == ("spring-message", AUDIO_SHA)
+    ((membership,),) = [human["contacts"][0]["campaigns"]]
+    assert membership["legal_basis_text"] == "contract (declared)"
+
+
+# --- the command ------------------------------------------------------------------------------
+
+CONFIG = """\
+[database]
+url = "sqlite:///var/test.db"
+
+[sandbox]
+enabled = false
+
+[report]
+timezone = "Europe/Paris"
+
+[compliance]
+hash_key_file = "var/keys/hash.key"
+"""
+
+
+def _run(config: Path, *args: str) -> Result:
+    return CliRunner().invoke(main, ["--config", str(config), *args], catch_exceptions=False)
+
+
+def _text(result: Result) -> str:
+    return " ".join(result.output.split())
+
+
+def test_subject_proof_command_shows_the_drop_the_basis_and_the_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voicecast import cli
+    from voicecast.journal.events import message_dropped
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VOICECAST_CONFIG", raising=False)
+    monkeypatch.setattr(cli.console, "_width", 200)  # a wide terminal: no folded cells
+    config = tmp_path / "voicecast.toml"
+    config.write_text(CONFIG, encoding="utf-8")
+    added = _run(
+        config,
+        "consent", "add", "01 99 00 00 12", "--purpose", "marketing", "--source", "web",
+        "--proof", "form-42", "--at", "2026-01-10T10:00:00",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    runtime = open_runtime(load_settings(config))
+    with runtime.sessions() as s:
+        key, _ = runtime.store_key(s)
+    cid = make_campaign(runtime.sessions, [MACHINE])
+    with runtime.sessions() as s, s.begin():
+        played = utcnow() - timedelta(minutes=5)
+        message_dropped(
+            s,
+            key,
+            number=MACHINE,
+            campaign="spring",
+            campaign_id=cid,
+            attempt_id="a" * 32,
+            caller_id=CALLER_ID,
+            delivered_to="machine",
+            prompts=[
+                {
+                    "audio": "spring-voicemail",
+                    "audio_sha256": VOICEMAIL_SHA,
+                    "at": played,
+                    "ms": 5200,
+                    "completed": True,
+                }
+            ],
+            basis={"basis": "contract", "declared": True, "purpose": "informational"},
+            purpose="informational",
+            sender="Fictive Energie",
+            on_behalf_of="Fictive Energie",
+        )
+    runtime.engine.dispose()
+
+    shown = _run(config, "subject", "proof", "01 99 00 00 12")
+    assert shown.exit_code == 0, shown.output
+    out = _text(shown)
+    assert "Proof for +33199000012" in out
+    assert "spring-voicemail" in out and CALLER_ID in out
+    assert "contract (declared)" in out  # the drop's legal basis
+    assert "consent: proof form-42" not in out  # an informational campaign: not a consent
+    assert "marketing consent: granted (proof form-42, web, 2026-01-10T10:00:00+01:00" in out
+    assert "journal chain: verified" in out
+    assert "+01:00" in out  # times in the report's zone
+    assert "consent.recorded" in out and "cli:" in out  # who recorded the consent
+
+    as_json = _run(config, "subject", "proof", "+33199000012", "--json", "--no-verify")
+    assert as_json.exit_code == 0, as_json.output
+    data = json.loads(as_json.stdout)
+    ((drop,),) = [data["journal"]["drops"]]
+    assert drop["data"]["audio"] == "spring-voicemail" and drop["seq"] >= 1
+    assert len(drop["hash"]) == 64
+    assert data["chain"]["verified"] is None
+    assert data["contacts"][0]["campaigns"][0]["legal_basis"]["basis"] == "contract"
+
+    bad = CliRunner().invoke(main, ["--config", str(config), "subject", "proof", "12ab"])
+    assert bad.exit_code == 1 and "error" in bad.output
