@@ -1,7 +1,8 @@
 """Engine, sessions and migrations.
 
 SQLite is the default (one file, WAL journal so readers such as ``voicecast report`` never
-block the dialer); PostgreSQL is selected by a ``postgresql+psycopg://`` URL.
+block the dialer; ``secure_delete`` so that deleted rows are zeroed in the file, not left
+readable in free space); PostgreSQL is selected by a ``postgresql+psycopg://`` URL.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
+    # deleted rows are overwritten with zeros (freelist pages too), so that an erased
+    # person's number does not linger in the file (GDPR art. 17; voicecast.subjects)
+    cur.execute("PRAGMA secure_delete=ON")
     cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cur.close()
 

@@ -89,6 +89,20 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ("GET", "/api/v1/webhooks/{id}/deliveries"): Sample(
         "/api/v1/webhooks/{webhook_id}/deliveries", 200
     ),
+    ("POST", "/api/v1/subjects/export"): Sample(
+        "/api/v1/subjects/export", 200, json={"number": "+33199000100"}
+    ),
+    ("POST", "/api/v1/subjects/erase"): Sample(
+        "/api/v1/subjects/erase", 200, json={"number": "0199000100"}
+    ),
+    ("POST", "/api/v1/subjects/rectify"): Sample(
+        "/api/v1/subjects/rectify",
+        200,
+        json={"number": "0199000100", "set": {"first_name": "Camille"}, "list": "clients"},
+    ),
+    ("POST", "/api/v1/subjects/proof"): Sample(
+        "/api/v1/subjects/proof", 200, json={"number": "+33199000100"}
+    ),
 }
 
 GUARDED = [r for r in REGISTRY.routes if r.role is not None]
