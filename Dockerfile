@@ -4,7 +4,7 @@ FROM debian:12-slim
 
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-       python3 python3-venv ffmpeg espeak-ng sox ca-certificates \
+       python3 python3-venv ffmpeg espeak-ng sox ca-certificates fonts-dejavu-core \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/voicecast
