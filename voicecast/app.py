@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import posixpath
 import signal
@@ -11,7 +12,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Engine
@@ -26,6 +27,7 @@ from voicecast.dialer.flow import FlowPlan, amd_settings
 from voicecast.dialer.inbound import CallbackLine
 from voicecast.dialer.prompts import Speaker, scenario_prompts
 from voicecast.errors import ConfigError, NotFoundError
+from voicecast.journal.store import SYSTEM, acting_as
 from voicecast.pbx.asterisk import AsteriskBackend, AsteriskEndpoint
 from voicecast.sandbox import Sandbox, SandboxView
 from voicecast.storage.db import make_engine, migrate, session_factory
@@ -34,6 +36,25 @@ from voicecast.storage.models import AudioMessage, Campaign
 log = logging.getLogger(__name__)
 
 DRAIN_GRACE = 30.0  # seconds calls in progress may take to finish on SIGTERM
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def as_system(fn: Callable[_P, Coroutine[Any, Any, _R]]) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    """Run the coroutine function ``fn`` as ``acting_as("system")``, and so every task it
+    creates (a task copies the context at creation): the dialer's and the scheduler's
+    journal entries are the system's even when a CLI command (``cli:...``) started them.
+    The web requests it serves set their own user
+    (:func:`voicecast.web.server.journal_middleware`).
+    """
+
+    @functools.wraps(fn)
+    async def run(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with acting_as(SYSTEM):
+            return await fn(*args, **kwargs)
+
+    return run
 
 
 @dataclass
@@ -266,9 +287,11 @@ def make_dialer(runtime: Runtime) -> Dialer:
         gate=gate,
         max_call_duration=runtime.settings.dialer.max_call_duration,
         clock=clock,
+        recordings_max_days=runtime.settings.retention.recordings_days,
     )
 
 
+@as_system
 async def run_dialer(
     runtime: Runtime,
     campaign_names: list[str] | None = None,
@@ -320,15 +343,19 @@ async def run_dialer(
     return stop_requested.is_set()
 
 
+@as_system
 async def serve_forever(runtime: Runtime) -> None:
     """``voicecast serve``: the dialer (every running campaign, FastAGI, the call-back line),
-    the webhook delivery worker (:class:`voicecast.webhooks.DeliveryWorker`) and, when
-    ``[web] enabled``, the web console and API in the same event loop, until
-    SIGTERM/SIGINT (calls in progress get :data:`DRAIN_GRACE` seconds to finish).
+    the webhook delivery worker (:class:`voicecast.webhooks.DeliveryWorker`), the daily
+    retention purge (:class:`voicecast.retention.RetentionJob`, at ``[retention] run_at``
+    and at start when the last run is over a day old) and, when ``[web] enabled``, the web
+    console and API in the same event loop, until SIGTERM/SIGINT (calls in progress get
+    :data:`DRAIN_GRACE` seconds to finish).
 
     Raises:
         VoicecastError: the web port is taken (before any call is placed).
     """
+    from voicecast.retention import daily_retention
     from voicecast.web.server import WebContext, start_web
     from voicecast.webhooks import DeliveryWorker
 
@@ -342,19 +369,20 @@ async def serve_forever(runtime: Runtime) -> None:
     )
     webhooks = asyncio.create_task(worker.run(), name="webhooks")
     try:
-        if not runtime.settings.web.enabled:
-            await run_dialer(runtime, None)
-            return
-        web = WebContext(runtime, make_clock(runtime))
-        runner = await start_web(web)  # before dialling: a taken port fails at once
+        async with daily_retention(runtime.sessions, runtime.settings, make_clock(runtime)):
+            if not runtime.settings.web.enabled:
+                await run_dialer(runtime, None)
+                return
+            web = WebContext(runtime, make_clock(runtime))
+            runner = await start_web(web)  # before dialling: a taken port fails at once
 
-        async def attach(dialer: Dialer) -> None:
-            web.dialer = dialer
+            async def attach(dialer: Dialer) -> None:
+                web.dialer = dialer
 
-        try:
-            await run_dialer(runtime, None, on_started=attach)
-        finally:
-            await runner.cleanup()
+            try:
+                await run_dialer(runtime, None, on_started=attach)
+            finally:
+                await runner.cleanup()
     finally:
         webhooks.cancel()
         with contextlib.suppress(asyncio.CancelledError):

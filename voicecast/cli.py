@@ -53,11 +53,20 @@ pass_ctx = click.make_pass_decorator(Ctx)
 
 
 class VoicecastGroup(click.Group):
-    """Prints a VoicecastError as one clear line and exits 1 instead of a traceback."""
+    """Prints a VoicecastError as one clear line and exits 1 instead of a traceback.
+
+    Every command runs as ``acting_as(cli_actor())``: the journal entries it writes (an
+    import, an opt-out, a campaign started, a user added) name ``cli:<login name>``.
+    ``voicecast serve`` and the dialer of ``campaign start --wait`` reset it to ``system``
+    for the dialer's own entries (:func:`voicecast.app.run_dialer`).
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
+        from voicecast.journal.store import acting_as, cli_actor
+
         try:
-            return super().invoke(ctx)
+            with acting_as(cli_actor()):
+                return super().invoke(ctx)
         except VoicecastError as exc:
             # the message is text, not markup: "[voicecast generic pack...]" must print
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
@@ -1302,7 +1311,8 @@ def recordings_list(ctx: Ctx, campaign_name: str | None) -> None:
 @recordings.command("purge")
 @pass_ctx
 def recordings_purge(ctx: Ctx) -> None:
-    """Delete the recordings whose retention has ended (GDPR art. 5(1)(e)).
+    """Delete the recordings whose retention has ended (GDPR art. 5(1)(e)): their node's
+    retention_days, at most [retention] recordings_days.
 
     `voicecast serve` (and a running campaign) does it every hour.
     """
@@ -1312,7 +1322,8 @@ def recordings_purge(ctx: Ctx) -> None:
     runtime = _runtime(ctx)
     now = make_clock(runtime).now()
     with runtime.sessions() as s, s.begin():
-        purged = purge_recordings(s, now)
+        max_age = timedelta(days=runtime.settings.retention.recordings_days)
+        purged = purge_recordings(s, now, max_age)
     console.print(f"purged {purged} recording(s) whose retention ended", highlight=False)
 
 

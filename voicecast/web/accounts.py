@@ -3,6 +3,13 @@
 Secrets are never stored: a session cookie and an API token are random strings
 (:func:`secrets.token_urlsafe`, 256 bits) of which only the SHA-256 is kept; passwords are
 argon2id hashes (argon2-cffi, RFC 9106 parameters).
+
+Journal: every change of an account or token appends a ``user.changed`` entry (actor: whoever
+:func:`~voicecast.journal.store.acting_as` names, the admin in the console, ``cli:...`` on
+the command line) and the login steps append ``web.login`` entries (a completed login, a
+lockout), in the same transaction as the change (:mod:`voicecast.journal.kinds`). Names of
+console users are staff data, not callees': they may be journaled; passwords, codes and
+secrets never are.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from voicecast.errors import NotFoundError, VoicecastError
+from voicecast.journal import kinds
+from voicecast.journal.store import SYSTEM, append
 from voicecast.storage.models import ROLES, ApiToken, User, WebSession
 
 API_TOKEN_PREFIX = "vc_"  # noqa: S105 - a public prefix, not a secret
@@ -77,8 +86,9 @@ def session_for(
     return row, user
 
 
-def user_for_api_token(db: Session, token: str, now: datetime) -> User | None:
-    """The enabled user of a live (not revoked) API token; records ``last_used_at``."""
+def api_token_caller(db: Session, token: str, now: datetime) -> tuple[User, ApiToken] | None:
+    """The enabled user of a live (not revoked) API token, and the token's row; records
+    ``last_used_at`` (``now``, UTC)."""
     if not token.startswith(API_TOKEN_PREFIX):
         return None
     row = db.scalars(select(ApiToken).where(ApiToken.token_hash == digest(token))).first()
@@ -88,7 +98,38 @@ def user_for_api_token(db: Session, token: str, now: datetime) -> User | None:
     if user is None or user.disabled:
         return None
     row.last_used_at = now
-    return user
+    return user, row
+
+
+def user_for_api_token(db: Session, token: str, now: datetime) -> User | None:
+    """The enabled user of a live (not revoked) API token; records ``last_used_at``."""
+    found = api_token_caller(db, token, now)
+    return None if found is None else found[0]
+
+
+def token_label(token: ApiToken) -> dict[str, object]:
+    """What the journal says of an API token: ``{"id", "name", "prefix"}`` (never the token;
+    the prefix is its public first 10 characters, as the tokens page shows)."""
+    return {"id": token.id, "name": token.name, "prefix": token.prefix}
+
+
+def journal_user_change(db: Session, user: str, action: str, **details: object) -> None:
+    """Append a ``user.changed`` entry (``user``, ``action``, ``details``) in ``db``'s
+    transaction, attributed to the current actor (:func:`~voicecast.journal.store.acting_as`).
+
+    Raises:
+        JournalError: ``details`` are not JSON-able.
+        LookupError: the journal is not migrated.
+    """
+    append(db, kinds.USER_CHANGED, {"user": user, "action": action, **details})
+
+
+def _journal_login(db: Session, user: User, outcome: str, **details: object) -> None:
+    """Append a ``web.login`` entry of ``user``: ``success`` and ``logout`` are the user's
+    own acts (actor ``user:NAME``); ``locked`` is the server's (actor ``system``: whoever
+    typed the wrong passwords is unknown)."""
+    actor = SYSTEM if outcome == "locked" else f"user:{user.name}"
+    append(db, kinds.WEB_LOGIN, {"user": user.name, "outcome": outcome, **details}, actor=actor)
 
 
 class AccountError(VoicecastError):
@@ -155,6 +196,7 @@ def create_user(db: Session, name: str, role: str, password: str) -> User:
     )
     db.add(user)
     db.flush()
+    journal_user_change(db, name, "created", role=role)
     return user
 
 
@@ -205,16 +247,19 @@ def create_api_token(db: Session, user_id: int, name: str, now: datetime) -> str
     if not name or len(name) > 100:
         raise AccountError("token name: 1 to 100 characters")
     token = API_TOKEN_PREFIX + new_secret()
-    db.add(
-        ApiToken(
-            user_id=user_id,
-            name=name,
-            token_hash=digest(token),
-            prefix=token[:10],
-            created_at=now,
-        )
+    row = ApiToken(
+        user_id=user_id,
+        name=name,
+        token_hash=digest(token),
+        prefix=token[:10],
+        created_at=now,
     )
+    db.add(row)
     db.flush()
+    owner = db.get(User, user_id)
+    journal_user_change(
+        db, owner.name if owner else f"#{user_id}", "token_created", token=token_label(row)
+    )
     return token
 
 
@@ -289,21 +334,24 @@ def is_locked(user: User, now: datetime) -> bool:
     return user.locked_until is not None and now < user.locked_until
 
 
-def _fail(user: User, now: datetime, policy: LoginPolicy) -> LoginStep:
+def _fail(db: Session, user: User, now: datetime, policy: LoginPolicy) -> LoginStep:
     """Count a failure; lock the account at ``policy.max_failed`` consecutive ones (the
     count then starts again, so after the lockout the user has ``max_failed`` new tries)."""
     user.failed_logins = (user.failed_logins or 0) + 1
     if user.failed_logins >= policy.max_failed:
         user.failed_logins = 0
         user.locked_until = now + policy.lockout
+        _journal_login(db, user, "locked", until=user.locked_until)
         return LoginStep("locked", locked_until=user.locked_until)
     return LoginStep("invalid")
 
 
-def _succeed(user: User, now: datetime) -> None:
+def _succeed(db: Session, user: User, now: datetime, method: str, **details: object) -> None:
+    """A complete login (second factor included): reset the counters, journal it."""
     user.failed_logins = 0
     user.locked_until = None
     user.last_login_at = now
+    _journal_login(db, user, "success", method=method, **details)
 
 
 def check_password_login(
@@ -325,7 +373,7 @@ def check_password_login(
     if is_locked(user, now):
         return LoginStep("locked", locked_until=user.locked_until)
     if not password_matches(user.password_hash, password) or user.disabled:
-        return LoginStep("invalid") if user.disabled else _fail(user, now, policy)
+        return LoginStep("invalid") if user.disabled else _fail(db, user, now, policy)
     if _hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hash_password(password)
     stage = "mfa" if user.totp_enrolled_at is not None and user.totp_secret else "enrol"
@@ -379,19 +427,19 @@ def check_second_factor(
     if len(typed) == 6 and typed.isdigit():
         step = _totp_step(user.totp_secret, typed, now, user.totp_last_step)
         if step is None or step < 0:
-            failed = _fail(user, now, policy)
+            failed = _fail(db, user, now, policy)
             return failed if failed.status == "locked" or step is None else LoginStep("replayed")
         user.totp_last_step = step
-        _succeed(user, now)
+        _succeed(db, user, now, "totp")
         return LoginStep("ok", user_id=user.id, stage="full")
     remaining = list(user.recovery_codes or [])
     for stored in remaining if len(typed) == RECOVERY_CODE_LENGTH else []:
         if password_matches(stored, typed):
             remaining.remove(stored)
             user.recovery_codes = remaining  # a new list: the JSON column sees the change
-            _succeed(user, now)
+            _succeed(db, user, now, "recovery", recovery_left=len(remaining))
             return LoginStep("ok", user_id=user.id, stage="full", recovery_left=len(remaining))
-    return _fail(user, now, policy)
+    return _fail(db, user, now, policy)
 
 
 def begin_enrolment(db: Session, user_id: int) -> tuple[str, str]:
@@ -452,12 +500,18 @@ def finish_enrolment(
     typed = normalise_code(code)
     step = _totp_step(user.totp_secret, typed, now, user.totp_last_step) if typed else None
     if step is None or step < 0:
-        return _fail(user, now, policy), []
+        return _fail(db, user, now, policy), []
     codes = new_recovery_codes()
     user.totp_last_step = step
     user.totp_enrolled_at = now
     user.recovery_codes = [hash_password(normalise_code(c)) for c in codes]
-    _succeed(user, now)
+    append(
+        db,
+        kinds.USER_CHANGED,
+        {"user": user.name, "action": "two_factor_enrolled"},
+        actor=f"user:{user.name}",
+    )
+    _succeed(db, user, now, "enrolment")
     return LoginStep("ok", user_id=user.id, stage="full", recovery_left=len(codes)), codes
 
 
@@ -487,11 +541,23 @@ def rotate_session(
 
 
 def end_session(db: Session, token: str) -> None:
-    """Delete the session of a cookie token (logout); nothing when there is none."""
+    """Delete the session of a cookie token; nothing when there is none."""
     row = db.get(WebSession, digest(token))
     if row is not None:
         db.delete(row)
         db.flush()
+
+
+def logout(db: Session, token: str) -> None:
+    """End the session of a cookie token (``POST /logout``) and, when it was a full login,
+    journal a ``web.login`` ``logout`` entry of its user; nothing when there is none."""
+    row = db.get(WebSession, digest(token))
+    if row is None:
+        return
+    user = db.get(User, row.user_id) if row.stage == "full" else None
+    end_session(db, token)
+    if user is not None:
+        _journal_login(db, user, "logout")
 
 
 def end_user_sessions(db: Session, user_id: int) -> int:
@@ -534,7 +600,10 @@ def set_role(db: Session, name: str, role: str) -> User:
     user = get_user(db, name)
     if role != "admin":
         _keep_an_admin(db, user)
+    previous = user.role
     user.role = role
+    if role != previous:
+        journal_user_change(db, name, "role_changed", role=role, previous_role=previous)
     return user
 
 
@@ -546,10 +615,16 @@ def set_disabled(db: Session, name: str, disabled: bool) -> User:
         AccountError: it would disable the last enabled admin.
     """
     user = get_user(db, name)
+    ended = 0
     if disabled:
         _keep_an_admin(db, user)
-        end_user_sessions(db, user.id)
+        ended = end_user_sessions(db, user.id)
+    changed = bool(user.disabled) != disabled
     user.disabled = disabled
+    if disabled and (changed or ended):
+        journal_user_change(db, name, "disabled", sessions_ended=ended)
+    elif changed:
+        journal_user_change(db, name, "enabled")
     return user
 
 
@@ -562,6 +637,7 @@ def unlock_user(db: Session, name: str) -> User:
     user = get_user(db, name)
     user.locked_until = None
     user.failed_logins = 0
+    journal_user_change(db, name, "unlocked")
     return user
 
 
@@ -577,7 +653,8 @@ def reset_two_factor(db: Session, name: str) -> User:
     user.totp_enrolled_at = None
     user.totp_last_step = None
     user.recovery_codes = []
-    end_user_sessions(db, user.id)
+    ended = end_user_sessions(db, user.id)
+    journal_user_change(db, name, "two_factor_reset", sessions_ended=ended)
     return user
 
 
@@ -610,4 +687,11 @@ def revoke_api_token(db: Session, token_id: int, by: Principal, now: datetime) -
         raise NotFoundError(f"no API token #{token_id}")
     if token.revoked_at is None:
         token.revoked_at = now
+        owner = db.get(User, token.user_id)
+        journal_user_change(
+            db,
+            owner.name if owner else f"#{token.user_id}",
+            "token_revoked",
+            token=token_label(token),
+        )
     return token

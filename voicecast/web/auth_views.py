@@ -19,6 +19,12 @@ factor) lock the account for ``[web] lockout_minutes``; each address may try
 ``[web] login_rate_per_ip`` times per ``[web] login_window`` seconds (answered 429 with
 ``Retry-After``, RFC 6585 §4); the session token is replaced at every step (session
 fixation, OWASP Session Management Cheat Sheet).
+
+Journal (security record, :mod:`voicecast.journal.kinds`): a completed login, a logout and
+a lockout are ``web.login`` entries with the account's name (never a typed unknown name, a
+password or a code); failed attempts that do not lock are not journaled. The login routes
+get no ``web.action`` entry. Account and token changes are ``user.changed`` entries
+(:mod:`voicecast.web.accounts`).
 """
 
 from __future__ import annotations
@@ -457,10 +463,11 @@ async def enrol_submit(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
-    """``POST /logout``: end the session, clear its cookie, back to the login page."""
+    """``POST /logout``: end the session (journaled: ``web.login`` ``logout``), clear its
+    cookie, back to the login page."""
     token = request.cookies.get(accounts.SESSION_COOKIE)
     if token:
-        await db_call(request, lambda s: accounts.end_session(s, token))
+        await db_call(request, lambda s: accounts.logout(s, token))
     response = redirect("/login")
     _clear_session(request, response)
     return response

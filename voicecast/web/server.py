@@ -14,6 +14,10 @@ Request pipeline (outermost first):
    token must carry the CSRF token (form field ``_csrf`` or header ``X-CSRF-Token``) equal
    to the ``voicecast_csrf`` cookie (double-submit, OWASP CSRF Prevention Cheat Sheet), and
    a cross-origin ``Origin`` header is refused.
+5. :func:`journal_middleware`: a logged-in user's request runs as
+   ``acting_as("user:NAME")`` (the journal entries its handler writes name the user), and
+   a data-changing request that succeeded or was refused on a rule is journaled
+   (``web.action``).
 
 Database work runs in a thread (:func:`db_call`) so that SQLite never blocks the event
 loop the dialer shares.
@@ -24,9 +28,10 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import re
 import secrets
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -39,6 +44,8 @@ from sqlalchemy.orm import Session
 
 from voicecast.clock import Clock
 from voicecast.errors import NotFoundError, VoicecastError
+from voicecast.journal import kinds
+from voicecast.journal.store import acting_as, append
 from voicecast.storage.models import WebSession
 from voicecast.web import accounts
 from voicecast.web.accounts import Principal
@@ -93,6 +100,7 @@ CTX: web.AppKey[WebContext] = web.AppKey("voicecast", WebContext)
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 WEB_SESSION: web.RequestKey[WebSession] = web.RequestKey("web_session", WebSession)
 CSRF_TOKEN: web.RequestKey[str] = web.RequestKey("csrf_token", str)
+API_TOKEN: web.RequestKey[dict[str, object]] = web.RequestKey("api_token", dict)
 
 
 class HTTPProblem(Exception):
@@ -149,7 +157,9 @@ def is_api(request: web.Request) -> bool:
 async def db_call(request: web.Request | web.Application, fn: Callable[[Session], T]) -> T:
     """Run ``fn(session)`` in a worker thread inside one transaction; return its result.
 
-    The transaction commits when ``fn`` returns and rolls back when it raises.
+    The transaction commits when ``fn`` returns and rolls back when it raises. ``fn`` runs
+    in a copy of the caller's :mod:`contextvars` context (:func:`asyncio.to_thread`), so
+    the journal entries it writes name the request's user (:func:`journal_middleware`).
     """
     app = request.app if isinstance(request, web.Request) else request
     sessions = app[CTX].runtime.sessions
@@ -309,15 +319,23 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     now = ctx.clock.now()
     bearer = _bearer(request)
     if bearer is not None:
-        user = await db_call(request, lambda s: accounts.user_for_api_token(s, bearer, now))
-        if user is None:
+
+        def caller(s: Session) -> tuple[Principal, dict[str, object]] | None:
+            found = accounts.api_token_caller(s, bearer, now)
+            if found is None:
+                return None
+            user, token = found
+            return Principal(user.id, user.name, user.role, "token"), accounts.token_label(token)
+
+        identified = await db_call(request, caller)
+        if identified is None:
             raise HTTPProblem(
                 401,
                 "unauthenticated",
                 "unknown or revoked API token",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        request[PRINCIPAL] = Principal(user.id, user.name, user.role, "token")
+        request[PRINCIPAL], request[API_TOKEN] = identified
         return await handler(request)
     cookie = request.cookies.get(accounts.SESSION_COOKIE)
     if cookie:
@@ -370,6 +388,151 @@ async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if token is not None and request.cookies.get(CSRF_COOKIE) != token:
         set_cookie(request, response, CSRF_COOKIE, token)
     return response
+
+
+JOURNAL_EXEMPT_ROUTES = frozenset(
+    {
+        "/login",  # the login steps and the logout: web.login entries (accounts)
+        "/login/totp",
+        "/login/enrol",
+        "/logout",
+        "/audio/tts-preview",  # answers a WAV, stores nothing
+        "/lists/upload/{upload_id}/preview",  # shows the mapping again, stores nothing
+    }
+)
+"""Route templates whose unsafe requests change no data (or are journaled otherwise)."""
+
+REFUSED_CODES = {403: "forbidden", 409: "conflict"}
+"""Refusals on a rule that are journaled (``outcome`` ``refused``): the role is too low
+(403), or the state of the data forbids the change (409: a campaign that cannot start, the
+last admin, a taken name). Malformed input (400, 413, 415), unknown objects (404) and
+server errors are not: nothing was attempted on the data. A CSRF failure never reaches
+:func:`journal_middleware` (it may be forged by another site: not the user's act)."""
+
+_NUMBER_PARAMS = frozenset({"number", "phone", "e164", "msisdn", "tel"})
+_PHONE_LIKE = re.compile(r"\d(?:[\s.()/-]*\d){5,}")  # 6+ digits, separators allowed
+_ROW_ID = re.compile(r"[1-9]\d{0,7}")
+_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def user_actor(name: str) -> str:
+    """The journal actor of a console/API user: ``user:NAME`` (control characters replaced,
+    at most 100 characters, as :func:`~voicecast.journal.store.acting_as` requires)."""
+    return "user:" + (_CONTROL.sub("?", name)[:100] or "?")
+
+
+def action_target(params: Mapping[str, str]) -> tuple[dict[str, object], list[str]]:
+    """The route parameters a ``web.action`` entry may keep, and the names of those left out.
+
+    Kept: row ids (``id``, ``*_id``: 1 to 8 digits, as int; a 32-hex upload id), names
+    (campaigns, lists, users, audio; at most 100 characters). Left out: a parameter named
+    like a phone number (``number``...) and any value holding 6 or more digits (allowing
+    spaces, dots, dashes, slashes and brackets between them): it could be a phone number,
+    which the journal never holds (GDPR art. 5(1)(c), minimisation; people are journaled
+    by keyed hash only).
+    """
+    target: dict[str, object] = {}
+    dropped: list[str] = []
+    for name, value in sorted(params.items()):
+        if name in _NUMBER_PARAMS:
+            dropped.append(name)
+        elif name == "id" or name.endswith("_id"):
+            if _ROW_ID.fullmatch(value):
+                target[name] = int(value)
+            elif _UPLOAD_ID.fullmatch(value):
+                target[name] = value
+            else:
+                dropped.append(name)
+        elif _PHONE_LIKE.search(value) or _CONTROL.search(value):
+            dropped.append(name)
+        else:
+            target[name] = value[:100]
+    return target, dropped
+
+
+async def _journal_action(
+    request: web.Request, who: Principal, status: int, code: str | None
+) -> None:
+    """Append the ``web.action`` entry of ``request`` when it is one (see
+    :func:`journal_middleware`); a failure is logged, never raised."""
+    if request.method not in UNSAFE_METHODS:
+        return
+    if status >= 400 and status not in REFUSED_CODES:
+        return
+    resource = request.match_info.route.resource
+    if resource is None or resource.canonical in JOURNAL_EXEMPT_ROUTES:
+        return
+    target, dropped = action_target(request.match_info)
+    data: dict[str, object] = {
+        "method": request.method,
+        "route": resource.canonical,
+        "target": target,
+        "status": status,
+        "outcome": "done" if status < 400 else "refused",
+        "channel": "api" if is_api(request) else "console",
+        "via": who.via,
+    }
+    if dropped:
+        data["dropped"] = dropped
+    if status >= 400:
+        data["code"] = code or REFUSED_CODES[status]
+    token = request.get(API_TOKEN)
+    if who.via == "token" and token is not None:
+        data["token"] = token
+    actor = user_actor(who.name)
+    try:
+        await db_call(request, lambda s: append(s, kinds.WEB_ACTION, data, actor=actor))
+    except Exception:  # the change is committed: its answer must not become a 500
+        log.error(
+            "could not journal %s %s (status %s) by %s",
+            request.method,
+            resource.canonical,
+            status,
+            actor,
+            exc_info=True,
+        )
+
+
+@web.middleware
+async def journal_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Attribute a logged-in user's request to them, and journal its data changes.
+
+    The handler runs inside ``acting_as("user:NAME")``: every journal entry it writes (a
+    ``campaign.changed``, an ``optout.recorded``, a ``user.changed``...) names the user,
+    including those written in :func:`db_call` threads (:func:`asyncio.to_thread` runs the
+    function in a copy of the caller's :mod:`contextvars` context).
+
+    Then a POST, PUT, PATCH or DELETE that succeeded (2xx, 3xx) or was refused on a rule
+    (:data:`REFUSED_CODES`) gets one ``web.action`` entry (:mod:`voicecast.journal.kinds`):
+    method, route template, route parameters (:func:`action_target`: never a phone
+    number; the subject endpoints carry the number in the body, which is never journaled),
+    status, outcome, channel and, for an API token, its id, name and prefix. GETs, the
+    login steps and :data:`JOURNAL_EXEMPT_ROUTES` get none (logins: ``web.login``).
+
+    Why a transaction of its own, right after the handler's: the status is only known when
+    the handler has returned, a handler may commit several transactions (an import, then
+    its summary), and a refusal commits none. What the request changed is proved by the
+    domain entries its handler wrote in the same transaction as each change (attributed
+    to the user by the context variable); ``web.action`` is the request-level record (who
+    asked what, what was answered). If the process dies between the two, the change and
+    its domain entries stay consistent; only the request record is missing. A failure to
+    write it is logged as an error: the committed change keeps its answer (no 500).
+    """
+    who = principal(request)
+    if who is None:
+        return await handler(request)
+    with acting_as(user_actor(who.name)):
+        try:
+            response = await handler(request)
+        except HTTPProblem as problem:
+            await _journal_action(request, who, problem.status, problem.code)
+            raise
+        except web.HTTPException as exc:  # a raised redirect after a change (303)
+            await _journal_action(request, who, exc.status, None)
+            raise
+        await _journal_action(request, who, response.status, None)
+        return response
 
 
 def from_trusted_proxy(request: web.Request) -> bool:
@@ -425,6 +588,7 @@ def make_app(ctx: WebContext) -> web.Application:
             error_middleware,
             auth_middleware,
             csrf_middleware,
+            journal_middleware,
         ],
     )
     app[CTX] = ctx
