@@ -8,6 +8,7 @@ import dataclasses
 import io
 import json
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -422,6 +423,11 @@ def contacts() -> None:
     """Contact lists."""
 
 
+_CONSENT_HEADER = re.compile(r"consent|opt.?in|rgpd|gdpr|accord|preuve|proof", re.IGNORECASE)
+"""Headers of dropped columns that look like consent data (the import points at
+``voicecast consent import``)."""
+
+
 @contacts.command("import")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--list", "list_name", required=True, help="List to import into (created).")
@@ -499,6 +505,14 @@ def contacts_import(
     )
     if result.ignored_columns:
         console.print(f"columns not kept: {', '.join(result.ignored_columns)}", highlight=False)
+        consent_like = [c for c in result.ignored_columns if _CONSENT_HEADER.search(c)]
+        if consent_like:
+            console.print(
+                f"{', '.join(consent_like)}: consent columns go to the consent ledger: "
+                f"voicecast consent import {file}",
+                highlight=False,
+                markup=False,
+            )
     if rejects_path:
         console.print(f"rejected rows: {rejects_path}", highlight=False)
 

@@ -45,6 +45,14 @@ from voicecast.storage.models import Consent, utcnow
 
 PURPOSES = ("marketing", "informational")
 STATUSES = ("granted", "withdrawn")
+
+
+def _journal_scrub(text: str, number: str) -> str | None:
+    from voicecast.journal.events import scrub  # late: events imports the gate
+
+    return scrub(text, number)
+
+
 CLOCK_SKEW = timedelta(minutes=5)
 """How far in the future a ``recorded_at`` may be (clock differences)."""
 LOOKUP_CHUNK = 500
@@ -362,7 +370,8 @@ def record_consent(
             "status": consent.status,
             "recorded_at": consent.recorded_at,
             "source": consent.source,
-            "proof_ref": consent.proof_ref,
+            # the journal cannot be erased: a number typed into the reference is removed
+            "proof_ref": _journal_scrub(consent.proof_ref, consent.phone_e164),
             "wording_version": consent.wording_version,
             "batch": consent.batch,
         },

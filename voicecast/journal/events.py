@@ -102,7 +102,7 @@ def legal_basis(rules: CampaignRules, facts: ContactFacts, decision: Decision) -
             **base,
             "consent": {
                 "id": consent.consent_id,
-                "proof_ref": consent.proof_ref,
+                "proof_ref": scrub(consent.proof_ref, facts.profile.number),
                 "source": consent.source,
                 "recorded_at": consent.recorded_at,
                 "batch": consent.batch,

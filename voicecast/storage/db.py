@@ -7,6 +7,8 @@ readable in free space); PostgreSQL is selected by a ``postgresql+psycopg://`` U
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -32,15 +34,21 @@ def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    """Create the engine for ``url``; for SQLite, create the folder and set WAL mode.
+    """Create the engine for ``url``; for SQLite, create the folder and a missing database
+    file (mode 0600: it holds personal data), and set WAL mode.
 
     Raises:
         ConfigError: the SQLite folder cannot be created.
     """
     if url.startswith("sqlite:///") and ":memory:" not in url:
-        folder = Path(url[len("sqlite:///") :]).parent
+        db_file = Path(url[len("sqlite:///") :].split("?", 1)[0])
+        folder = db_file.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            # personal data: a new database file (and so its -wal and -shm, which SQLite
+            # creates with the same mode) is readable by its owner only
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(db_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         except OSError as exc:
             raise ConfigError(f"cannot create the database folder {folder}: {exc}") from exc
     engine = create_engine(url)
