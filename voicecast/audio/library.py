@@ -24,6 +24,7 @@ from voicecast.audio.convert import (
     convert_for_asterisk,
 )
 from voicecast.audio.tts import TtsError, Voice, render_text, synthesize, template_fields
+from voicecast.digests import file_sha256
 from voicecast.errors import NotFoundError, UnsafeValueError
 from voicecast.storage.models import AudioMessage
 
@@ -196,14 +197,6 @@ def get_audio(session: Session, name: str) -> AudioMessage:
     return audio
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _checked_file_name(audio: AudioMessage) -> str:
     if not _FILE_NAME_RE.fullmatch(audio.file_name):
         raise UnsafeValueError(f"unsafe audio file name in the database: {audio.file_name!r}")
@@ -225,7 +218,7 @@ def publish(audio: AudioMessage, store_dir: Path, sounds_dir: Path) -> Path:
     file_name = _checked_file_name(audio)
     src = Path(store_dir) / file_name
     dest = Path(sounds_dir) / file_name
-    if dest.is_file() and _sha256_file(dest) == audio.sha256:
+    if dest.is_file() and file_sha256(dest) == audio.sha256:
         return dest
     try:
         data = src.read_bytes()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import re
 import secrets
 from collections.abc import Iterable
@@ -37,6 +36,7 @@ from voicecast.compliance.keys import is_e164
 from voicecast.compliance.numberfile import InvalidNumberError, open_records, parse_number
 from voicecast.contacts import importer
 from voicecast.contacts.importer import ImportFormatError
+from voicecast.digests import file_sha256
 from voicecast.errors import VoicecastError
 from voicecast.journal import kinds
 from voicecast.journal.store import append as journal_append
@@ -579,14 +579,10 @@ def import_consents(
 
 def _file_sha256(path: Path) -> str | None:
     """SHA-256 hex of the file's bytes (None when it cannot be read again)."""
-    digest = hashlib.sha256()
     try:
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
+        return file_sha256(path)
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 def _is_blank(cells: list[str]) -> bool:

@@ -26,7 +26,6 @@ refusal and opposition-list import is written to the proof journal in the same t
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import hmac
 import re
 import tempfile
@@ -49,6 +48,7 @@ from voicecast.compliance.keys import (
 )
 from voicecast.compliance.numberfile import InvalidNumberError, read_numbers
 from voicecast.compliance.packs import OPPOSITION_LISTS, OppositionListSpec
+from voicecast.digests import file_sha256
 from voicecast.errors import VoicecastError
 from voicecast.journal import kinds
 from voicecast.journal.store import append as journal_append
@@ -296,14 +296,10 @@ def _journal_opt_out(
 
 
 def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
     try:
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
+        return file_sha256(path)
     except OSError as exc:
         raise SuppressionError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
-    return digest.hexdigest()
 
 
 def hashed_data_present(session: Session) -> str | None:

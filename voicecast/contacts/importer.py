@@ -27,7 +27,6 @@ import codecs
 import contextlib
 import csv
 import datetime as dt
-import hashlib
 import os
 import re
 import tempfile
@@ -40,6 +39,7 @@ from pathlib import Path
 import phonenumbers
 
 from voicecast.csvsafe import neutralise_row
+from voicecast.digests import file_sha256
 from voicecast.errors import VoicecastError
 from voicecast.pbx.validation import E164_RE
 
@@ -856,23 +856,10 @@ def parse_contacts_file(
                 field_map=field_map,
                 max_rows=max_rows,
             )
-            result.file_sha256 = _file_sha256(path)
+            result.file_sha256 = file_sha256(path)
         except OSError as exc:
             raise ImportFormatError(f"{path}: cannot read the file ({exc})") from None
     return result
-
-
-def _file_sha256(path: Path) -> str:
-    """SHA-256 hex of the file's bytes.
-
-    Raises:
-        OSError: the file cannot be read.
-    """
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_headers(path: Path) -> list[str]:

@@ -15,7 +15,6 @@ the proof of consent and of opposition checks; Code de la consommation L223-1 / 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import posixpath
 import re
 from collections import OrderedDict
@@ -29,6 +28,7 @@ import phonenumbers
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from voicecast import digests
 from voicecast.compliance.gate import CampaignRules, ContactFacts
 from voicecast.compliance.types import Decision, Purpose, Verdict
 from voicecast.journal import kinds
@@ -298,14 +298,10 @@ def campaign_changed(
 
 def file_sha256(path: Path) -> str | None:
     """SHA-256 hex of a file's bytes, or None when it cannot be read."""
-    digest = hashlib.sha256()
     try:
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
+        return digests.file_sha256(path)
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 @dataclass
