@@ -11,41 +11,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from cli_workspace import make_workspace, run_cli, said
+from click.testing import CliRunner
 
 from voicecast.cli import main
-
-CONFIG = """\
-[database]
-url = "sqlite:///var/test.db"
-
-[sandbox]
-enabled = false
-
-[report]
-timezone = "Europe/Paris"
-
-[compliance]
-hash_key_file = "var/keys/hash.key"
-"""
 
 
 @pytest.fixture
 def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("VOICECAST_CONFIG", raising=False)
-    path = tmp_path / "voicecast.toml"
-    path.write_text(CONFIG, encoding="utf-8")
-    return path
+    return make_workspace(tmp_path, monkeypatch)
 
 
-def run(config: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, ["--config", str(config), *args], catch_exceptions=False)
-
-
-def text(result: Result) -> str:
-    """The output with rich's line wrapping undone."""
-    return " ".join(result.output.split())
+run = run_cli
+text = said
 
 
 def test_consent_add_show_and_withdraw(config: Path) -> None:
@@ -341,7 +319,6 @@ def test_help_texts_name_the_legal_sources(config: Path) -> None:
 
 
 def test_consent_import_purpose_option_for_files_without_the_column(tmp_path: Path) -> None:
-    from voicecast.cli import main
 
     cfg = tmp_path / "voicecast.toml"
     cfg.write_text(

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cli_workspace import make_workspace
 from click.testing import CliRunner, Result
 from sqlalchemy import select
 
@@ -15,32 +16,12 @@ from voicecast.config import load_settings
 from voicecast.storage.models import User, WebSession
 from voicecast.web import accounts
 
-CONFIG = """\
-[database]
-url = "sqlite:///var/test.db"
-
-[sandbox]
-enabled = false
-
-[report]
-timezone = "Europe/Paris"
-
-[compliance]
-hash_key_file = "var/keys/hash.key"
-
-[web]
-port = 8090
-"""
 PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
 def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("VOICECAST_CONFIG", raising=False)
-    path = tmp_path / "voicecast.toml"
-    path.write_text(CONFIG, encoding="utf-8")
-    return path
+    return make_workspace(tmp_path, monkeypatch, "[web]\nport = 8090\n")
 
 
 def run(config: Path, *args: str, stdin: str | None = None) -> Result:

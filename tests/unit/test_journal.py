@@ -10,12 +10,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from cli_workspace import make_workspace, run_cli
 from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session, sessionmaker
 
-from voicecast.cli import main
 from voicecast.journal import store
 from voicecast.journal.bundle import (
     compare_with_database,
@@ -337,35 +336,14 @@ def test_signing_key_readable_by_others_is_refused(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- CLI
 
 
-CONFIG = """\
-[database]
-url = "sqlite:///var/test.db"
-
-[sandbox]
-enabled = false
-
-[report]
-timezone = "Europe/Paris"
-
-[compliance]
-hash_key_file = "var/keys/hash.key"
-
-[journal]
-signing_key_file = "var/keys/journal.key"
-"""
-
-
-def run(config: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, ["--config", str(config), *args], catch_exceptions=False)
+run = run_cli
 
 
 @pytest.fixture
 def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("VOICECAST_CONFIG", raising=False)
-    path = tmp_path / "voicecast.toml"
-    path.write_text(CONFIG, encoding="utf-8")
-    return path
+    return make_workspace(
+        tmp_path, monkeypatch, '[journal]\nsigning_key_file = "var/keys/journal.key"\n'
+    )
 
 
 def test_cli_verify_export_and_verify_bundle(config: Path, tmp_path: Path) -> None:

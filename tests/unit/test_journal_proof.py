@@ -11,7 +11,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from cli_workspace import make_workspace, run_cli, said
+from click.testing import CliRunner
 from journal_fakes import (
     AUDIO_SHA,
     CALLER_ID,
@@ -117,27 +118,8 @@ def test_the_proof_of_an_unknown_number_is_empty_and_a_bad_number_refused(
 
 # --- the command ------------------------------------------------------------------------------
 
-CONFIG = """\
-[database]
-url = "sqlite:///var/test.db"
-
-[sandbox]
-enabled = false
-
-[report]
-timezone = "Europe/Paris"
-
-[compliance]
-hash_key_file = "var/keys/hash.key"
-"""
-
-
-def _run(config: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, ["--config", str(config), *args], catch_exceptions=False)
-
-
-def _text(result: Result) -> str:
-    return " ".join(result.output.split())
+_run = run_cli
+_text = said
 
 
 def test_subject_proof_command_shows_the_drop_the_basis_and_the_chain(
@@ -146,11 +128,8 @@ def test_subject_proof_command_shows_the_drop_the_basis_and_the_chain(
     from voicecast import cli
     from voicecast.journal.events import message_dropped
 
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("VOICECAST_CONFIG", raising=False)
+    config = make_workspace(tmp_path, monkeypatch)
     monkeypatch.setattr(cli.console, "_width", 200)  # a wide terminal: no folded cells
-    config = tmp_path / "voicecast.toml"
-    config.write_text(CONFIG, encoding="utf-8")
     added = _run(
         config,
         "consent", "add", "01 99 00 00 12", "--purpose", "marketing", "--source", "web",

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from cli_workspace import make_workspace, run_cli, said
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 from tones import tone_wav
@@ -34,7 +34,6 @@ from voicecast.campaigns.service import (
     get_campaign,
     start_campaign,
 )
-from voicecast.cli import main
 from voicecast.compliance.consent import record_consent
 from voicecast.compliance.numberfile import InvalidNumberError
 from voicecast.compliance.suppression import (
@@ -683,42 +682,17 @@ def test_rectify_names_a_missing_list_or_contact(runtime: Runtime) -> None:
 
 # --------------------------------------------------------------------------- CLI
 
-CLI_CONFIG = """\
-[database]
-url = "sqlite:///var/test.db"
-
-[sandbox]
-enabled = false
-
-[report]
-timezone = "Europe/Paris"
-
-[pbx]
-sounds_dir = "var/sounds"
-replies_dir = "var/replies"
-
-[compliance]
-hash_key_file = "var/keys/hash.key"
-"""
-
 
 @pytest.fixture
 def cli_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("VOICECAST_CONFIG", raising=False)
-    path = tmp_path / "voicecast.toml"
-    path.write_text(CLI_CONFIG, encoding="utf-8")
+    path = make_workspace(
+        tmp_path, monkeypatch, '[pbx]\nsounds_dir = "var/sounds"\nreplies_dir = "var/replies"\n'
+    )
     (tmp_path / "clients.csv").write_text(CSV, encoding="utf-8")
     return path
 
 
-def run(config: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, ["--config", str(config), *args], catch_exceptions=False)
-
-
-def said(result: Result) -> str:
-    """The output with rich's line wrapping undone."""
-    return " ".join(result.output.split())
+run = run_cli
 
 
 def test_cli_export_erase_and_export_again(cli_config: Path) -> None:
