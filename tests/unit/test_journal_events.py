@@ -202,7 +202,7 @@ def test_a_consent_campaign_drop_cites_the_consent_the_gate_relied_on(
     assert "L34-5" in basis["rule_source"]
     assert basis["consent"] == {
         "id": consent_id,
-        "proof_ref": "form-2026-118",
+        "proof_ref_sha256": hashlib.sha256(b"form-2026-118").hexdigest(),
         "source": "form",
         "recorded_at": "2026-11-22T10:00:00+00:00",
         "batch": "crm-2026-11",
@@ -354,7 +354,9 @@ def test_a_consent_is_journaled_with_its_subject_and_a_file_once(
         consent_id = one.id
     ((row, data),) = entries(sessions, kinds.CONSENT_RECORDED)
     assert row.subject == _subject(HUMAN)
-    assert data["consent_id"] == consent_id and data["proof_ref"] == "form-42"
+    assert data["consent_id"] == consent_id and data["proof_ref_sha256"] == (
+        hashlib.sha256(b"form-42").hexdigest()
+    )
     assert (data["purpose"], data["status"], data["source"]) == ("marketing", "granted", "web")
     path = tmp_path / "consents.csv"
     path.write_text(

@@ -6,6 +6,7 @@ Fictional numbers only (+33 1 99 00 xx xx).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -78,7 +79,7 @@ def test_the_proof_of_a_machine_shows_its_drop_with_audio_caller_id_and_legal_ba
     assert drop["data"]["delivered_to"] == "machine"
     basis = drop["data"]["legal_basis"]
     assert basis["basis"] == "consent" and basis["consent"]["batch"] == summary.batch
-    assert basis["consent"]["proof_ref"] == "doc-7"
+    assert basis["consent"]["proof_ref_sha256"] == hashlib.sha256(b"doc-7").hexdigest()
     # each entry with the seq and hash an auditor finds in a bundle
     assert {drop["seq"]: drop["hash"]} == _seqs(sessions, kinds.MESSAGE_DROPPED, MACHINE)
     assert [e["data"]["outcome"] for e in journal["attempts"]] == ["machine"]

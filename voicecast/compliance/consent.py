@@ -47,10 +47,10 @@ PURPOSES = ("marketing", "informational")
 STATUSES = ("granted", "withdrawn")
 
 
-def _journal_scrub(text: str, number: str) -> str | None:
-    from voicecast.journal.events import scrub  # late: events imports the gate
+def _proof_digest(proof_ref: str) -> str | None:
+    from voicecast.journal.events import proof_digest  # late: events imports the gate
 
-    return scrub(text, number)
+    return proof_digest(proof_ref)
 
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -326,7 +326,7 @@ def record_consent(
     """Append one record to the ledger and return it (flushed, not committed).
 
     The record is journaled (``consent.recorded``: purpose, status, recorded_at, source,
-    proof_ref, wording_version, the row's ``consent_id``) in the same transaction; with
+    proof_ref_sha256, wording_version, the row's ``consent_id``) in the same transaction; with
     ``key`` (the keyed-hash key, :meth:`voicecast.app.Runtime.store_key`) the entry names
     its subject (every voicecast caller gives it).
 
@@ -370,8 +370,8 @@ def record_consent(
             "status": consent.status,
             "recorded_at": consent.recorded_at,
             "source": consent.source,
-            # the journal cannot be erased: a number typed into the reference is removed
-            "proof_ref": _journal_scrub(consent.proof_ref, consent.phone_e164),
+            # the journal is never erased: it keeps the digest of the free-text reference
+            "proof_ref_sha256": _proof_digest(consent.proof_ref),
             "wording_version": consent.wording_version,
             "batch": consent.batch,
         },

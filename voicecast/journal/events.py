@@ -15,6 +15,7 @@ the proof of consent and of opposition checks; Code de la consommation L223-1 / 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import posixpath
 import re
 from collections import OrderedDict
@@ -80,11 +81,24 @@ def scrub(text: str | None, number: str) -> str | None:
 # --------------------------------------------------------------------------- legal basis
 
 
+def proof_digest(proof_ref: str | None) -> str | None:
+    """SHA-256 hex of a consent's proof reference (UTF-8), as the journal holds it.
+
+    The reference is free text an operator may have typed a name into, and the journal is
+    never erased: it keeps the digest, which still ties each entry to the ledger row (and to
+    the document it names) without holding the text (GDPR art. 5(1)(c), 17).
+    """
+    if not proof_ref:
+        return None
+    return hashlib.sha256(proof_ref.encode("utf-8")).hexdigest()
+
+
 def legal_basis(rules: CampaignRules, facts: ContactFacts, decision: Decision) -> dict[str, Any]:
     """What made an allowed dial lawful, as the gate saw it (mirrors its ``allow`` branch).
 
     Returns a JSON-able dict: ``basis`` = ``consent`` (with ``consent``: ledger row ``id``,
-    ``proof_ref``, ``source``, ``recorded_at`` (UTC ISO), ``batch``, ``wording_version``),
+    ``proof_ref_sha256`` (:func:`proof_digest`), ``source``, ``recorded_at`` (UTC ISO),
+    ``batch``, ``wording_version``),
     ``b2b`` (marketing to a professional without consent; ``professional``: the contact is
     marked so) or the informational campaign's declared GDPR art. 6(1) basis
     (``contract``, ``legitimate_interest``... or ``undeclared``; ``declared`` true); plus
@@ -102,7 +116,7 @@ def legal_basis(rules: CampaignRules, facts: ContactFacts, decision: Decision) -
             **base,
             "consent": {
                 "id": consent.consent_id,
-                "proof_ref": scrub(consent.proof_ref, facts.profile.number),
+                "proof_ref_sha256": proof_digest(consent.proof_ref),
                 "source": consent.source,
                 "recorded_at": consent.recorded_at,
                 "batch": consent.batch,
@@ -128,7 +142,10 @@ def basis_text(basis: Mapping[str, Any] | None) -> str:
         if c.get("id") is not None:
             extra.append(f"#{c['id']}")
         tail = f" ({', '.join(extra)})" if extra else ""
-        return f"consent: proof {c.get('proof_ref') or '?'}{tail}"
+        proof = c.get("proof_ref") or (
+            f"sha256 {str(c['proof_ref_sha256'])[:12]}…" if c.get("proof_ref_sha256") else "?"
+        )
+        return f"consent: proof {proof}{tail}"
     if kind == "b2b":
         pro = "professional contact" if basis.get("professional") else "not marked professional"
         return f"B2B: {pro}"

@@ -31,7 +31,7 @@ played more than 0 ms). Data: ``campaign``, ``campaign_id``, ``attempt_id``, ``a
 ``audio``, ``audio_sha256``, ``at``, ``ms``, ``completed``), ``caller_id``,
 ``delivered_to`` (human | machine), ``legal_basis`` (``basis``: consent | b2b | the
 declared art. 6(1) basis; ``purpose``, ``audience``, ``rule_source``; consent: ``consent``
-= ``{id, proof_ref, source, recorded_at, batch, wording_version}`` of the ledger row the
+= ``{id, proof_ref_sha256, source, recorded_at, batch, wording_version}`` of the ledger row the
 gate relied on; b2b: ``professional``; declared: ``declared``), ``purpose``, ``sender``,
 ``on_behalf_of``."""
 
@@ -43,7 +43,8 @@ file). Actor ``callee`` for a key press or a call-back. Data: ``source``, ``reco
 CONSENT_RECORDED = "consent.recorded"
 """One consent given or withdrawn (a single record; a file is one ``consents.imported``).
 Data: ``consent_id`` (ledger row), ``purpose``, ``status``, ``recorded_at``, ``source``,
-``proof_ref``, ``wording_version``, ``batch``."""
+``proof_ref_sha256`` (the reference is free text: the journal keeps its SHA-256 only),
+``wording_version``, ``batch``."""
 
 CONSENTS_IMPORTED = "consents.imported"
 """A consent file imported (its rows carry ``batch``). Data: ``batch``, ``file_sha256``,

@@ -208,6 +208,9 @@ def subject_proof(
             basis: dict[str, Any] | None = legal_basis(rules, facts, allowed)
         except ValueError:  # an invalid number: no pack, no basis
             basis = None
+        if basis is not None and basis.get("basis") == "consent" and facts.consent is not None:
+            # live view: the ledger row's reference itself (the journal keeps its digest)
+            basis["consent"] = {**basis["consent"], "proof_ref": facts.consent.proof_ref}
         owner = by_contact.get(cc.contact_id)
         if owner is not None:
             owner["professional"] = facts.professional
