@@ -69,13 +69,28 @@ def journal_verify(ctx: Ctx, bundle: Path | None, as_json: bool) -> None:
 
     Exits 0 when intact, 1 when broken, naming the first broken entry.
     """
-    from voicecast.journal.bundle import compare_with_database
+    from voicecast.journal.bundle import compare_with_database, verify_bundle
     from voicecast.journal.store import head, verify
 
+    if bundle is not None:
+        sound = verify_bundle(bundle)
+        if not sound.ok:
+            raise VoicecastError(
+                f"{bundle} is not a sound bundle ({sound.problems[0]}): it cannot vouch for "
+                "the database; check it with `voicecast journal verify-bundle`"
+            )
     runtime = _runtime(ctx)
     with runtime.sessions() as s:
+        try:
+            h = head(s)
+        except LookupError:
+            err_console.print(
+                "[bold red]journal broken:[/] the chain head (table journal_head) was deleted "
+                "outside voicecast",
+                highlight=False,
+            )
+            sys.exit(1)
         report = verify(s)
-        h = head(s)
         problems = [f"entry {seq}: {text}" for seq, text in report.problems]
         if bundle is not None:
             problems += compare_with_database(s, bundle)
@@ -127,9 +142,10 @@ def journal_verify(ctx: Ctx, bundle: Path | None, as_json: bool) -> None:
     help="The bundle to write (.zip).",
 )
 @click.option("--force", is_flag=True, help="Export even if the chain does not verify.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing file at --output.")
 @pass_ctx
 def journal_export(
-    ctx: Ctx, since: str | None, until: str | None, output: Path, force: bool
+    ctx: Ctx, since: str | None, until: str | None, output: Path, force: bool, overwrite: bool
 ) -> None:
     """Write a signed bundle of the entries between --from and --to, for an auditor.
 
@@ -142,6 +158,10 @@ def journal_export(
     from voicecast.journal.bundle import export_bundle, load_signing_key
     from voicecast.journal.store import verify
 
+    if output.exists() and not overwrite:
+        raise VoicecastError(f"{output} exists: choose another name, or add --overwrite")
+    if not output.parent.is_dir():
+        raise VoicecastError(f"{output.parent} is not a folder: create it first")
     runtime = _runtime(ctx)
     zone = runtime.report_zone()
     start = _instant(since, "--from", zone)
@@ -229,11 +249,12 @@ def journal_verify_bundle(bundle: Path, key_file: Path | None, as_json: bool) ->
         }
         click.echo(json.dumps(out, indent=2))
     elif report.ok:
-        console.print(
-            f"bundle sound: {report.count} entries ({meta.get('first_seq')}-"
-            f"{meta.get('last_seq')}), signed by key {report.key_id[:16]}…",
-            highlight=False,
+        span = (
+            f"{report.count} entries ({meta.get('first_seq')}-{meta.get('last_seq')})"
+            if report.count
+            else "no entries (an empty range)"
         )
+        console.print(f"bundle sound: {span}, signed by key {report.key_id[:16]}…", highlight=False)
         if public is None:
             err_console.print(
                 "note: checked with the key inside the bundle; pass --public-key with the "
@@ -256,7 +277,16 @@ def journal_public_key(ctx: Ctx, output: Path | None) -> None:
     from voicecast.journal.bundle import key_id, load_signing_key, public_pem
 
     settings = ctx.settings
-    key = load_signing_key(settings.path(settings.journal.signing_key_file))
+    key_path = settings.path(settings.journal.signing_key_file)
+    created = not key_path.exists()
+    key = load_signing_key(key_path)
+    if created:
+        err_console.print(
+            f"created the journal signing key {key_path} (no export had made one yet): back "
+            "it up with the database; bundles are signed with it from now on",
+            highlight=False,
+            markup=False,
+        )
     pem = public_pem(key)
     if output is not None:
         output.write_text(pem, encoding="ascii")
@@ -295,9 +325,17 @@ def journal_show(
     from sqlalchemy import select
 
     from voicecast.journal.chain import format_instant
+    from voicecast.journal.kinds import journal_kinds
     from voicecast.journal.store import subject_of
     from voicecast.storage.models import JournalEntry
 
+    known = journal_kinds()
+    unknown = sorted(set(kinds) - known)
+    if unknown:
+        raise click.BadParameter(
+            f"unknown kind {', '.join(unknown)}; kinds: {', '.join(sorted(known))}",
+            param_hint="--kind",
+        )
     runtime = _runtime(ctx)
     zone = runtime.report_zone()
     start = _instant(since, "--from", zone)

@@ -306,7 +306,7 @@ class RetentionSettings(_Section):
     )
     attempts_days: int = Field(
         365,
-        ge=1,
+        ge=31,
         description="call attempts and inbound calls older than this lose the number they "
         "carry (anonymised; outcomes stay for the reports)",
     )
@@ -600,7 +600,7 @@ signing_key_file = "var/compliance/journal-signing.key"
 # daily at run_at (this machine's local time); `voicecast retention run --dry-run` shows
 # what would go. Opt-outs are never purged: they are keyed hashes and must be honoured.
 contacts_days = 1095          # contacts without any call for 3 years (CNIL, prospects)
-attempts_days = 365           # call attempts and inbound calls then lose their number
+attempts_days = 365           # call attempts and inbound calls then lose their number (>= 31)
 recordings_days = 30          # callees' replies: node's retention_days, at most this
 consents_days = 1825          # consents of numbers no contact holds, after their last change
 journal_days = 1825           # 5 years (Code civil art. 2224), at least 365

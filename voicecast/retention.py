@@ -515,7 +515,7 @@ def _journal(session: Session, days: int, now: datetime, dry_run: bool) -> KindP
         )
     count = planned.count
     if not dry_run and planned.count:
-        count = purge_before(session, cutoff).count
+        count = purge_before(session, cutoff, at=now).count
     return KindPlan(
         JOURNAL,
         "oldest entries deleted (the chain keeps an anchor)",

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cli_workspace import make_workspace, run_cli
+from cli_workspace import make_workspace, run_cli, said
 from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session, sessionmaker
@@ -246,7 +246,7 @@ def test_purge_keeps_an_anchor_and_the_rest_verifies(sessions: sessionmaker[Sess
     with sessions() as s:
         assert len(list(store.iter_entries(s))) == 6
     with sessions() as s, s.begin():
-        result = purge_before(s, cutoff)
+        result = purge_before(s, cutoff, at=T0 + timedelta(days=400))
     assert (result.count, result.through_seq) == (3, 3)
     with sessions() as s:
         entries = list(store.iter_entries(s))
@@ -395,3 +395,68 @@ def test_append_many_chains_like_single_appends(sessions: sessionmaker[Session])
         assert [e.seq for e in entries] == [1, 2, 3, 4, 5]
         assert [e.kind for e in entries][2:4] == ["optout.recorded", "optout.recorded"]
         assert verify(s).ok
+
+
+def test_an_anchor_moved_without_a_purge_is_caught(
+    sessions: sessionmaker[Session], db_path: str
+) -> None:
+    """Deleting recent entries and moving the anchor over them (no trigger dropped: the head
+    may move forward) must not pass for a retention purge."""
+    fill(sessions, 6)
+    conn = sqlite3.connect(db_path.removeprefix("sqlite:///"))
+    digest = conn.execute("SELECT hash FROM journal_entries WHERE seq = 3").fetchone()[0]
+    conn.execute("UPDATE journal_head SET anchor_seq = 3, anchor_hash = ?", (digest,))
+    conn.execute("DELETE FROM journal_entries WHERE seq <= 3")
+    conn.commit()
+    with sessions() as s:
+        assert verify(s).first_problem() == (
+            "entry 3: missing (entries up to 3 deleted: the chain's anchor was moved past them "
+            "but no journal.purged entry records a retention purge of them)"
+        )
+
+
+def test_a_purge_with_a_recent_cutoff_is_caught(sessions: sessionmaker[Session]) -> None:
+    """A purge entry whose cutoff is less than the shortest retention before it is forged."""
+    fill(sessions, 4)
+    with sessions() as s, s.begin():
+        purge_before(s, T0 + timedelta(hours=2), at=T0 + timedelta(days=364))
+    with sessions() as s:
+        problem = verify(s).first_problem()
+    assert problem is not None and problem.startswith("entry 2: removed by a purge (entry 5)")
+    fill(sessions, 1, start=T0 + timedelta(days=800))
+    with sessions() as s, s.begin():  # a genuine purge later: anchored, explained, intact
+        purge_before(s, T0 + timedelta(days=1), at=T0 + timedelta(days=801))
+    with sessions() as s:
+        assert verify(s).ok
+
+
+def test_cli_refuses_unsound_bundles_overwrites_unknown_kinds_and_a_missing_head(
+    config: Path, tmp_path: Path
+) -> None:
+    from voicecast.app import open_runtime
+    from voicecast.config import load_settings
+
+    runtime = open_runtime(load_settings(config))
+    fill(runtime.sessions, 3)
+    assert run(config, "journal", "export", "-o", "a.zip").exit_code == 0
+    again = run(config, "journal", "export", "-o", "a.zip")
+    assert again.exit_code == 1 and "a.zip exists" in said(again)
+    assert run(config, "journal", "export", "-o", "a.zip", "--overwrite").exit_code == 0
+    nowhere = run(config, "journal", "export", "-o", "no/such/dir/a.zip")
+    assert nowhere.exit_code == 1 and not (tmp_path / "no").exists()
+    with zipfile.ZipFile(tmp_path / "a.zip") as src, zipfile.ZipFile("bad.zip", "w") as dst:
+        for item in src.namelist():
+            body = src.read(item)
+            dst.writestr(
+                item, body.replace(b"spring", b"autumn") if item == "entries.jsonl" else body
+            )
+    unsound = run(config, "journal", "verify", "--against", "bad.zip")
+    assert unsound.exit_code == 1 and "bad.zip is not a sound bundle" in said(unsound)
+    kind = run(config, "journal", "show", "--kind", "nonsense", catch_exceptions=True)
+    assert kind.exit_code == 2 and "unknown kind nonsense" in said(kind)
+    conn = raw(str(runtime.engine.url))
+    conn.execute("DELETE FROM journal_head")
+    conn.commit()
+    headless = run(config, "journal", "verify")
+    assert headless.exit_code == 1
+    assert "the chain head (table journal_head) was deleted" in said(headless)

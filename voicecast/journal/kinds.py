@@ -109,3 +109,12 @@ USER_CHANGED = "user.changed"
 two_factor_enrolled | token_created | token_revoked), ``role`` (created, role_changed),
 ``previous_role`` (role_changed), ``sessions_ended`` (disabled, two_factor_reset),
 ``token`` (``{"id", "name", "prefix"}``, token_*)."""
+
+
+def journal_kinds() -> set[str]:
+    """Every kind this module defines (the upper-case string constants)."""
+    return {
+        value
+        for name, value in globals().items()
+        if name.isupper() and isinstance(value, str) and "." in value
+    }

@@ -16,10 +16,11 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import getpass
+import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, text, update
@@ -32,6 +33,7 @@ from voicecast.journal.chain import (
     ChainReport,
     canonical_json,
     entry_hash,
+    format_instant,
     verify_chain,
 )
 from voicecast.storage.models import JournalEntry, JournalHead, utcnow
@@ -318,6 +320,11 @@ def iter_entries(
 def verify(session: Session, *, max_problems: int = 100) -> ChainReport:
     """Check the whole stored chain against its anchor and head.
 
+    A moved anchor (entries removed from the start) must be explained by a
+    ``journal.purged`` entry of the chain naming that anchor, whose cutoff lies at least
+    :data:`MIN_JOURNAL_DAYS` before the purge: otherwise recent entries were deleted
+    behind voicecast's back and the anchor moved to hide it.
+
     Returns:
         A :class:`~voicecast.journal.chain.ChainReport`; ``first_problem()`` names the
         first broken entry ("entry 57: altered: ...").
@@ -326,13 +333,53 @@ def verify(session: Session, *, max_problems: int = 100) -> ChainReport:
         LookupError: the head row is missing.
     """
     h = head(session)
-    return verify_chain(
+    report = verify_chain(
         iter_entries(session),
         anchor_seq=h.anchor_seq,
         anchor_hash=h.anchor_hash,
         head_seq=h.seq,
         head_hash=h.hash,
         max_problems=max_problems,
+    )
+    if h.anchor_seq:
+        problem = _anchor_problem(session, h)
+        if problem is not None:
+            report.problems.insert(0, (h.anchor_seq, problem))
+    return report
+
+
+MIN_JOURNAL_DAYS = 365
+"""The shortest journal retention (``[retention] journal_days`` cannot be lower): a purge
+whose cutoff is more recent than this was not made by voicecast."""
+
+
+def _anchor_problem(session: Session, h: JournalHead) -> str | None:
+    """Why the head's anchor is not a genuine retention purge, or None when it is."""
+    purges = session.scalars(
+        select(JournalEntry)
+        .where(JournalEntry.kind == "journal.purged", JournalEntry.seq > h.anchor_seq)
+        .order_by(JournalEntry.seq)
+    ).all()
+    for entry in purges:
+        try:
+            data = json.loads(entry.data)
+            through, digest = int(data["through_seq"]), str(data["through_hash"])
+            cutoff = datetime.fromisoformat(str(data["cutoff"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+        if through != h.anchor_seq or digest != h.anchor_hash:
+            continue
+        if cutoff.tzinfo is None or cutoff > entry.at - timedelta(days=MIN_JOURNAL_DAYS):
+            return (
+                f"removed by a purge (entry {entry.seq}) whose cutoff "
+                f"{format_instant(cutoff) if cutoff.tzinfo else cutoff} is less than "
+                f"{MIN_JOURNAL_DAYS} days before it: retention never removes entries that recent"
+            )
+        return None
+    return (
+        f"missing (entries up to {h.anchor_seq} deleted: the "
+        "chain's anchor was moved past them but no journal.purged entry records a retention "
+        "purge of them)"
     )
 
 
@@ -345,7 +392,9 @@ class PurgeResult:
     through_hash: str
 
 
-def purge_before(session: Session, cutoff: datetime, *, dry_run: bool = False) -> PurgeResult:
+def purge_before(
+    session: Session, cutoff: datetime, *, dry_run: bool = False, at: datetime | None = None
+) -> PurgeResult:
     """Remove the journal's oldest entries, those written before ``cutoff`` (retention).
 
     Only a prefix of the chain is removed (entries from the anchor up to the last one
@@ -356,6 +405,7 @@ def purge_before(session: Session, cutoff: datetime, *, dry_run: bool = False) -
     Args:
         cutoff: aware instant; entries with ``at < cutoff`` go.
         dry_run: count only, change nothing.
+        at: the purge instant (aware; default now), the ``journal.purged`` entry's time.
 
     Raises:
         LookupError: the head row is missing.
@@ -393,6 +443,7 @@ def purge_before(session: Session, cutoff: datetime, *, dry_run: bool = False) -
             "count": count,
             "cutoff": cutoff,
         },
+        at=at,
     )
     return result
 

@@ -410,7 +410,9 @@ server errors are not: nothing was attempted on the data. A CSRF failure never r
 :func:`journal_middleware` (it may be forged by another site: not the user's act)."""
 
 _NUMBER_PARAMS = frozenset({"number", "phone", "e164", "msisdn", "tel"})
-_PHONE_LIKE = re.compile(r"\d(?:[\s.()/-]*\d){5,}")  # 6+ digits, separators allowed
+# a value of 6+ digits with only separators around them (no letter): it could be a phone
+# number; "spring-2026-04-12" or "demo-20261129-211234" (names with dates) are not
+_PHONE_LIKE = re.compile(r"\+?[\s.()/-]*\d(?:[\s.()/-]*\d){5,}[\s.()/-]*")
 _ROW_ID = re.compile(r"[1-9]\d{0,7}")
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -427,8 +429,8 @@ def action_target(params: Mapping[str, str]) -> tuple[dict[str, object], list[st
 
     Kept: row ids (``id``, ``*_id``: 1 to 8 digits, as int; a 32-hex upload id), names
     (campaigns, lists, users, audio; at most 100 characters). Left out: a parameter named
-    like a phone number (``number``...) and any value holding 6 or more digits (allowing
-    spaces, dots, dashes, slashes and brackets between them): it could be a phone number,
+    like a phone number (``number``...) and any value made of 6 or more digits and nothing
+    else but ``+``, spaces, dots, dashes, slashes and brackets: it could be a phone number,
     which the journal never holds (GDPR art. 5(1)(c), minimisation; people are journaled
     by keyed hash only).
     """
@@ -444,7 +446,7 @@ def action_target(params: Mapping[str, str]) -> tuple[dict[str, object], list[st
                 target[name] = value
             else:
                 dropped.append(name)
-        elif _PHONE_LIKE.search(value) or _CONTROL.search(value):
+        elif _PHONE_LIKE.fullmatch(value) or _CONTROL.search(value):
             dropped.append(name)
         else:
             target[name] = value[:100]

@@ -228,8 +228,11 @@ def test_action_target_keeps_names_and_ids_drops_numbers() -> None:
         {"upload_id": "0123456789abcdef0123456789abcdef"},
         [],
     )
-    for value in ("0199001234", "+33 1 99 00 12 34", "01.99.00.12.34", "list-(202)555-0123"):
+    for value in ("0199001234", "+33 1 99 00 12 34", "01.99.00.12.34", "(202) 555-0123"):
         assert action_target({"name": value}) == ({}, ["name"]), value
+    # names chosen by staff stay whole, dates included (campaign.changed names them too)
+    for name in ("demo-20261129-211234", "promo-2026-11", "list 2026"):
+        assert action_target({"name": name}) == ({"name": name}, []), name
     assert action_target({"number": "12"}) == ({}, ["number"])
     assert action_target({"id": "0199001234"}) == ({}, ["id"])
     assert action_target({"name": "spring-2026"}) == ({"name": "spring-2026"}, [])
