@@ -917,26 +917,49 @@ def campaign_check(ctx: Ctx, name: str, at_text: str | None, as_json: bool, deta
 @campaign.command("list")
 @pass_ctx
 def campaign_list(ctx: Ctx) -> None:
-    """List campaigns with their status and progress."""
+    """List campaigns with their status and progress (done: contacts with a final outcome
+    out of all, and how many are being dialled; created: in the report's time zone). Names
+    are shown whole, to copy; in a terminal too narrow for the table each campaign is a
+    block of lines."""
     from voicecast.campaigns.service import progress
+    from voicecast.cli_layout import Field, print_records
     from voicecast.storage.models import Campaign
 
     runtime = _runtime(ctx)
-    table = Table("campaign", "purpose", "status", "done", "pending", "dialing", "created", "note")
+    zone = runtime.report_zone()
+    rows: list[tuple[str, ...]] = []
     with runtime.sessions() as s:
         for c in s.scalars(select(Campaign).order_by(Campaign.created_at)):
             p = progress(s, c.id)
-            table.add_row(
-                c.name,
-                c.purpose or "(undeclared)",
-                c.status,
-                str(p["done"]),
-                str(p["pending"]),
-                str(p["dialing"]),
-                c.created_at.isoformat(timespec="seconds"),
-                c.status_reason or "",
+            done = f"{p['done']}/{sum(p.values())}"
+            if p["dialing"]:
+                done += f" ({p['dialing']} dialing)"
+            rows.append(
+                (
+                    c.name,
+                    c.status,
+                    c.purpose or "(undeclared)",
+                    done,
+                    c.created_at.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+                    c.status_reason or "",
+                )
             )
-    console.print(table)
+    if not rows:
+        console.print("no campaigns yet (voicecast campaign create)", highlight=False)
+        return
+    print_records(
+        console,
+        None,
+        [
+            Field("campaign"),
+            Field("status"),
+            Field("purpose"),
+            Field("done", justify="right"),
+            Field("created", whole=False, min_width=10),
+            Field("note", whole=False, min_width=8),
+        ],
+        rows,
+    )
 
 
 def start_and_wait(runtime: Any, name: str, wait: bool, show_progress: bool = True) -> None:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 from rich.text import Text
 
 from voicecast.cli import Ctx, _runtime, console, err_console, main, pass_ctx
@@ -321,7 +320,9 @@ def journal_show(
     limit: int,
     as_json: bool,
 ) -> None:
-    """List the most recent journal entries (oldest first), filtered."""
+    """List the most recent journal entries (oldest first), filtered: a table in a wide
+    terminal, else each entry on a line with its data below it (long data is cut: --json
+    prints every field in full)."""
     from sqlalchemy import select
 
     from voicecast.journal.chain import format_instant
@@ -377,14 +378,77 @@ def journal_show(
     if not rows:
         console.print("no journal entries match", highlight=False)
         return
-    table = Table("seq", "at", "kind", "actor", "subject", "data")
-    for row in rows:
-        table.add_row(
-            str(row.seq),
-            row.at.astimezone(zone).isoformat(timespec="seconds"),
-            row.kind,
-            Text(row.actor),
-            (row.subject or "")[:12],
-            Text(row.data if len(row.data) <= 120 else row.data[:119] + "…"),
-        )
-    console.print(table)
+    _print_entries(rows, zone)
+
+
+SHOW_DATA_CHARS = (120, 1500)
+"""``journal show``: the most characters of an entry's data shown in the table (wide
+terminal) and under the entry (narrow terminal); ``--json`` prints it all."""
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def _cut(text: str, size: int) -> str:
+    return text if len(text) <= size else text[: size - 1] + "…"
+
+
+def _short_digests(value: Any) -> Any:
+    """``value`` (parsed JSON) with every SHA-256 hex string cut to its first 12 digits and
+    ``…`` (the narrow layout; ``--json`` keeps them whole)."""
+    if isinstance(value, str) and _DIGEST.fullmatch(value):
+        return value[:12] + "…"
+    if isinstance(value, dict):
+        return {k: _short_digests(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_short_digests(v) for v in value]
+    return value
+
+
+def _print_entries(rows: list[Any], zone: tzinfo) -> None:
+    """``journal show``'s entries (``JournalEntry`` rows): a table when the terminal is wide
+    enough for every column but the data whole and the data at least 40 cells wide; else
+    one line per entry (seq, instant, kind, actor, subject) with its data below, indented
+    and wrapped, SHA-256 digests cut to 12 digits (times in ``zone``)."""
+    from rich.padding import Padding
+
+    from voicecast.cli_layout import Field, cell_text, print_records, table_widths
+
+    fields = [
+        Field("seq", justify="right"),
+        Field("at"),
+        Field("kind"),
+        Field("actor"),
+        Field("subject"),
+        Field("data", whole=False, min_width=40),
+    ]
+    table = [
+        [
+            cell_text(value)
+            for value in (
+                str(row.seq),
+                row.at.astimezone(zone).isoformat(timespec="seconds"),
+                row.kind,
+                row.actor,
+                (row.subject or "")[:12],
+                _cut(row.data, SHOW_DATA_CHARS[0]),
+            )
+        ]
+        for row in rows
+    ]
+    if table_widths(fields, table, console.width) is not None:
+        print_records(console, None, fields, table, stacked=False)
+        return
+    for row, cells in zip(rows, table, strict=True):
+        head = Text(f"#{row.seq}  {cells[1].plain}  ", style="bold")
+        head.append(row.kind, style="bold")
+        head.append(f"  {row.actor}")
+        if row.subject:
+            head.append(f"  subject {row.subject[:12]}")
+        console.print(head)
+        try:  # spaced JSON wraps at item boundaries
+            data = json.dumps(
+                _short_digests(json.loads(row.data)), ensure_ascii=False, separators=(", ", ": ")
+            )
+        except ValueError:
+            data = row.data
+        console.print(Padding(Text(_cut(data, SHOW_DATA_CHARS[1])), (0, 0, 0, 4), expand=False))

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
 from rich.text import Text
 
 from voicecast.cli import Ctx, _runtime, console, err_console, main, pass_ctx
@@ -52,25 +51,83 @@ def _at(value: Any, zone: tzinfo) -> str:
     return str(instant.astimezone(zone).isoformat(timespec="seconds"))
 
 
-def _short(digest: Any, size: int = 16) -> str:
+def _short(digest: Any, size: int = 12) -> str:
+    """The first ``size`` characters of a hash, with ``…`` when cut."""
     text = str(digest or "")
     return text if len(text) <= size else text[:size] + "…"
 
 
-def _proof_table(title: str, *columns: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    for name in columns:
-        table.add_column(name, overflow="fold")
-    return table
+def _seconds(ms: Any) -> str:
+    try:
+        return f"{int(ms or 0) / 1000:.1f} s"
+    except (TypeError, ValueError):
+        return "? s"
 
 
-def _cells(*values: Any) -> list[Text]:
-    return [Text("" if v is None else str(v)) for v in values]
+def _heard(data: dict[str, Any]) -> tuple[str, str, Text]:
+    """The drop's (audio lines, SHA-256 lines, heard lines): each prompt heard, its short
+    digest, and how long it played and whether to its end (a key press or a hang-up cuts a
+    message off); with several prompts, one line each in the same order, then the total."""
+    prompts = [p for p in data.get("prompts") or [] if isinstance(p, dict)]
+    if not prompts:
+        prompts = [
+            {
+                "audio": data.get("audio"),
+                "audio_sha256": data.get("audio_sha256"),
+                "ms": data.get("played_ms"),
+                "completed": data.get("completed"),
+            }
+        ]
+    heard = Text()
+    for n, p in enumerate(prompts):
+        done = bool(p.get("completed"))
+        if n:
+            heard.append("\n")
+        heard.append(f"{_seconds(p.get('ms'))}, ")
+        heard.append("complete" if done else "cut off", style="" if done else "bold")
+    if len(prompts) > 1:
+        total = data.get("played_ms")
+        if total is None:
+            total = sum(int(p.get("ms") or 0) for p in prompts)
+        heard.append(f"\n{_seconds(total)} in all")
+    names = "\n".join(str(p.get("audio") or "?") for p in prompts)
+    digests = "\n".join(_short(p.get("audio_sha256")) or "-" for p in prompts)
+    return names, digests, heard
+
+
+def _drop_basis(item: dict[str, Any], basis_text: Any) -> Text:
+    """The drop's legal basis; for a consent, what the ledger row it names holds now
+    (``consent_ledger``, :func:`voicecast.journal.proof.consent_ledger_checks`)."""
+    basis = item["data"].get("legal_basis")
+    check = item.get("consent_ledger")
+    if not check or not isinstance(basis, dict):
+        return Text(basis_text(basis))
+    consent = dict(basis.get("consent") or {})
+    if check["state"] == "same":
+        text = Text(basis_text({**basis, "consent": {**consent, "proof_ref": check["proof_ref"]}}))
+        text.append("\nledger row unchanged: its proof matches the journaled SHA-256")
+        return text
+    text = Text(basis_text(basis))
+    if check["state"] == "changed":
+        text.append(
+            f"\nledger row #{check['id']} CHANGED after the drop: its proof is now "
+            f"{check['proof_ref']!r}, whose SHA-256 ({_short(check['ledger_sha256'])}) is "
+            "not the journaled one",
+            style="bold red",
+        )
+    else:
+        text.append(
+            f"\nledger row #{check['id']} gone (erased or past retention): only the journaled "
+            "SHA-256 of its proof remains (full value: --json)"
+        )
+    return text
 
 
 def _print_proof(proof: dict[str, Any], zone: tzinfo) -> None:
-    """The human form of :func:`voicecast.journal.proof.subject_proof` (rich tables; times
-    in the report's zone)."""
+    """The human form of :func:`voicecast.journal.proof.subject_proof` (rich tables, or one
+    block of lines per record when the terminal is too narrow for them; times in the
+    report's zone)."""
+    from voicecast.cli_layout import Field, print_records
     from voicecast.journal.events import basis_text
 
     out = console
@@ -82,40 +139,51 @@ def _print_proof(proof: dict[str, Any], zone: tzinfo) -> None:
     )
     contacts = proof["contacts"]
     if contacts:
-        table = _proof_table("Contacts holding this number", "List", "Contact", "Added", "B2B")
-        for c in contacts:
-            pro = {True: "professional", False: "no", None: ""}[c["professional"]]
-            table.add_row(
-                *_cells(c["list"] or "(deleted)", c["contact_id"], _at(c["created_at"], zone), pro)
-            )
-        out.print(table)
-        table = _proof_table(
-            "Campaigns and the legal basis each relies on for it",
-            "Campaign",
-            "Status",
-            "Purpose",
-            "Legal basis",
-            "State",
-            "Outcome",
-            "Attempts",
-            "Gate now",
+        print_records(
+            out,
+            "Contacts holding this number",
+            [Field("List"), Field("Contact", justify="right"), Field("Added"), Field("B2B")],
+            [
+                (
+                    c["list"] or "(deleted)",
+                    str(c["contact_id"]),
+                    _at(c["created_at"], zone),
+                    {True: "professional", False: "no", None: ""}[c["professional"]],
+                )
+                for c in contacts
+            ],
         )
-        for c in contacts:
-            for m in c["campaigns"]:
-                gate = m["gate_now"]
-                table.add_row(
-                    *_cells(
+        memberships = [m for c in contacts for m in c["campaigns"]]
+        if memberships:
+            print_records(
+                out,
+                "Campaigns and the legal basis each relies on for it",
+                [
+                    Field("Campaign"),
+                    Field("Status"),
+                    Field("Purpose"),
+                    Field("Legal basis", whole=False, min_width=20),
+                    Field("State"),
+                    Field("Outcome"),
+                    Field("Attempts", justify="right"),
+                    Field("Gate now", whole=False, min_width=12),
+                ],
+                [
+                    (
                         m["campaign"],
                         m["status"],
                         f"{m['purpose'] or 'marketing'}/{m['audience'] or 'b2c'}",
                         m["legal_basis_text"],
                         m["state"],
                         m["outcome"],
-                        m["attempts"],
-                        f"{gate['verdict']} ({gate['reason']})",
+                        str(m["attempts"]),
+                        f"{m['gate_now']['verdict']} ({m['gate_now']['reason']})",
                     )
-                )
-        out.print(table)
+                    for m in memberships
+                ],
+            )
+        else:
+            out.print(Text("In no campaign yet."))
     else:
         out.print(Text("No contact holds this number now."))
     for purpose, state in proof["consent_in_force"].items():
@@ -138,138 +206,168 @@ def _print_proof(proof: dict[str, Any], zone: tzinfo) -> None:
     for r in proof["refusals"]:
         out.print(Text(f"refusal: {_at(r['refused_at'], zone)} ({r['source']})"))
     if proof["consents"]:
-        table = _proof_table(
-            "Consent ledger", "Recorded", "Purpose", "Status", "Source", "Proof", "Batch", "Seq"
-        )
-        for c in proof["consents"]:
-            seq = (c["journal"] or {}).get("seq")
-            table.add_row(
-                *_cells(
+        print_records(
+            out,
+            "Consent ledger",
+            [
+                Field("Recorded"),
+                Field("Ledger #", justify="right"),
+                Field("Purpose"),
+                Field("Status"),
+                Field("Source"),
+                Field("Proof", whole=False, min_width=12),
+                Field("Batch"),
+                Field("Seq", justify="right"),
+            ],
+            [
+                (
                     _at(c["recorded_at"], zone),
+                    str(c["id"]),
                     c["purpose"],
                     c["status"],
                     c["source"],
                     c["proof_ref"],
                     c["batch"],
-                    seq,
+                    (c["journal"] or {}).get("seq"),
                 )
-            )
-        out.print(table)
+                for c in proof["consents"]
+            ],
+        )
     _print_journal(proof, zone, basis_text)
 
 
 def _print_journal(proof: dict[str, Any], zone: tzinfo, basis_text: Any) -> None:
     """The journal half of :func:`_print_proof`."""
+    from voicecast.cli_layout import Field, print_records
+
     out = console
     journal = proof["journal"]
+    entry = [Field("Seq", justify="right"), Field("Entry hash")]
     if journal["drops"]:
-        table = _proof_table(
-            "Message drops (journal)",
-            "Played",
-            "Campaign",
-            "To",
-            "Audio",
-            "Audio SHA-256",
-            "Caller ID",
-            "Legal basis",
-            "Seq",
-            "Entry hash",
-        )
+        rows = []
         for e in journal["drops"]:
             d = e["data"]
-            table.add_row(
-                *_cells(
+            audio, digests, heard = _heard(d)
+            rows.append(
+                (
                     _at(d.get("played_at") or e["at"], zone),
                     d.get("campaign"),
                     d.get("delivered_to"),
-                    d.get("audio"),
-                    _short(d.get("audio_sha256")),
+                    audio,
+                    digests,
+                    heard,
                     d.get("caller_id"),
-                    basis_text(d.get("legal_basis")),
-                    e["seq"],
+                    _drop_basis(e, basis_text),
+                    str(e["seq"]),
                     _short(e["hash"]),
                 )
             )
-        out.print(table)
+        print_records(
+            out,
+            "Message drops (journal)",
+            [
+                Field("Played"),
+                Field("Campaign"),
+                Field("To"),
+                Field("Audio"),
+                Field("Audio SHA-256"),
+                Field("Heard", whole=False, min_width=10),
+                Field("Caller ID"),
+                Field("Legal basis", whole=False, min_width=24),
+                *entry,
+            ],
+            rows,
+        )
     else:
         out.print(Text("No message drop in the journal."))
     if journal["gate_decisions"]:
-        table = _proof_table(
+        print_records(
+            out,
             "Gate decisions (journal)",
-            "Decided",
-            "Campaign",
-            "Verdict",
-            "Reason",
-            "Rule source",
-            "Until",
-            "Seq",
-            "Entry hash",
-        )
-        for e in journal["gate_decisions"]:
-            d = e["data"]
-            table.add_row(
-                *_cells(
-                    _at(d.get("decided_at") or e["at"], zone),
-                    d.get("campaign"),
-                    d.get("verdict"),
-                    d.get("reason"),
-                    d.get("rule_source"),
-                    _at(d.get("until"), zone),
-                    e["seq"],
+            [
+                Field("Decided"),
+                Field("Campaign"),
+                Field("Verdict"),
+                Field("Reason"),
+                Field("Rule source", whole=False, min_width=12),
+                Field("Until"),
+                *entry,
+            ],
+            [
+                (
+                    _at(e["data"].get("decided_at") or e["at"], zone),
+                    e["data"].get("campaign"),
+                    e["data"].get("verdict"),
+                    e["data"].get("reason"),
+                    e["data"].get("rule_source"),
+                    _at(e["data"].get("until"), zone),
+                    str(e["seq"]),
                     _short(e["hash"]),
                 )
-            )
-        out.print(table)
+                for e in journal["gate_decisions"]
+            ],
+        )
     if journal["attempts"]:
-        table = _proof_table(
+        print_records(
+            out,
             "Call attempts (journal)",
-            "Started",
-            "Campaign",
-            "#",
-            "Caller ID",
-            "Outcome",
-            "Q.850",
-            "AMD",
-            "Seq",
-            "Entry hash",
-        )
-        for e in journal["attempts"]:
-            d = e["data"]
-            table.add_row(
-                *_cells(
-                    _at(d.get("started_at") or e["at"], zone),
-                    d.get("campaign"),
-                    d.get("attempt_no"),
-                    d.get("caller_id"),
-                    d.get("outcome"),
-                    d.get("hangup_cause"),
-                    d.get("amd_status"),
-                    e["seq"],
+            [
+                Field("Started"),
+                Field("Campaign"),
+                Field("#", justify="right"),
+                Field("Caller ID"),
+                Field("Outcome"),
+                Field("Q.850", justify="right"),
+                Field("AMD"),
+                *entry,
+            ],
+            [
+                (
+                    _at(e["data"].get("started_at") or e["at"], zone),
+                    e["data"].get("campaign"),
+                    e["data"].get("attempt_no"),
+                    e["data"].get("caller_id"),
+                    e["data"].get("outcome"),
+                    e["data"].get("hangup_cause"),
+                    e["data"].get("amd_status"),
+                    str(e["seq"]),
                     _short(e["hash"]),
                 )
-            )
-        out.print(table)
+                for e in journal["attempts"]
+            ],
+        )
     rest = [*journal["rights"], *journal["other"], *journal["imports"]]
     if rest:
-        table = _proof_table(
+        keys = ("source", "purpose", "status", "proof_ref_sha256", "batch", "list", "campaign")
+
+        def what(d: dict[str, Any]) -> str:
+            shown = {k: d[k] for k in keys if d.get(k) not in (None, "")}
+            if "proof_ref_sha256" in shown:
+                shown["proof_ref_sha256"] = _short(shown["proof_ref_sha256"])
+            return ", ".join(f"{k}={v}" for k, v in shown.items())
+
+        print_records(
+            out,
             "Opt-outs, refusals, consents, imports and other entries (journal)",
-            "At",
-            "Kind",
-            "Actor",
-            "What",
-            "Seq",
-            "Entry hash",
-        )
-        keys = ("source", "purpose", "status", "proof_ref", "batch", "list", "campaign")
-        for e in sorted(rest, key=lambda item: int(item["seq"])):
-            d = e["data"]
-            what = ", ".join(f"{k}={d[k]}" for k in keys if d.get(k) not in (None, ""))
-            table.add_row(
-                *_cells(
-                    _at(e["at"], zone), e["kind"], e["actor"], what, e["seq"], _short(e["hash"])
+            [
+                Field("At"),
+                Field("Kind"),
+                Field("Actor"),
+                Field("What", whole=False, min_width=20),
+                *entry,
+            ],
+            [
+                (
+                    _at(e["at"], zone),
+                    e["kind"],
+                    e["actor"],
+                    what(e["data"]),
+                    str(e["seq"]),
+                    _short(e["hash"]),
                 )
-            )
-        out.print(table)
+                for e in sorted(rest, key=lambda item: int(item["seq"]))
+            ],
+        )
     chain = proof["chain"]
     if chain["verified"] is None:
         out.print(
@@ -307,7 +405,8 @@ def subject_proof_command(
     """Show the proof that calls to NUMBER were lawful: every contact holding it, the legal
     basis each campaign relies on for it (consent and its proof, B2B, declared basis), its
     consents, opt-out and refusals, and from the proof journal every message drop (audio,
-    SHA-256, caller ID, when, legal basis), gate decision and attempt, each with the journal
+    SHA-256, how much was heard, caller ID, when, legal basis and whether the consent
+    ledger row it relied on is unchanged), gate decision and attempt, each with the journal
     sequence number and entry hash an auditor finds in an exported bundle (GDPR art. 5(2)).
     Read only; exits 2 when the journal chain is verified and found broken."""
     from voicecast.app import gate_env
@@ -454,10 +553,14 @@ def subject_erase(ctx: Ctx, number: str, region: str, yes: bool, vacuum: bool) -
             markup=False,
         )
     else:
-        console.print(
-            f"{e164}: erased {_counted(result.removed)}; "
+        files = (
             f"{result.files_removed} of {len(result.files)} file(s) deleted "
-            f"({_counted(result.file_kinds)})",
+            f"({_counted(result.file_kinds)})"
+            if result.files
+            else "no file held"
+        )
+        console.print(
+            f"{e164}: erased {_counted(result.removed)}; {files}",
             highlight=False,
             markup=False,
         )
@@ -524,8 +627,11 @@ def subject_rectify(
     \b
     Example:
       voicecast subject rectify "01 99 00 00 10" --set first_name=Camille --set company=
-    The journal records which fields changed (names only, never values). Speech already
-    rendered with the old values is deleted.
+    The journal records which fields changed (names only, never values); a rectification
+    that changes nothing is not journaled. Speech already rendered with the old values is
+    deleted. professional takes yes/no (oui, non, true, false, 1, 0, b2b, b2c...);
+    postal_code a postal code (75001, SW1A 1AA). Correct the source (CRM) too: the next
+    import of the old file would bring the old values back.
     """
     from voicecast.subjects import SubjectFiles, rectify_subject
 
@@ -544,7 +650,8 @@ def subject_rectify(
     lists = ", ".join(result.lists)
     if result.changed == 0:
         console.print(
-            f"{e164}: {result.contacts} contact(s) in {lists} already had these values",
+            f"{e164}: nothing changed: {result.contacts} contact(s) in {lists} already had "
+            "these values",
             highlight=False,
             markup=False,
         )

@@ -2,14 +2,16 @@
 
 :func:`build_register` gathers, from the configuration and the database, what art. 30(1)
 asks the controller to record: (a) the controller's identity (``[organisation]``; empty
-values are printed "to complete"), (b) the purposes (the campaigns' declared purposes and
-the purposes every installation has: honouring objections, proof, console security), the
-legal bases (art. 6(1)), (c) the categories of data subjects and of personal data, (d) the
-recipients (webhook hosts from the database, the telephony carrier via the PBX), (e) the
-transfers outside the EU (none made by voicecast itself; the webhook hosts are listed for
-the administrator to check), (f) the retention periods (``[retention]``, ``[web]
-webhook_keep_days``, the recording nodes' ``retention_days``) and (g) the security
-measures (art. 32), with the state of the configurable ones.
+values are printed "to complete", but the art. 27 representative, needed only outside the
+EU), (b) the purposes (the campaigns' declared purposes and the purposes every
+installation has: honouring objections, proof, console security), the legal bases (art.
+6(1)), (c) the categories of data subjects and of personal data, (d) the recipients
+(:func:`recipients`, also listed in every access document: staff, webhook hosts from the
+database, the telephony carrier via the PBX), (e) the transfers outside the EU (none made
+by voicecast itself; the webhook hosts are listed for the administrator to check), (f)
+the retention periods (``[retention]``, ``[web] webhook_keep_days``, the recording nodes'
+``retention_days``) and (g) the security measures (art. 32), with the state of the
+configurable ones.
 
 :func:`render_markdown` renders it with a Jinja2 template (``voicecast/data/
 register.md.j2``); :func:`render_pdf` renders the same sections with fpdf2 in DejaVu Sans
@@ -21,6 +23,7 @@ The register is a starting point the controller reviews and completes, not legal
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -52,6 +55,23 @@ from voicecast.storage.models import (
 TO_COMPLETE = "to complete"
 """How an empty ``[organisation]`` value is printed."""
 
+NO_REPRESENTATIVE = "not applicable if the controller is established in the EU"
+"""How an empty ``[organisation] representative`` is printed (GDPR art. 27 applies only to
+a controller established outside the EU)."""
+
+OPT_OUT_BASIS = (
+    "legal obligation, GDPR art. 6(1)(c) and art. 21(3); CPCE L34-5; Code de la consommation L223-1"
+)
+"""The legal basis of the opt-out list, the same in the register and in access documents."""
+
+PROOF_BASIS = (
+    "legal obligation, GDPR art. 6(1)(c): proof of consent, art. 7(1), and the records of "
+    "Code de la consommation L223-1 and D223-9; and legitimate interests, GDPR art. 6(1)(f): "
+    "establishing and defending legal claims"
+)
+"""The legal basis of the consent ledger and the proof journal, the same in the register
+(art. 30(1)(b)) and in access documents (art. 15(1)(a))."""
+
 TEMPLATE = Path(__file__).resolve().parent / "data" / "register.md.j2"
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 FONT_REGULAR = FONT_DIR / "DejaVuSans.ttf"
@@ -60,10 +80,10 @@ FONT_BOLD = FONT_DIR / "DejaVuSans-Bold.ttf"
 FIELD_MEANINGS: dict[str, str] = {
     "first_name": "first name",
     "last_name": "last name",
-    "company": "company (business contacts)",
-    "region": "region or department (regional public holidays)",
-    "postal_code": "postal code (regional public holidays)",
-    "professional": "professional / B2B marker (CPCE L34-5)",
+    "company": "company of a business contact",
+    "region": "region or department, for the regional public holidays",
+    "postal_code": "postal code, for the regional public holidays",
+    "professional": "professional or B2B marker, CPCE L34-5",
 }
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -136,7 +156,10 @@ def _controller(settings: Settings) -> Section:
             Row("Address", _or_todo(org.address)),
             Row("Contact for data subjects' requests", _or_todo(org.contact)),
             Row("Data protection officer (art. 37)", _or_todo(org.dpo)),
-            Row("Representative in the EU (art. 27)", _or_todo(org.representative)),
+            Row(
+                "Representative in the EU (art. 27)",
+                org.representative.strip() or NO_REPRESENTATIVE,
+            ),
         ),
     )
 
@@ -204,7 +227,7 @@ GENERAL_PURPOSES: tuple[tuple[str, str], ...] = (
     (
         "Honouring objections: the company opt-out list, the opt-out key and the call-back "
         "line, so that a person who objected is never called again",
-        "legal obligation, GDPR art. 6(1)(c) and art. 21(3); Code de la consommation L223-1",
+        OPT_OUT_BASIS,
     ),
     (
         "Screening against national opposition lists (Bloctel, US DNC, UK TPS)",
@@ -212,9 +235,9 @@ GENERAL_PURPOSES: tuple[tuple[str, str], ...] = (
         "47 CFR 64.1200(c)(2); PECR reg. 21)",
     ),
     (
-        "Proof of lawful calling: the consent ledger and the hash-chained proof journal",
-        "legal obligation, GDPR art. 5(2) and 7(1) (the controller demonstrates "
-        "compliance and consent)",
+        "Proof of lawful calling: the consent ledger and the hash-chained proof journal "
+        "(the controller demonstrates compliance, GDPR art. 5(2))",
+        PROOF_BASIS,
     ),
     (
         "Security of the console and API: user accounts, logins, audit of changes",
@@ -233,7 +256,7 @@ def _purposes(session: Session) -> tuple[Section, Section]:
         rows.append(Row(f"Campaigns {i}", f"{text}. {campaigns}"))
         bases.append(Row(f"Campaigns {i}", basis))
     intro = (
-        "From the campaigns' declared purposes (voicecast campaign declare)."
+        "From the campaigns' declared purposes (`voicecast campaign declare`)."
         if campaign_rows
         else "No campaign is declared yet: each campaign declares its purpose (marketing or "
         "informational), audience and, for informational calls, its legal basis."
@@ -355,40 +378,116 @@ def _scenario_nodes(session: Session) -> tuple[int, int]:
     return longest, transfers
 
 
+@dataclass(frozen=True)
+class Recipient:
+    """A recipient, or category of recipients, of personal data (GDPR art. 4(9)): what the
+    record of processing lists (art. 30(1)(d)) and every access document tells the person
+    (art. 15(1)(c)), from :func:`recipients`.
+
+    Attributes:
+        kind: ``staff``, ``crm_webhook``, ``telephony`` or ``transfer``.
+        recipient: who, in words.
+        detail: its state (accounts by role, webhook enabled or disabled and its events,
+            the dial string); may be empty.
+        data: what it receives.
+        host: a webhook's host name (never the URL's path or query, which may hold a
+            token); None for the other kinds.
+    """
+
+    kind: str
+    recipient: str
+    detail: str
+    data: str
+    host: str | None = None
+
+    @property
+    def text(self) -> str:
+        """One line: ``recipient (detail): data``."""
+        detail = f" ({self.detail})" if self.detail else ""
+        return f"{self.recipient}{detail}: {self.data}"
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-ready form (``host`` only for a webhook)."""
+        out = {
+            "kind": self.kind,
+            "recipient": self.recipient,
+            "detail": self.detail,
+            "data": self.data,
+        }
+        if self.host is not None:
+            out["host"] = self.host
+        return out
+
+
+def _counted(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def recipients(session: Session, settings: Settings) -> tuple[Recipient, ...]:
+    """Who receives personal data from this installation: the organisation's staff through
+    the console and API, each CRM webhook endpoint (enabled or not: a disabled one may have
+    received data before), the telephony carrier behind the PBX and the destinations of the
+    scenarios' transfer nodes. voicecast sends personal data nowhere else.
+
+    Used by :func:`build_register` (art. 30(1)(d)) and by
+    :func:`voicecast.subjects.collect_subject` (art. 15(1)(c)), so both say the same.
+    """
+    roles = Counter(session.scalars(select(User.role).where(User.disabled.is_(False))).all())
+    staff = ", ".join(_counted(n, role) for role, n in sorted(roles.items())) or "no account yet"
+    out = [
+        Recipient(
+            "staff",
+            "Authorised staff of the controller, through the console and API, by role",
+            staff,
+            "the contacts, campaigns and reports their role shows; admins also answer the "
+            "data-subject requests",
+        )
+    ]
+    for host, enabled, events in _webhooks(session):
+        state = "enabled" if enabled else "disabled"
+        out.append(
+            Recipient(
+                "crm_webhook",
+                f"CRM webhook endpoint {host}",
+                f"{state}; events: {', '.join(events) or 'none'}",
+                "the events it subscribes to, with the number called and the outcome",
+                host=host,
+            )
+        )
+    if settings.sandbox.enabled:
+        telephony = Recipient(
+            "telephony",
+            "The telephony carrier or SIP trunk behind the PBX",
+            "now the sandbox's simulated network, from which nothing leaves this machine",
+            "the numbers called and the calls",
+        )
+    else:
+        telephony = Recipient(
+            "telephony",
+            "The telephony carrier or SIP trunk behind the PBX",
+            f"dial string {settings.pbx.dial_string}",
+            "the numbers called and the calls",
+        )
+    out.append(telephony)
+    _, transfers = _scenario_nodes(session)
+    if transfers:
+        out.append(
+            Recipient(
+                "transfer",
+                "The destinations of the scenarios' transfer nodes",
+                _counted(transfers, "transfer node"),
+                "the call, to which the callee is connected",
+            )
+        )
+    return tuple(out)
+
+
 def _recipients(
     session: Session, settings: Settings, hooks: list[tuple[str, bool, list[str]]]
 ) -> Section:
-    roles = Counter(session.scalars(select(User.role).where(User.disabled.is_(False))).all())
-    staff = ", ".join(f"{n} {role}(s)" for role, n in sorted(roles.items())) or "no account yet"
-    items = [
-        f"Authorised staff through the console and API, by role (admin, supervisor, "
-        f"viewer): {staff}",
-    ]
-    if hooks:
-        for host, enabled, events in hooks:
-            state = "enabled" if enabled else "disabled"
-            items.append(
-                f"CRM webhook endpoint {host} ({state}; events: {', '.join(events) or 'none'})"
-            )
-    else:
-        items.append("CRM webhook endpoints: none configured")
-    if settings.sandbox.enabled:
-        items.append(
-            "Telephony: the sandbox's simulated network (nothing leaves this machine); "
-            "in production, the carrier or SIP trunk behind the PBX"
-        )
-    else:
-        items.append(
-            "Telephony: the carrier or SIP trunk behind the PBX (dial string "
-            f"{settings.pbx.dial_string}), which receives the numbers called and "
-            "carries the calls"
-        )
-    _, transfers = _scenario_nodes(session)
-    if transfers:
-        items.append(
-            f"The destinations of the scenarios' transfer nodes ({transfers}): the "
-            "callee is connected to them"
-        )
+    items = [r.text for r in recipients(session, settings)]
+    if not hooks:
+        items.insert(1, "CRM webhook endpoints: none configured")
     items.append("No other recipient: voicecast sends personal data nowhere else")
     return Section("6. Recipients (art. 30(1)(d))", items=tuple(items))
 
@@ -472,10 +571,33 @@ def _mode(path: Path) -> str:
     return f"mode {mode:04o}, {state}"
 
 
+def _tls_state(settings: Settings) -> str:
+    """What ``[web] tls_cert``/``tls_key`` give: HTTPS only when both name existing files
+    (``voicecast serve`` refuses to start otherwise)."""
+    web = settings.web
+    if not (web.tls_cert and web.tls_key):
+        return (
+            "HTTPS configured incompletely: [web] tls_cert and tls_key must be set together; "
+            "voicecast serve refuses to start"
+        )
+    cert, key = settings.path(web.tls_cert), settings.path(web.tls_key)
+    if not cert.is_file():
+        return (
+            f"HTTPS configured but the certificate file is missing ({cert}); voicecast "
+            "serve refuses to start"
+        )
+    if not key.is_file():
+        return (
+            f"HTTPS configured but the key file is missing ({key}); voicecast serve "
+            "refuses to start"
+        )
+    return f"HTTPS served directly (certificate {cert})"
+
+
 def _security(settings: Settings) -> Section:
     web = settings.web
-    if web.tls_cert and web.tls_key:
-        tls = f"HTTPS served directly (certificate {web.tls_cert})"
+    if web.tls_cert or web.tls_key:
+        tls = _tls_state(settings)
     elif web.host in LOOPBACK_HOSTS:
         tls = (
             f"plain HTTP on loopback {web.host}:{web.port}; put a TLS reverse proxy in "
@@ -578,13 +700,29 @@ def build_register(
 # --------------------------------------------------------------------------- rendering
 
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|"})
+_CODE_SPAN_RE = re.compile(r"`([^`]+)`")
 
 
 def _md(value: Any) -> str:
-    """Escape the characters that change inline Markdown (emphasis, code, links, HTML,
-    table cells) and fold whitespace, so a value from the database or the configuration
-    (a campaign named "*x*", a URL with "_") prints as written, on one line."""
-    return " ".join(str(value).translate(_MD_SPECIAL).split())
+    """Escape the characters that change inline Markdown (emphasis, links, HTML, table
+    cells) and fold whitespace, so a value from the database or the configuration (a
+    campaign named "*x*", a URL with "_") prints as written, on one line. A span between
+    two backticks (a command such as `voicecast journal verify`) stays a code span, which
+    Markdown prints as written; a lone backtick is escaped."""
+    text = " ".join(str(value).split())
+    out: list[str] = []
+    last = 0
+    for match in _CODE_SPAN_RE.finditer(text):
+        out.append(text[last : match.start()].translate(_MD_SPECIAL))
+        out.append(match.group(0))
+        last = match.end()
+    out.append(text[last:].translate(_MD_SPECIAL))
+    return "".join(out)
+
+
+def _plain(value: str) -> str:
+    """A value for the PDF: code spans lose their backticks."""
+    return _CODE_SPAN_RE.sub(r"\1", value)
 
 
 def render_markdown(register: Register) -> str:
@@ -654,17 +792,17 @@ def render_pdf(register: Register) -> bytes:
         pdf.ln(2)
         para(section.title, 12, "B", 1)
         if section.intro:
-            para(section.intro, 10)
+            para(_plain(section.intro), 10)
         for row in section.rows:
             pdf.set_font("DejaVu", "B", 10)
             pdf.multi_cell(0, 5, row.label, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
             pdf.set_x(pdf.l_margin + 5)
             pdf.set_font("DejaVu", "", 10)
-            pdf.multi_cell(0, 5, row.value, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            pdf.multi_cell(0, 5, _plain(row.value), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
             pdf.ln(1)
         for item in section.items:
             pdf.set_font("DejaVu", "", 10)
             pdf.set_x(pdf.l_margin + 2)
-            pdf.multi_cell(0, 5, f"•  {item}", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            pdf.multi_cell(0, 5, f"•  {_plain(item)}", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
             pdf.ln(0.5)
     return bytes(pdf.output())

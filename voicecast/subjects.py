@@ -38,6 +38,7 @@ import json
 import logging
 import re
 import shutil
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ from voicecast.contacts.importer import CANONICAL_FIELDS, MAX_FIELD_LENGTH
 from voicecast.errors import NotFoundError, VoicecastError
 from voicecast.journal import kinds
 from voicecast.journal.store import append, iter_entries
+from voicecast.register import OPT_OUT_BASIS, PROOF_BASIS, recipients
 from voicecast.storage.models import (
     CallAttempt,
     Campaign,
@@ -645,8 +647,7 @@ def _purposes(memberships: list[dict[str, Any]]) -> list[dict[str, Any]]:
         {
             "processing": "opt-out list",
             "purpose": "never call again a number that objected (GDPR art. 21)",
-            "legal_basis": "legal obligation (GDPR art. 6(1)(c); CPCE L34-5; Code de la "
-            "consommation L223-1)",
+            "legal_basis": OPT_OUT_BASIS,
             "kept_as": "keyed hash of the number (HMAC-SHA256), never the number",
         }
     )
@@ -654,7 +655,7 @@ def _purposes(memberships: list[dict[str, Any]]) -> list[dict[str, Any]]:
         {
             "processing": "proof journal",
             "purpose": "proof that each call was lawful (GDPR art. 5(2), art. 17(3)(e))",
-            "legal_basis": "legitimate interest and legal obligation (GDPR art. 6(1)(c), (f))",
+            "legal_basis": PROOF_BASIS,
             "kept_as": "entries naming the person by the keyed hash of the number only",
         }
     )
@@ -733,8 +734,6 @@ def collect_subject(
     }
     opt_out = _opt_out_section(session, key, e164)
     opposition = _opposition_section(session, digest)
-    hooks = session.scalars(select(Webhook).where(Webhook.enabled.is_(True))).all()
-    recipients = sorted({_host(h.url) for h in hooks})
     journal = _journal_section(session, digest)
     erasures = [e for e in journal if e["kind"] == kinds.SUBJECT_ERASED]
     held = any(sections[name] for name in _RECORD_SECTIONS)
@@ -768,10 +767,7 @@ def collect_subject(
         **head,
         "controller": _controller(settings),
         "purposes": _purposes(memberships),
-        "recipients": [
-            {"kind": "CRM webhook", "host": host, "data": "call outcomes and opt-outs"}
-            for host in recipients
-        ],
+        "recipients": [r.to_dict() for r in recipients(session, settings)],
         "retention": _retention(settings),
         "source": "contact lists imported by the organisation (list and file line in "
         "'contacts'); consent records as collected (their 'source' and 'proof_ref')",
@@ -798,7 +794,11 @@ def export_subject(
     The document: ``schema`` (:data:`EXPORT_SCHEMA`), ``version``, ``generated_at`` (UTC),
     ``number`` (E.164), ``journal_subject`` (the keyed hash naming the person in the
     journal), ``held`` (False when no table holds the number), then ``controller``,
-    ``purposes``, ``recipients``, ``retention`` (days), ``source``, ``rights`` and the held
+    ``purposes`` (with the legal bases the record of processing states,
+    :data:`voicecast.register.OPT_OUT_BASIS`, :data:`~voicecast.register.PROOF_BASIS`),
+    ``recipients`` (the register's, :func:`voicecast.register.recipients`: ``kind``,
+    ``recipient``, ``detail``, ``data``, a webhook's ``host``), ``retention`` (days),
+    ``source``, ``rights`` and the held
     data: ``contacts`` (list, fields, file line, created/updated), ``campaigns`` (each
     membership: state, outcome, the gate's decisions), ``call_attempts`` (times, outcome,
     Q.850 hangup cause, AMD, what was played, key presses and steps, result),
@@ -1106,17 +1106,65 @@ class RectifyResult:
         }
 
 
+PROFESSIONAL_NO_VALUES = frozenset(
+    {"no", "non", "false", "0", "n", "b2c", "particulier", "consumer", "private", "individual"}
+)
+"""Values of ``professional`` that say "not a professional" (compared case- and
+accent-insensitively). The values that say "professional" are the gate's
+(:data:`voicecast.compliance.facts.PROFESSIONAL_VALUES`: yes, oui, true, 1, b2b, pro...)."""
+
+POSTAL_CODE_RE = re.compile(r"(?=[^0-9]*[0-9])[A-Za-z0-9](?:[A-Za-z0-9 -]{0,10}[A-Za-z0-9])?")
+"""A postal code as written in any country: letters, digits, spaces and hyphens, at most 12
+characters, at least one digit (French ``75001``, UK ``SW1A 1AA``, US ``20500-0003``,
+Canada ``K1A 0B1``, Netherlands ``1011 AB``)."""
+
+
+def _fold(value: str) -> str:
+    text = unicodedata.normalize("NFKD", value)
+    return "".join(c for c in text if not unicodedata.combining(c)).casefold().strip()
+
+
+def _check_professional(value: str) -> None:
+    """``professional`` must be read by the gate as yes or no (CPCE L34-5: a consumer
+    wrongly marked professional would lose the consent requirement; an unreadable value
+    would silently count as "not professional")."""
+    from voicecast.compliance.facts import is_professional
+
+    if is_professional({"professional": value}) or _fold(value) in PROFESSIONAL_NO_VALUES:
+        return
+    yes = "yes, oui, true, 1, b2b, pro"
+    no = "no, non, false, 0, b2c, particulier"
+    raise SubjectError(
+        f"professional: {value[:40]!r} is neither yes nor no: use {yes} (a professional "
+        f"contact) or {no} (a consumer), or professional= to remove the field"
+    )
+
+
+def _check_postal_code(value: str) -> None:
+    """``postal_code`` must be one (:data:`POSTAL_CODE_RE`): the gate reads French five-digit
+    codes for the department's public holidays (Code du travail L3134-13, L3422-2)."""
+    if not POSTAL_CODE_RE.fullmatch(value):
+        raise SubjectError(
+            f"postal_code: {value[:40]!r} is not a postal code: letters, digits, spaces and "
+            "hyphens, at most 12 characters, at least one digit (French codes are five "
+            "digits, e.g. 75001; other countries' forms such as SW1A 1AA are kept as "
+            "written)"
+        )
+
+
 def clean_changes(changes: Mapping[str, str | None]) -> dict[str, str]:
     """Validated field changes: name -> new value (``""``: remove the field).
 
     Values are stripped; they must be at most
     :data:`~voicecast.contacts.importer.MAX_FIELD_LENGTH` characters without control or
-    invisible format characters (the importer's rules).
+    invisible format characters (the importer's rules). ``professional`` must read as yes
+    or no to the gate (:data:`~voicecast.compliance.facts.PROFESSIONAL_VALUES`,
+    :data:`PROFESSIONAL_NO_VALUES`); ``postal_code`` must match :data:`POSTAL_CODE_RE`.
 
     Raises:
         SubjectError: no change, a field that is not one of
             :data:`~voicecast.contacts.importer.CANONICAL_FIELDS`, or a bad value (the
-            message names the field).
+            message names the field and what it accepts).
     """
     if not changes:
         raise SubjectError(f"nothing to change: give FIELD=VALUE ({', '.join(CANONICAL_FIELDS)})")
@@ -1132,6 +1180,10 @@ def clean_changes(changes: Mapping[str, str | None]) -> dict[str, str]:
             raise SubjectError(f"{name}: control or invisible characters are not allowed")
         if len(value) > MAX_FIELD_LENGTH:
             raise SubjectError(f"{name}: at most {MAX_FIELD_LENGTH} characters ({len(value)})")
+        if value and name == "professional":
+            _check_professional(value)
+        elif value and name == "postal_code":
+            _check_postal_code(value)
         out[name] = value
     return out
 
@@ -1157,12 +1209,14 @@ def rectify_subject(
             (:meth:`SubjectFiles.of`); those files are deleted after the commit.
 
     Appends ``subject.rectified`` (``fields``: the names only, ``contacts``: how many
-    changed).
+    changed) when a contact changed; a rectification that changes nothing (the contacts
+    already hold these values: :attr:`RectifyResult.changed` 0) journals nothing.
 
     Raises:
         InvalidNumberError: ``e164`` is not E.164.
         SubjectError: bad changes (see :func:`clean_changes`).
-        NotFoundError: no such list, or no contact with that number (in it).
+        NotFoundError: no such list, or no contact with that number (in it): nothing
+            changed.
     """
     e164 = _checked(e164)
     cleaned = clean_changes(changes)
@@ -1174,12 +1228,12 @@ def rectify_subject(
     )
     if list_name is not None:
         if session.scalar(select(ContactList.id).where(ContactList.name == list_name)) is None:
-            raise NotFoundError(f"no contact list named {list_name!r}")
+            raise NotFoundError(f"no contact list named {list_name!r}: nothing changed")
         query = query.where(ContactList.name == list_name)
     rows = session.execute(query).all()
     if not rows:
         where = f" in list {list_name!r}" if list_name is not None else ""
-        raise NotFoundError(f"no contact with this number{where}")
+        raise NotFoundError(f"no contact with this number{where}: nothing changed")
     contacts = [c for c, _ in rows]
     stale = _tts_files(session, contacts, files.tts_dirs) if files else set()
     changed = 0
@@ -1207,12 +1261,13 @@ def rectify_subject(
         lists=sorted({name for _, name in rows}),
         files=sorted(stale),
     )
-    append(
-        session,
-        kinds.SUBJECT_RECTIFIED,
-        {"fields": result.fields, "contacts": changed},
-        subject=number_hash(key, e164),
-    )
+    if changed:
+        append(
+            session,
+            kinds.SUBJECT_RECTIFIED,
+            {"fields": result.fields, "contacts": changed},
+            subject=number_hash(key, e164),
+        )
 
     def finish() -> None:
         result.files_removed = sum(1 for path in result.files if _remove(path))

@@ -258,6 +258,17 @@ def test_a_completed_campaign_cannot_be_paused_or_stopped(sessions: sessionmaker
             set_status(s, "spring", status)
 
 
+def test_a_draft_cannot_be_paused_but_can_be_stopped(sessions: sessionmaker[Session]) -> None:
+    from voicecast.campaigns.service import set_status
+
+    with sessions() as s, s.begin():
+        create_campaign(s, spec())
+    with sessions() as s, pytest.raises(CampaignError, match="never started: there is nothing"):
+        set_status(s, "spring", "paused")
+    with sessions() as s, s.begin():
+        assert set_status(s, "spring", "stopped").status == "stopped"
+
+
 def test_amd_items_and_pacing_defaults_shared_by_the_front_ends() -> None:
     from voicecast.campaigns.service import CampaignError, pacing, parse_amd_items
     from voicecast.config import DialerSettings

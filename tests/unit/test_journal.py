@@ -460,3 +460,34 @@ def test_cli_refuses_unsound_bundles_overwrites_unknown_kinds_and_a_missing_head
     headless = run(config, "journal", "verify")
     assert headless.exit_code == 1
     assert "the chain head (table journal_head) was deleted" in said(headless)
+
+
+def test_cli_show_keeps_the_data_readable_in_80_columns(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voicecast import cli
+    from voicecast.app import open_runtime
+    from voicecast.config import load_settings
+
+    runtime = open_runtime(load_settings(config))
+    fill(runtime.sessions, 2)
+    with runtime.sessions() as s, s.begin():
+        append(s, "message.dropped", {"audio_sha256": "cd" * 32, "played_ms": 2500})
+    runtime.engine.dispose()
+    monkeypatch.setattr(cli.console, "_width", 80)
+    narrow = run(config, "journal", "show")
+    assert narrow.exit_code == 0, narrow.output
+    lines = [line.rstrip() for line in narrow.output.splitlines()]
+    assert max(map(len, lines)) <= 80
+    # one line per entry, its data whole below it
+    assert lines[0] == f"#1  2026-03-02T10:00:00+01:00  call.attempt  system  subject {'ab' * 6}"
+    assert lines[1] == '    {"attempt_no": 1, "campaign": "spring", "note": "é œ"}'
+    assert lines[2].startswith("#2  2026-03-02T11:00:00+01:00")
+    assert lines[-1] == '    {"audio_sha256": "cdcdcdcdcdcd…", "played_ms": 2500}'  # --json: whole
+
+    monkeypatch.setattr(cli.console, "_width", 200)
+    wide = run(config, "journal", "show")
+    assert wide.exit_code == 0, wide.output
+    (row,) = [line for line in wide.output.splitlines() if "2026-03-02T10:00:00+01:00" in line]
+    assert '{"attempt_no":1,"campaign":"spring","note":"é œ"}' in row  # a table row
+    assert row.split()[1:4] == ["1", "│", "2026-03-02T10:00:00+01:00"]

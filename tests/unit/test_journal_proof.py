@@ -10,6 +10,7 @@ import hashlib
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli_workspace import make_workspace, run_cli, said
@@ -24,6 +25,7 @@ from journal_fakes import (
     make_campaign,
     run_dialer,
 )
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from voicecast.app import open_runtime
@@ -191,3 +193,183 @@ def test_subject_proof_command_shows_the_drop_the_basis_and_the_chain(
 
     bad = CliRunner().invoke(main, ["--config", str(config), "subject", "proof", "12ab"])
     assert bad.exit_code == 1 and "error" in bad.output
+
+
+# --- the command in a narrow and a wide terminal -------------------------------------------
+
+DEMO = "demo-20261129-211234"
+
+
+def _consent_drops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Any, int]:
+    """A workspace where +33 1 99 00 00 12 gave a marketing consent (proof ``form-42``) and
+    campaign :data:`DEMO` dropped two messages on it: one cut off after 2.5 s by a key press,
+    one left whole on a machine (two prompts). Returns (config, runtime, consent id)."""
+    from voicecast.journal.events import message_dropped, proof_digest
+    from voicecast.storage.models import Consent
+
+    config = make_workspace(tmp_path, monkeypatch)
+    added = _run(
+        config,
+        "consent", "add", "01 99 00 00 12", "--purpose", "marketing", "--source", "web",
+        "--proof", "form-42", "--at", "2026-01-10T10:00:00",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    runtime = open_runtime(load_settings(config))
+    with runtime.sessions() as s:
+        key, _ = runtime.store_key(s)
+        consent_id = s.scalars(select(Consent.id)).one()
+    cid = make_campaign(runtime.sessions, [MACHINE], purpose="marketing", name=DEMO)
+    basis = {
+        "basis": "consent",
+        "purpose": "marketing",
+        "audience": "b2c",
+        "rule_source": "Code conso L223-1",
+        "consent": {
+            "id": consent_id,
+            "proof_ref_sha256": proof_digest("form-42"),
+            "source": "web",
+            "recorded_at": "2026-01-10T09:00:00+00:00",
+            "batch": None,
+            "wording_version": None,
+        },
+    }
+    played = utcnow() - timedelta(minutes=5)
+    drops: list[tuple[str, list[tuple[str, str | None, int, bool]]]] = [
+        ("human", [("spring-message", AUDIO_SHA, 2500, False)]),
+        ("machine", [
+            ("spring-voicemail", VOICEMAIL_SHA, 5200, True), ("tts/tts-ab12", None, 1300, True)
+        ]),
+    ]  # fmt: skip
+    with runtime.sessions() as s, s.begin():
+        for n, (to, prompts) in enumerate(drops):
+            message_dropped(
+                s,
+                key,
+                number=MACHINE,
+                campaign=DEMO,
+                campaign_id=cid,
+                attempt_id=f"{n}" * 32,
+                caller_id=CALLER_ID,
+                delivered_to=to,
+                prompts=[
+                    {"audio": a, "audio_sha256": h, "at": played, "ms": ms, "completed": done}
+                    for a, h, ms, done in prompts
+                ],
+                basis=basis,
+                purpose="marketing",
+                sender="Fictive Energie",
+                on_behalf_of="Fictive Energie",
+            )
+    return config, runtime, consent_id
+
+
+def _lines(result: Any) -> list[str]:
+    return [line.rstrip() for line in result.output.splitlines()]
+
+
+def test_the_proof_is_readable_in_an_80_column_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voicecast import cli
+
+    config, runtime, _ = _consent_drops(tmp_path, monkeypatch)
+    runtime.engine.dispose()
+    monkeypatch.setattr(cli.console, "_width", 80)
+    shown = _run(config, "subject", "proof", "01 99 00 00 12")
+    assert shown.exit_code == 0, shown.output
+    lines = _lines(shown)
+    assert max(len(line) for line in lines) <= 80
+    # one block of "Label: value" lines per record, identifiers whole on their line
+    assert any(line.split() == ["Campaign:", DEMO] for line in lines), shown.output
+    assert any(line.split() == ["Audio", "SHA-256:", VOICEMAIL_SHA[:12] + "…"] for line in lines)
+    assert sum(line.strip().startswith("Played:") for line in lines) == 2
+    # how much was heard: the cut-off drop does not look like a full one
+    assert any(line.split() == ["Heard:", "2.5", "s,", "cut", "off"] for line in lines)
+    at = lines.index("  Heard:         5.2 s, complete")  # two prompts, a line each
+    assert lines[at + 1 : at + 3] == [" " * 17 + "1.3 s, complete", " " * 17 + "6.5 s in all"]
+    assert lines[at - 4 : at - 2] == [
+        "  Audio:         spring-voicemail",
+        " " * 17 + "tts/tts-ab12",
+    ]
+    # the consent the drops relied on, checked against the ledger row now
+    out = _text(shown)
+    assert "consent: proof form-42 (web" in out
+    assert out.count("ledger row unchanged: its proof matches the journaled SHA-256") == 2
+
+    monkeypatch.setattr(cli.console, "_width", 200)
+    wide = _run(config, "subject", "proof", "01 99 00 00 12")
+    assert wide.exit_code == 0, wide.output
+    lines = _lines(wide)
+    assert max(len(line) for line in lines) <= 200
+    assert not any(line.strip().startswith(("Played:", "Campaign:")) for line in lines)
+    (header,) = [line for line in lines if "Played" in line and "Heard" in line]
+    assert "Caller ID" in header and "Entry hash" in header  # one table row per drop
+    assert sum(DEMO in line and "cut off" in line for line in lines) == 1
+    assert "2.5 s, cut off" in wide.output
+
+
+def test_a_changed_or_erased_consent_row_is_named_in_the_drops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voicecast import cli
+    from voicecast.journal.events import proof_digest
+
+    config, runtime, consent_id = _consent_drops(tmp_path, monkeypatch)
+    with runtime.engine.begin() as conn:
+        conn.execute(
+            text("UPDATE consents SET proof_ref = 'form-43' WHERE id = :i"), {"i": consent_id}
+        )
+    monkeypatch.setattr(cli.console, "_width", 80)
+    changed = _run(config, "subject", "proof", "01 99 00 00 12")
+    assert changed.exit_code == 0, changed.output
+    out = _text(changed)
+    assert out.count(f"ledger row #{consent_id} CHANGED after the drop") == 2
+    assert "its proof is now 'form-43'" in out
+    data = json.loads(_run(config, "subject", "proof", "+33199000012", "--json").stdout)
+    checks = [d["consent_ledger"] for d in data["journal"]["drops"]]
+    assert (
+        checks
+        == [
+            {
+                "id": consent_id,
+                "state": "changed",
+                "proof_ref_sha256": proof_digest("form-42"),
+                "proof_ref": "form-43",
+                "ledger_sha256": proof_digest("form-43"),
+            }
+        ]
+        * 2
+    )
+
+    with runtime.engine.begin() as conn:
+        conn.execute(text("DELETE FROM consents WHERE id = :i"), {"i": consent_id})
+    runtime.engine.dispose()
+    gone = _run(config, "subject", "proof", "01 99 00 00 12")
+    assert gone.exit_code == 0, gone.output
+    assert max(len(line) for line in _lines(gone)) <= 80
+    out = _text(gone)
+    assert out.count(f"ledger row #{consent_id} gone (erased or past retention)") == 2
+    assert out.count(f"consent: proof sha256 {str(proof_digest('form-42'))[:12]}… (web") == 2
+    assert out.count("only the journaled SHA-256 of its proof remains") == 2
+    data = json.loads(_run(config, "subject", "proof", "+33199000012", "--json").stdout)
+    assert {d["consent_ledger"]["state"] for d in data["journal"]["drops"]} == {"gone"}
+
+
+def test_a_contact_in_no_campaign_gets_one_line_not_an_empty_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from voicecast.storage.models import Contact, ContactList
+
+    config = make_workspace(tmp_path, monkeypatch)
+    runtime = open_runtime(load_settings(config))
+    with runtime.sessions() as s, s.begin():
+        clist = ContactList(name="autumn-list")
+        s.add(clist)
+        s.flush()
+        s.add(Contact(list_id=clist.id, phone_e164=MACHINE, fields={}, source_line=2))
+    runtime.engine.dispose()
+    shown = _run(config, "subject", "proof", "01 99 00 00 12")
+    assert shown.exit_code == 0, shown.output
+    out = _text(shown)
+    assert "autumn-list" in out and "In no campaign yet." in out
+    assert "Campaigns and the legal basis" not in out

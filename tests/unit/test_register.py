@@ -4,6 +4,7 @@ Fictional organisation, names and hosts only."""
 from __future__ import annotations
 
 import io
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -20,9 +21,12 @@ from voicecast.clock import ManualClock
 from voicecast.config import Settings
 from voicecast.contacts.importer import CANONICAL_FIELDS
 from voicecast.register import (
+    NO_REPRESENTATIVE,
+    PROOF_BASIS,
     TO_COMPLETE,
     RegisterError,
     build_register,
+    recipients,
     render_markdown,
     render_pdf,
 )
@@ -109,7 +113,7 @@ def test_the_register_holds_the_configuration_and_the_database(
     controller = {r.label: r.value for r in reg.section("1.").rows}
     assert controller["Name"] == ORG
     assert controller["Data protection officer (art. 37)"] == TO_COMPLETE
-    assert controller["Representative in the EU (art. 27)"] == TO_COMPLETE
+    assert controller["Representative in the EU (art. 27)"] == NO_REPRESENTATIVE
     assert reg.webhook_hosts == ("crm.example.com", "hooks.example.org")
 
     md = render_markdown(reg)
@@ -127,8 +131,8 @@ def test_the_register_holds_the_configuration_and_the_database(
     # recipients and transfers: webhook hosts (never the token in the URL), the carrier
     assert "crm.example.com (enabled" in md and "hooks.example.org (disabled" in md
     assert "token=" not in md and "Webhook host to check: crm.example.com" in md
-    assert "1 admin(s), 1 viewer(s)" in md
-    assert "carrier or SIP trunk" in md and "transfer nodes (1)" in md
+    assert "by role (1 admin, 1 viewer)" in md
+    assert "carrier or SIP trunk" in md and "transfer nodes (1 transfer node)" in md
     # retention periods from [retention], [web] and the record nodes
     assert "730 days after their import" in md
     assert "200 days, then the number is removed" in md
@@ -145,18 +149,74 @@ def test_empty_organisation_and_no_campaign(sessions: sessionmaker[Session]) -> 
     bare = Settings.model_validate({"web": {"host": "0.0.0.0"}})
     with sessions() as s:
         md = render_markdown(build_register(s, bare, NOW))
-    assert md.count(TO_COMPLETE) >= 5
+    assert md.count(TO_COMPLETE) >= 4
+    assert f"Representative in the EU (art. 27)**: {NO_REPRESENTATIVE}" in md
     assert "No campaign is declared yet" in md
     assert "No webhook host configured" in md
     assert "WARNING: plain HTTP on 0.0.0.0:8080, not loopback" in md
     assert "2026-11-25T09:30+00:00" in md
 
 
-def test_tls_configured_is_said(sessions: sessionmaker[Session]) -> None:
-    tls = settings(web={"tls_cert": "/etc/voicecast/cert.pem", "tls_key": "/etc/k.pem"})
+def test_tls_configured_is_said_only_when_its_files_exist(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+
+    def web_line(**web: str) -> str:
+        with sessions() as s:
+            reg = build_register(s, settings(web=dict(web)), NOW)
+        return {r.label: r.value for r in reg.section("9.").rows}["Web console and API"]
+
+    missing = web_line(tls_cert=str(cert), tls_key=str(key))
+    assert missing.startswith("HTTPS configured but the certificate file is missing")
+    assert str(cert) in missing and "refuses to start" in missing
+    cert.write_text("-----BEGIN CERTIFICATE-----\n", encoding="ascii")
+    assert "the key file is missing" in web_line(tls_cert=str(cert), tls_key=str(key))
+    assert "set together" in web_line(tls_cert=str(cert))
+    key.write_text("-----BEGIN PRIVATE KEY-----\n", encoding="ascii")
+    assert web_line(tls_cert=str(cert), tls_key=str(key)) == (
+        f"HTTPS served directly (certificate {cert})"
+    )
+
+
+def test_markdown_keeps_commands_as_code_and_has_no_nested_parentheses(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as s, s.begin():
+        seed(s)
     with sessions() as s:
-        md = render_markdown(build_register(s, tls, NOW))
-    assert "HTTPS served directly (certificate /etc/voicecast/cert.pem)" in md
+        md = render_markdown(build_register(s, settings(), NOW))
+    assert "`voicecast retention run --dry-run`" in md and "\\`" not in md
+    assert "`voicecast journal verify`" in md
+    assert "company (company of a business contact)" in md
+    for line in md.splitlines():
+        depth = deepest = 0
+        # article numbers such as 6(1)(f) or admin(s) are not nesting: drop them first
+        for ch in re.sub(r"(?<=\w)(\(\w{1,3}\))+", "", line):
+            depth += {"(": 1, ")": -1}.get(ch, 0)
+            deepest = max(deepest, depth)
+        assert deepest <= 1, line
+
+
+def test_recipients_and_proof_basis_are_the_same_in_the_register_and_the_export(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as s, s.begin():
+        seed(s)
+    with sessions() as s:
+        listed = recipients(s, settings())
+        md = render_markdown(build_register(s, settings(), NOW))
+    assert [r.kind for r in listed] == [
+        "staff",
+        "crm_webhook",
+        "crm_webhook",
+        "telephony",
+        "transfer",
+    ]
+    assert [r.host for r in listed if r.host] == ["crm.example.com", "hooks.example.org"]
+    for r in listed:
+        assert r.text.replace("_", "\\_") in md
+    assert PROOF_BASIS.replace("_", "\\_") in md
 
 
 def test_the_pdf_is_a_pdf_with_the_same_text(sessions: sessionmaker[Session]) -> None:

@@ -48,6 +48,7 @@ from voicecast.contacts.importer import parse_contacts_file
 from voicecast.contacts.service import import_contacts
 from voicecast.errors import NotFoundError
 from voicecast.journal.store import acting_as, iter_entries, subject_of
+from voicecast.register import OPT_OUT_BASIS, PROOF_BASIS, recipients
 from voicecast.storage import db as storage_db
 from voicecast.storage.models import (
     Base,
@@ -395,7 +396,15 @@ def test_export_holds_everything_about_the_number_and_is_journaled(runtime: Runt
     assert doc["opt_out"] == {"opted_out": False}
     assert doc["retention"]["contacts_days"] == runtime.settings.retention.contacts_days
     assert any(p.get("campaign") == "spring" for p in doc["purposes"])
-    assert doc["recipients"][0]["host"] == "crm.example.test"
+    # the same recipients and legal bases as the record of processing (voicecast register)
+    with runtime.sessions() as s:
+        listed = recipients(s, runtime.settings)
+    assert doc["recipients"] == [r.to_dict() for r in listed]
+    assert [r["kind"] for r in doc["recipients"]] == ["staff", "crm_webhook", "telephony"]
+    assert doc["recipients"][1]["host"] == "crm.example.test"
+    assert "carrier" in doc["recipients"][2]["recipient"]
+    bases = {p["processing"]: p["legal_basis"] for p in doc["purposes"]}
+    assert bases["proof journal"] == PROOF_BASIS and bases["opt-out list"] == OPT_OUT_BASIS
     kinds = [e["kind"] for e in doc["journal"]]
     assert "consent.recorded" in kinds and "refusal.recorded" in kinds
     assert all(set(e) == {"seq", "at", "kind", "data"} for e in doc["journal"])
@@ -660,6 +669,11 @@ def test_rectify_changes_fields_and_journals_their_names_only(runtime: Runtime) 
         ({"email": "a@example.test"}, "'email' is not a contact field"),
         ({"first_name": "Ann\x00e"}, "first_name: control"),
         ({"last_name": "x" * 201}, "last_name: at most 200"),
+        ({"professional": "maybe"}, "professional: 'maybe' is neither yes nor no: use yes, oui"),
+        ({"professional": "2"}, "b2c, particulier"),
+        ({"postal_code": "ABC"}, "postal_code: 'ABC' is not a postal code"),
+        ({"postal_code": "75001!"}, "postal_code: .* at most 12 characters, at least one digit"),
+        ({"postal_code": "1234567890123"}, "postal_code"),
     ],
 )
 def test_rectify_refuses_bad_changes(
@@ -670,14 +684,57 @@ def test_rectify_refuses_bad_changes(
         rectify_subject(s, _key(runtime, s), NUMBER, changes)
 
 
+@pytest.mark.parametrize(
+    ("field", "values"),
+    [
+        ("professional", ("yes", "Oui", "NON", "no", "true", "False", "1", "0", "B2B", "b2c",
+                          "pro", "Professionnel", "particulier")),
+        ("postal_code", ("75001", "97411", "2A004", "SW1A 1AA", "20500-0003", "K1A 0B1",
+                         "1011 AB", "D02 X285")),
+    ],
+)  # fmt: skip
+def test_rectify_accepts_what_the_importer_and_the_gate_read(
+    runtime: Runtime, field: str, values: tuple[str, ...]
+) -> None:
+    _import(runtime, "clients", CSV)
+    for value in values:
+        with runtime.sessions() as s, s.begin():
+            result = rectify_subject(s, _key(runtime, s), NUMBER, {field: value})
+        assert result.changed == 1, value
+    with runtime.sessions() as s, s.begin():  # an empty value removes the field
+        assert rectify_subject(s, _key(runtime, s), NUMBER, {field: ""}).changed == 1
+
+
+def test_professional_values_mean_to_the_gate_what_they_say(runtime: Runtime) -> None:
+    from voicecast.compliance.facts import is_professional
+    from voicecast.subjects import PROFESSIONAL_NO_VALUES
+
+    for value in ("yes", "oui", "true", "1", "b2b", "pro", "Professionnel"):
+        assert is_professional({"professional": value}), value
+    for value in PROFESSIONAL_NO_VALUES:
+        assert not is_professional({"professional": value}), value
+
+
 def test_rectify_names_a_missing_list_or_contact(runtime: Runtime) -> None:
     _import(runtime, "clients", CSV)
     with runtime.sessions() as s, s.begin():
         key = _key(runtime, s)
-        with pytest.raises(NotFoundError, match="no contact list named 'nope'"):
+        with pytest.raises(NotFoundError, match="no contact list named 'nope': nothing changed"):
             rectify_subject(s, key, NUMBER, {"first_name": "A"}, list_name="nope")
-        with pytest.raises(NotFoundError, match="no contact with this number"):
+        with pytest.raises(NotFoundError, match="no contact with this number: nothing changed"):
             rectify_subject(s, key, "+12025550142", {"first_name": "A"})
+
+
+def test_a_rectification_that_changes_nothing_is_not_journaled(runtime: Runtime) -> None:
+    _import(runtime, "clients", CSV)
+    with runtime.sessions() as s, s.begin():
+        result = rectify_subject(s, _key(runtime, s), NUMBER, {"first_name": FIRST})
+    assert (result.contacts, result.changed, result.files) == (1, 0, [])
+    with runtime.sessions() as s:
+        rectified = s.scalars(
+            select(JournalEntry).where(JournalEntry.kind == "subject.rectified")
+        ).all()
+    assert rectified == []
 
 
 # --------------------------------------------------------------------------- CLI
@@ -709,7 +766,7 @@ def test_cli_export_erase_and_export_again(cli_config: Path) -> None:
     assert "error: subject erase asks for confirmation: add --yes" in said(unattended)
     erased = run(cli_config, "subject", "erase", "0199000010", "--yes", "--vacuum")
     assert erased.exit_code == 0, erased.output
-    assert f"{NUMBER}: erased 1 contact(s)" in said(erased)
+    assert f"{NUMBER}: erased 1 contact(s); no file held" in said(erased)
     assert "database file rebuilt (VACUUM)" in said(erased)
     assert NUMBER.encode() not in (cli_config.parent / "var" / "test.db").read_bytes()
     assert "keyed hash on the opt-out list" in said(erased) and "source erasure" in said(erased)
@@ -736,9 +793,20 @@ def test_cli_rectify(cli_config: Path) -> None:
     assert done.exit_code == 0, done.output
     assert f"{NUMBER}: company, first_name corrected in 1 contact(s) (clients)" in said(done)
     same = run(cli_config, "subject", "rectify", "0199000010", "--set", "first_name=Philippine")
-    assert "already had these values" in said(same)
+    assert f"{NUMBER}: nothing changed: 1 contact(s) in clients already had these values" in (
+        said(same)
+    )
+    maybe = run(cli_config, "subject", "rectify", "0199000010", "--set", "professional=maybe")
+    assert maybe.exit_code == 1
+    assert "professional: 'maybe' is neither yes nor no" in said(maybe)
+    pro = run(cli_config, "subject", "rectify", "0199000010", "--set", "professional=oui")
+    assert "professional corrected in 1 contact(s)" in said(pro)
     exported = json.loads(run(cli_config, "subject", "export", "0199000010").stdout)
-    assert exported["contacts"][0]["fields"] == {"first_name": "Philippine", "last_name": LAST}
+    assert exported["contacts"][0]["fields"] == {
+        "first_name": "Philippine",
+        "last_name": LAST,
+        "professional": "oui",
+    }
 
 
 @pytest.mark.parametrize(
@@ -747,7 +815,11 @@ def test_cli_rectify(cli_config: Path) -> None:
         (("rectify", "0199000010", "--set", "first_name"), "'first_name': expected FIELD=VALUE"),
         (("rectify", "0199000010", "--set", "email=x"), "'email' is not a contact field"),
         (("rectify", "0199000010", "--set", "first_name=A", "--list", "nope"), "no contact list"),
-        (("rectify", "+12025550142", "--set", "first_name=A"), "no contact with this number"),
+        (
+            ("rectify", "+12025550142", "--set", "first_name=A"),
+            "no contact with this number: nothing changed",
+        ),
+        (("rectify", "0199000010", "--set", "postal_code=ABC"), "'ABC' is not a postal code"),
         (("export", "01 99 ABC"), "letters"),
         (("erase", "12", "--yes"), "phone:"),
     ],

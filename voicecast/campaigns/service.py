@@ -502,8 +502,12 @@ def start_campaign(
 def set_status(session: Session, name: str, status: str) -> Campaign:
     """Pause (``paused``) or stop (``stopped``) a campaign; calls up now finish normally.
 
+    Pausing a paused campaign changes nothing; a draft (never started) cannot be paused,
+    only stopped: otherwise a later resume would start a campaign nobody started.
+
     Raises:
-        CampaignError: unknown status, or the campaign is already completed or stopped.
+        CampaignError: unknown status, the campaign is already completed or stopped, or
+            it is a draft asked to pause (the API answers 409 ``conflict``).
         NotFoundError: no such campaign.
     """
     if status not in ("paused", "stopped"):
@@ -511,6 +515,11 @@ def set_status(session: Session, name: str, status: str) -> Campaign:
     campaign = get_campaign(session, name)
     if campaign.status not in ("running", "paused", "draft"):
         raise CampaignError(f"campaign {name!r} is already {campaign.status}")
+    if status == "paused" and campaign.status == "draft":
+        raise CampaignError(
+            f"campaign {name!r} is a draft that has never started: there is nothing to "
+            "pause (start it when it should call; stop it to cancel it)"
+        )
     before = campaign.status
     campaign.status = status
     if before != status:

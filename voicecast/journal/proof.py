@@ -34,7 +34,7 @@ from voicecast.compliance.types import Verdict
 from voicecast.errors import VoicecastError
 from voicecast.journal import kinds
 from voicecast.journal.chain import ChainEntry
-from voicecast.journal.events import basis_text, legal_basis
+from voicecast.journal.events import basis_text, legal_basis, proof_digest
 from voicecast.journal.store import head, iter_entries, subject_of, verify
 from voicecast.storage.models import (
     Campaign,
@@ -99,6 +99,69 @@ def _consent_dict(row: Consent) -> dict[str, Any]:
     }
 
 
+LEDGER_SAME = "same"
+LEDGER_CHANGED = "changed"
+LEDGER_GONE = "gone"
+"""The ``consent_ledger.state`` values of :func:`consent_ledger_checks`: the ledger row the
+journaled legal basis names still holds the reference whose SHA-256 the journal kept
+(``same``), holds another one (``changed``: the row was edited after the entry was
+written), or is no longer in the ledger (``gone``: erased, GDPR art. 17, or past
+retention)."""
+
+
+def consent_ledger_checks(session: Session, e164: str, items: list[dict[str, Any]]) -> None:
+    """Add ``consent_ledger`` to each journal item (:func:`entry_dict`) whose
+    ``data.legal_basis`` is a consent: the ledger row it names, looked up now.
+
+    ``consent_ledger`` = ``{"id", "state"`` (:data:`LEDGER_SAME` | :data:`LEDGER_CHANGED` |
+    :data:`LEDGER_GONE`), ``"proof_ref_sha256"`` (the digest the journal holds),
+    ``"proof_ref"`` (the row's reference now; None when gone), ``"ledger_sha256"`` (its
+    SHA-256 now; None when gone)``}``. A row holding another number than ``e164`` counts
+    as gone (its id was reused). Items without a consent basis are left as they are.
+
+    Why: the journal keeps only the digest of the free-text reference (GDPR art. 5(1)(c));
+    matching it against the ledger shows the proof relied on at the time is the one on
+    file now (art. 5(2), 7(1)).
+    """
+    wanted: dict[int, list[tuple[dict[str, Any], Mapping[str, Any]]]] = {}
+    for item in items:
+        basis = item["data"].get("legal_basis") if isinstance(item["data"], dict) else None
+        if not isinstance(basis, dict) or basis.get("basis") != "consent":
+            continue
+        consent = basis.get("consent")
+        if isinstance(consent, dict) and isinstance(consent.get("id"), int):
+            wanted.setdefault(consent["id"], []).append((item, consent))
+    if not wanted:
+        return
+    rows = {
+        row.id: row
+        for row in session.scalars(select(Consent).where(Consent.id.in_(list(wanted))))
+        if row.phone_e164 == e164
+    }
+    for cid, uses in wanted.items():
+        row = rows.get(cid)
+        for item, consent in uses:
+            # entries written before the journal kept digests hold the reference itself
+            journaled = consent.get("proof_ref_sha256") or proof_digest(consent.get("proof_ref"))
+            if row is None:
+                item["consent_ledger"] = {
+                    "id": cid,
+                    "state": LEDGER_GONE,
+                    "proof_ref_sha256": journaled,
+                    "proof_ref": None,
+                    "ledger_sha256": None,
+                }
+                continue
+            now_digest = proof_digest(row.proof_ref)
+            item["consent_ledger"] = {
+                "id": cid,
+                "state": LEDGER_SAME if now_digest == journaled else LEDGER_CHANGED,
+                "proof_ref_sha256": journaled,
+                "proof_ref": row.proof_ref,
+                "ledger_sha256": now_digest,
+            }
+
+
 def _chain_state(session: Session, verify_chain: bool | None) -> dict[str, Any]:
     h = head(session)
     entries = h.seq - h.anchor_seq
@@ -153,7 +216,9 @@ def subject_proof(
         it: ``{seq, hash}``); ``opt_out``; ``refusals``; ``journal`` (``drops``,
         ``gate_decisions``, ``attempts``, ``rights`` (opt-outs, refusals, consents),
         ``other`` (export, erasure...), ``imports`` (the consent and contact imports
-        behind the records above)), each entry as :func:`entry_dict`; ``chain``
+        behind the records above)), each entry as :func:`entry_dict` (drops and gate
+        decisions relying on a consent also carry ``consent_ledger``:
+        :func:`consent_ledger_checks`); ``chain``
         (``entries``, ``head_seq``, ``head_hash``, ``verified`` (None when not run),
         ``problem``, ``hint``).
 
@@ -329,6 +394,7 @@ def subject_proof(
                 journal["imports"].append(item)
     for c in consents:
         c["journal"] = by_consent_id.get(c["id"]) or (by_batch.get(c["batch"] or ""))
+    consent_ledger_checks(session, e164, [*journal["drops"], *journal["gate_decisions"]])
 
     return {
         "number": e164,

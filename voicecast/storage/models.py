@@ -408,8 +408,9 @@ class Recording(Base):
     """A callee's reply captured by a scenario ``record`` node.
 
     ``path``: the WAV file as the PBX wrote it (host path); ``delete_after`` (UTC): when the
-    retention of the node ends and the file and row are purged; ``deleted_at`` (UTC): when
-    the file was removed (the row stays as the trace of the purge).
+    retention of the node ends and the file is deleted; ``deleted_at`` (UTC): when the file
+    was deleted. The row stays as the trace of the purge (it holds no voice and no number)
+    until its call attempt's contact is deleted or the number is erased.
     """
 
     __tablename__ = "recordings"

@@ -554,7 +554,7 @@ async def start_campaign_(call: Call) -> ActionResult:
 )
 async def pause_campaign(call: Call) -> ActionResult:
     """No new calls; calls up now finish. `resume` (or `start`) continues. 409 when the
-    campaign is already stopped or completed."""
+    campaign is already stopped or completed, or is a draft never started."""
     return await _set(call, "paused")
 
 

@@ -495,12 +495,18 @@ async def _stale_action(request: web.Request, name: str, action: str, status: st
     shown before the status changed): the details page in its current state, with the
     reason, 409 Conflict (RFC 9110 §15.5.10)."""
     _ = gettext(request)
-    message = _(
-        "This campaign is now {status}: “{action}” no longer applies. The page shows its "
-        "current state.",
-        status=_(status),
-        action=_(ACTION_LABELS[action]),
-    )
+    if action == "pause" and status == "draft":  # as set_status refuses it
+        message = _(
+            "This campaign has never started: there is nothing to pause. Start it when it "
+            "should call; stop it to cancel it."
+        )
+    else:
+        message = _(
+            "This campaign is now {status}: “{action}” no longer applies. The page shows its "
+            "current state.",
+            status=_(status),
+            action=_(ACTION_LABELS[action]),
+        )
     return await _campaign_error_page(request, name, message, 409)
 
 

@@ -206,6 +206,9 @@ async def test_campaign_lifecycle(client: TestClient, sup: Headers) -> None:
         return dict(body)
 
     assert (await act("resume", 409))["error"]["message"].endswith("nothing to resume")
+    refused = (await act("pause", 409))["error"]  # a draft never started: nothing to pause
+    assert refused["code"] == "conflict" and "never started" in refused["message"]
+    assert (await act("resume", 409))["error"]["message"].endswith("nothing to resume")
     assert await act("start") == {"campaign": "spring", "status": "running", "queued": 3}
     status = await (await client.get("/api/v1/campaigns/spring/status", headers=sup)).json()
     assert (status["status"], status["contacts"], status["pending"]) == ("running", 3, 3)

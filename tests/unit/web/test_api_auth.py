@@ -51,7 +51,7 @@ SAMPLES: dict[tuple[str, str], Sample] = {
     ),
     ("GET", "/api/v1/campaigns/{name}"): Sample("/api/v1/campaigns/spring", 200),
     ("POST", "/api/v1/campaigns/{name}/start"): Sample("/api/v1/campaigns/spring/start", 200),
-    ("POST", "/api/v1/campaigns/{name}/pause"): Sample("/api/v1/campaigns/spring/pause", 200),
+    ("POST", "/api/v1/campaigns/{name}/pause"): Sample("/api/v1/campaigns/paused/pause", 200),
     ("POST", "/api/v1/campaigns/{name}/resume"): Sample("/api/v1/campaigns/paused/resume", 200),
     ("POST", "/api/v1/campaigns/{name}/stop"): Sample("/api/v1/campaigns/spring/stop", 200),
     ("GET", "/api/v1/campaigns/{name}/status"): Sample("/api/v1/campaigns/spring/status", 200),

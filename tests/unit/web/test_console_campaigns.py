@@ -153,6 +153,11 @@ async def test_start_pause_resume_stop(
     html = await (await client.get("/campaigns/spring")).text()
     assert 'id="start-campaign"' in html and 'id="stop-campaign"' in html
     assert 'id="pause-campaign"' not in html and 'id="resume-campaign"' not in html
+    # a draft never started has nothing to pause (a later resume would start it)
+    resp = await client.post("/campaigns/spring/pause", data={"_csrf": csrf})
+    assert resp.status == 409
+    assert "never started: there is nothing to pause" in await resp.text()
+    assert status_of(runtime, "spring") == "draft"
 
     resp = await client.post("/campaigns/spring/start", data={"_csrf": csrf})
     assert resp.status == 200 and str(resp.url).endswith("/campaigns/spring")

@@ -67,6 +67,12 @@ async def test_api_export_rectify_erase_then_export_again(
         "lists": ["clients"],
     }
     assert _contacts(runtime) == [{"first_name": "Camilla"}]
+    resp = await client.post(  # the same again: nothing changed, nothing journaled
+        "/api/v1/subjects/rectify",
+        json={"number": NUMBER, "set": {"first_name": "Camilla"}},
+        headers=headers,
+    )
+    assert (await resp.json())["changed"] == 0
     (entry,) = _journal(runtime, "subject.rectified")
     assert entry.actor == "user:alice" and "Camilla" not in entry.data
 
@@ -117,8 +123,13 @@ async def test_api_errors(client: TestClient, runtime: Runtime, admin: Account) 
     assert status == 400 and error["message"].startswith("set:")
     status, error = await post("rectify", {"number": NUMBER, "set": {"company": "A\nB"}})
     assert status == 400 and "company: control" in error["message"]
+    status, error = await post("rectify", {"number": NUMBER, "set": {"postal_code": "ABC"}})
+    assert status == 400 and "postal_code: 'ABC' is not a postal code" in error["message"]
+    status, error = await post("rectify", {"number": NUMBER, "set": {"professional": "peut-être"}})
+    assert status == 400 and "use yes, oui, true, 1, b2b, pro" in error["message"]
     status, error = await post("rectify", {"number": "+12025550142", "set": {"company": "A"}})
-    assert status == 404 and "no contact with this number" in error["message"]
+    assert status == 404 and "no contact with this number: nothing changed" in error["message"]
+    assert _journal(runtime, "subject.rectified") == []
     status, error = await post("rectify", {"number": NUMBER, "set": {"company": "A"}, "list": "x"})
     assert status == 404 and "no contact list named 'x'" in error["message"]
     status, error = await post("erase", {"number": NUMBER, "extra": 1})
@@ -219,6 +230,17 @@ async def test_console_search_export_rectify_and_erase(
     resp = await client.post("/subjects/rectify", data={**form, "field": "email", "value": "x"})
     html = await resp.text()
     assert resp.status == 400 and 'id="rectify-error"' in html and "not a contact field" in html
+    resp = await client.post(
+        "/subjects/rectify", data={**form, "field": "professional", "value": "maybe", "list": ""}
+    )
+    html = await resp.text()
+    assert resp.status == 400 and "professional: &#39;maybe&#39; is neither yes nor no" in html
+    resp = await client.post(  # the same value again: nothing changed, nothing journaled
+        "/subjects/rectify", data={**form, "field": "company", "value": "Fictive SA", "list": ""}
+    )
+    html = await resp.text()
+    assert resp.status == 200 and 'id="subject-unchanged"' in html and "Nothing changed" in html
+    assert len(_journal(runtime, "subject.rectified")) == 1
 
     resp = await client.post("/subjects/erase", data=form)  # the box not ticked
     html = await resp.text()
