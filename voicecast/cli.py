@@ -485,12 +485,13 @@ def contacts_import(
         phone_column=phone_column,
         field_map=field_map or None,
     )
-    with runtime.sessions() as s, s.begin():
-        imported, updated, dup_in_list = import_contacts(s, list_name, result)
     rejects_path: Path | None = None
-    if result.rejects:
-        rejects_path = rejects or file.with_name(f"{file.stem}-rejects.csv")
-        write_rejects_csv(result, rejects_path)
+    with runtime.sessions() as s, s.begin():
+        key, _created = runtime.store_key(s)
+        imported, updated, dup_in_list = import_contacts(s, list_name, result, key=key)
+        if result.rejects:  # before the commit: a rejects file that cannot be written
+            rejects_path = rejects or file.with_name(f"{file.stem}-rejects.csv")  # undoes it
+            write_rejects_csv(result, rejects_path)
     summary = ImportSummary.build(
         list_name, file, result, (imported, updated, dup_in_list), rejects_path
     )
@@ -503,13 +504,22 @@ def contacts_import(
         f"({result.rows_read} rows read; phone column {result.phone_column!r})",
         highlight=False,
     )
+    if result.erased:
+        console.print(
+            f"{result.erased} not imported: their number was erased at the person's request "
+            "(GDPR art. 17); erase them from the source too",
+            highlight=False,
+        )
     if result.ignored_columns:
         console.print(f"columns not kept: {', '.join(result.ignored_columns)}", highlight=False)
         consent_like = [c for c in result.ignored_columns if _CONSENT_HEADER.search(c)]
         if consent_like:
             console.print(
-                f"{', '.join(consent_like)}: consent columns go to the consent ledger: "
-                f"voicecast consent import {file}",
+                f"{', '.join(consent_like)}: consent data goes to the consent ledger with "
+                f"`voicecast consent import {file} --purpose marketing|informational`; it "
+                "needs a date column (date, recorded_at, consent date...) and, for granted "
+                "consents, a proof column (proof, preuve...): see `voicecast consent import "
+                "--help`",
                 highlight=False,
                 markup=False,
             )
@@ -1265,7 +1275,7 @@ def demo(ctx: Ctx, keep_sandbox: bool) -> None:
                 silence_threshold_dbfs=a.silence_threshold_dbfs,
                 replace=True,
             )
-            import_contacts(s, name, result)
+            import_contacts(s, name, result, key=runtime.store_key(s)[0])
             create_campaign(
                 s,
                 CampaignSpec(

@@ -41,6 +41,24 @@ def _instant(value: str | None, option: str, zone: tzinfo, *, end: bool = False)
     return parsed
 
 
+def _require_database(ctx: Ctx) -> None:
+    """Refuse to read a journal that does not exist: opening a missing SQLite file would
+    create an empty one and report it intact (a cron job run from the wrong folder).
+
+    Raises:
+        VoicecastError: the configured SQLite database file does not exist.
+    """
+    url = ctx.settings.database_url()
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        path = Path(url[len("sqlite:///") :].split("?", 1)[0])
+        if not path.exists():
+            where = ctx.settings.source or "no voicecast.toml found: defaults"
+            raise VoicecastError(
+                f"no database at {path} ({where}): run voicecast from your installation's "
+                "folder or pass --config"
+            )
+
+
 @main.group()
 def journal() -> None:
     """The proof journal: hash-chained record of every gate decision, call, message drop,
@@ -71,8 +89,17 @@ def journal_verify(ctx: Ctx, bundle: Path | None, as_json: bool) -> None:
     from voicecast.journal.bundle import compare_with_database, verify_bundle
     from voicecast.journal.store import head, verify
 
+    _require_database(ctx)
     if bundle is not None:
-        sound = verify_bundle(bundle)
+        from voicecast.journal.bundle import load_signing_key
+
+        key_path = ctx.settings.path(ctx.settings.journal.signing_key_file)
+        if not key_path.exists():
+            raise VoicecastError(
+                f"no journal signing key at {key_path}: a bundle can only vouch for this "
+                "database when it is signed with this organisation's key"
+            )
+        sound = verify_bundle(bundle, load_signing_key(key_path, create=False).public_key())
         if not sound.ok:
             raise VoicecastError(
                 f"{bundle} is not a sound bundle ({sound.problems[0]}): it cannot vouch for "
@@ -157,6 +184,7 @@ def journal_export(
     from voicecast.journal.bundle import export_bundle, load_signing_key
     from voicecast.journal.store import verify
 
+    _require_database(ctx)
     if output.exists() and not overwrite:
         raise VoicecastError(f"{output} exists: choose another name, or add --overwrite")
     if not output.parent.is_dir():
@@ -330,6 +358,7 @@ def journal_show(
     from voicecast.journal.store import subject_of
     from voicecast.storage.models import JournalEntry
 
+    _require_database(ctx)
     known = journal_kinds()
     unknown = sorted(set(kinds) - known)
     if unknown:

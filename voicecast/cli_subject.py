@@ -492,11 +492,15 @@ def subject_export(ctx: Ctx, number: str, region: str, output: Path | None) -> N
     e164 = _number(number, region)
     with runtime.sessions() as s, s.begin():
         doc = export_subject(s, _hash_key(runtime, s), e164, settings=runtime.settings)
-    text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+        text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+        # written before the commit: an answer that could not be written is not journaled
+        # as given (the subject.exported entry rolls back with the error)
+        if output is None:
+            click.echo(text, nl=False)
+        else:
+            _write_private(output, text)
     if output is None:
-        click.echo(text, nl=False)
         return
-    _write_private(output, text)
     err_console.print(f"{e164}: access document written to {output}", highlight=False, markup=False)
 
 

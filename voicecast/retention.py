@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -515,7 +516,7 @@ def _journal(session: Session, days: int, now: datetime, dry_run: bool) -> KindP
         )
     count = planned.count
     if not dry_run and planned.count:
-        count = purge_before(session, cutoff, at=now).count
+        count = purge_before(session, cutoff).count
     return KindPlan(
         JOURNAL,
         "oldest entries deleted (the chain keeps an anchor)",
@@ -668,21 +669,30 @@ def run_retention(
         for item in plan.kinds
         if item.kind in PURGED_KINDS
     }
-    entry = append(session, kinds.RETENTION_PURGED, data, at=plan.now)
+    # the entry's own time is the real write time, never the (test) clock: a run under a
+    # shifted clock then shows its cutoffs in the future and fails `journal verify`
+    data["run_at"] = {"clock": plan.now}
+    entry = append(session, kinds.RETENTION_PURGED, data)
     return RetentionReport(plan.now, plan.kinds, dry_run=False, journal_seq=entry.seq)
 
 
 def last_run(session: Session) -> datetime | None:
-    """When the retention job last ran (its latest ``retention.purged`` journal entry,
-    UTC), or None if never (or its entries outlived the journal's retention)."""
-    return _aware(
-        session.scalar(
-            select(JournalEntry.at)
-            .where(JournalEntry.kind == kinds.RETENTION_PURGED)
-            .order_by(JournalEntry.seq.desc())
-            .limit(1)
-        )
-    )
+    """When the retention job last ran, in the controller's clock time (UTC): the
+    ``run_at`` of its latest ``retention.purged`` journal entry (the entry's own time for
+    older entries), or None if never (or its entries outlived the journal's retention)."""
+    entry = session.scalars(
+        select(JournalEntry)
+        .where(JournalEntry.kind == kinds.RETENTION_PURGED)
+        .order_by(JournalEntry.seq.desc())
+        .limit(1)
+    ).first()
+    if entry is None:
+        return None
+    try:
+        clock = json.loads(entry.data)["run_at"]["clock"]
+        return _aware(datetime.fromisoformat(str(clock)))
+    except (ValueError, KeyError, TypeError):
+        return _aware(entry.at)
 
 
 def run_in_session(

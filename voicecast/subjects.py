@@ -749,7 +749,8 @@ def collect_subject(
         # nothing but (perhaps) the suppression facts: say only that
         doc = {**head, "opt_out": opt_out, "opposition_lists": opposition}
         if erasures:
-            doc["erased_at"] = erasures[-1]["at"]
+            last = erasures[-1]
+            doc["erased_at"] = (last.get("data") or {}).get("erased_at") or last["at"]
             doc["note"] = (
                 "Everything held about this number was erased (GDPR art. 17). Only its keyed "
                 "hash is kept, on the opt-out list, so that it is never called again; the "
@@ -1052,9 +1053,9 @@ def erase_subject(
             "files": file_kinds,
             "opt_out": "added" if added else "already",
             "nothing_held": result.nothing_held,
+            "erased_at": at,
         },
         subject=digest,
-        at=at,
     )
 
     def finish() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import sqlite3
 import zipfile
 from datetime import UTC, datetime, timedelta
@@ -11,10 +12,12 @@ from pathlib import Path
 
 import pytest
 from cli_workspace import make_workspace, run_cli, said
+from click.testing import CliRunner
 from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.orm import Session, sessionmaker
 
+from voicecast.cli import main
 from voicecast.journal import store
 from voicecast.journal.bundle import (
     compare_with_database,
@@ -452,6 +455,18 @@ def test_cli_refuses_unsound_bundles_overwrites_unknown_kinds_and_a_missing_head
             )
     unsound = run(config, "journal", "verify", "--against", "bad.zip")
     assert unsound.exit_code == 1 and "bad.zip is not a sound bundle" in said(unsound)
+    with runtime.sessions() as s:  # sound, but signed by someone else's key
+        export_bundle(s, load_signing_key(tmp_path / "other.key"), tmp_path / "other.zip",
+                      since=None, until=None, now=T0)  # fmt: skip
+    foreign = run(config, "journal", "verify", "--against", "other.zip")
+    assert foreign.exit_code == 1 and "another signing key" in said(foreign)
+    elsewhere = tmp_path / "elsewhere"  # no voicecast.toml there: no empty "intact" journal
+    elsewhere.mkdir()
+    os.chdir(elsewhere)
+    lost = CliRunner().invoke(main, ["journal", "verify"])
+    assert lost.exit_code == 1 and "no database at" in said(lost)
+    assert not (elsewhere / "var").exists()
+    os.chdir(tmp_path)
     kind = run(config, "journal", "show", "--kind", "nonsense", catch_exceptions=True)
     assert kind.exit_code == 2 and "unknown kind nonsense" in said(kind)
     conn = raw(str(runtime.engine.url))

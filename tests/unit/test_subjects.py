@@ -55,6 +55,7 @@ from voicecast.storage.models import (
     CallAttempt,
     CampaignContact,
     Contact,
+    ContactList,
     GateDecision,
     InboundCall,
     JournalEntry,
@@ -130,11 +131,15 @@ def _key(rt: Runtime, s: Session) -> bytes:
     return key
 
 
-def _import(rt: Runtime, list_name: str, body: str, name: str = "clients.csv") -> None:
-    path = rt.settings.base_dir / name  # the user's file, outside var/
+def _import(rt: Runtime, list_name: str, body: str, name: str = "clients.csv") -> int:
+    """Import ``body`` as the user's file (outside var/); return how many contacts were
+    left out because their number was erased."""
+    path = rt.settings.base_dir / name
     path.write_text(body, encoding="utf-8")
+    result = parse_contacts_file(path)
     with rt.sessions() as s, s.begin():
-        import_contacts(s, list_name, parse_contacts_file(path))
+        import_contacts(s, list_name, result, key=_key(rt, s))
+    return result.erased
 
 
 DECLARATION = DeclarationSpec(
@@ -537,8 +542,17 @@ def test_after_erasure_export_is_only_the_suppression_and_reimport_is_not_callab
     assert doc["opt_out"]["opted_out"] is True and doc["opt_out"]["source"] == "erasure"
     assert doc["opt_out"]["since"] == doc["erased_at"]
 
-    # the same file imported again: the contact is back, but the gate blocks it
-    _import(runtime, "clients", CSV)
+    # the same file imported again (the CRM still holds the person): not stored again
+    assert _import(runtime, "clients", CSV) == 1
+    with runtime.sessions() as s, s.begin():
+        assert not s.scalars(select(Contact).where(Contact.phone_e164 == NUMBER)).all()
+        again = export_subject(s, _key(runtime, s), NUMBER, settings=runtime.settings)
+    assert again["held"] is False and "contacts" not in again
+    # and were it stored another way (a list written before the erasure feature), the
+    # gate blocks it
+    with runtime.sessions() as s, s.begin():
+        lst = s.scalars(select(ContactList).where(ContactList.name == "clients")).one()
+        s.add(Contact(list_id=lst.id, phone_e164=NUMBER, fields={}))
     with runtime.sessions() as s:
         env = GateEnv.build(_key(runtime, s), runtime.settings.compliance)
         report = check_campaign(s, get_campaign(s, "spring"), env, datetime.now(UTC), details=True)

@@ -737,7 +737,8 @@ def import_opposition_list(
         now: the current instant (aware), stored as ``imported_at``.
 
     Raises:
-        SuppressionError: unknown list, naive or future dates, or no valid number in the file.
+        SuppressionError: unknown list, naive or future dates, a date older than the stored
+            copy's, or no valid number in the file.
         ImportFormatError: unreadable file, or a header without a phone column.
     """
     spec = opposition_spec(name)
@@ -746,6 +747,13 @@ def import_opposition_list(
     _aware("now", now)
     list_date = as_of or now
     _recorded_instant("list date (--as-of)", list_date, now)
+    current = session.scalar(select(OppositionList).where(OppositionList.name == spec.name))
+    if current is not None and current.list_date > list_date:
+        raise SuppressionError(
+            f"the stored {spec.name} list is dated {current.list_date.date().isoformat()}, "
+            f"newer than this one ({list_date.date().isoformat()}): an older copy would "
+            "replace it and miss the numbers added since; import the newest file"
+        )
     sha256 = _file_sha256(path)
     with tempfile.TemporaryFile(prefix="voicecast-opposition-") as staged:
         lines, valid, invalid, samples = _stage(key, path, spec.region, staged)

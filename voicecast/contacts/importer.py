@@ -148,6 +148,8 @@ class ParseResult:
         rows_read: data rows, excluding the header and fully blank rows.
         file_sha256: SHA-256 hex of the file's bytes (None when built by hand); the
             proof journal's ``contacts.imported`` entry cites it.
+        erased: set by :func:`voicecast.contacts.service.import_contacts`: contacts not
+            stored because their number was erased at the person's request (GDPR art. 17).
     """
 
     contacts: list[ParsedContact]
@@ -161,6 +163,7 @@ class ParseResult:
     delimiter: str | None
     rows_read: int
     file_sha256: str | None = None
+    erased: int = 0
 
 
 # --------------------------------------------------------------------------- phone numbers

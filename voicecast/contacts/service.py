@@ -15,11 +15,12 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
+from voicecast.compliance.keys import is_e164, number_hash
 from voicecast.contacts.importer import ParseResult
 from voicecast.errors import VoicecastError
 from voicecast.journal import kinds
 from voicecast.journal.store import append as journal_append
-from voicecast.storage.models import Contact, ContactList, utcnow
+from voicecast.storage.models import Contact, ContactList, OptOut, utcnow
 
 CHUNK_SIZE = 2000
 """Rows per INSERT/UPDATE executemany batch."""
@@ -39,6 +40,7 @@ class ImportSummary:
         updated: contacts already in the list whose fields changed.
         duplicates: rows whose number was already seen, in the file or in the list.
         rejected: rows not imported (see ``rejects_file``).
+        erased: contacts not imported: their number was erased at the person's request.
         phone_column, field_columns, ignored_columns, encoding, delimiter: as in
             :class:`~voicecast.contacts.importer.ParseResult`.
         rejects_file: where the rejected rows were written, None if not written.
@@ -51,6 +53,7 @@ class ImportSummary:
     updated: int
     duplicates: int
     rejected: int
+    erased: int
     phone_column: str
     field_columns: dict[str, str]
     ignored_columns: list[str]
@@ -80,6 +83,7 @@ class ImportSummary:
             updated=updated,
             duplicates=result.duplicates + in_list,
             rejected=len(result.rejects),
+            erased=result.erased,
             phone_column=result.phone_column,
             field_columns=dict(result.field_columns),
             ignored_columns=list(result.ignored_columns),
@@ -97,8 +101,37 @@ def _chunks(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return [rows[i : i + CHUNK_SIZE] for i in range(0, len(rows), CHUNK_SIZE)]
 
 
-def import_contacts(session: Session, list_name: str, result: ParseResult) -> tuple[int, int, int]:
+def _erased_numbers(session: Session, key: bytes | None, numbers: list[str]) -> set[str]:
+    """The numbers of ``numbers`` erased at the person's request (opt-out source
+    ``erasure``); empty without a key."""
+    from voicecast.compliance.suppression import ERASURE_SOURCE  # late: it imports contacts
+
+    if key is None or not numbers:
+        return set()
+    hashes = {number_hash(key, n): n for n in set(numbers) if is_e164(n)}
+    found: set[str] = set()
+    keys = list(hashes)
+    for start in range(0, len(keys), CHUNK_SIZE):
+        chunk = keys[start : start + CHUNK_SIZE]
+        found.update(
+            session.scalars(
+                select(OptOut.number_hash).where(
+                    OptOut.number_hash.in_(chunk), OptOut.source == ERASURE_SOURCE
+                )
+            )
+        )
+    return {hashes[h] for h in found}
+
+
+def import_contacts(
+    session: Session, list_name: str, result: ParseResult, *, key: bytes | None = None
+) -> tuple[int, int, int]:
     """Insert ``result.contacts`` into the list ``list_name`` (created if missing).
+
+    With the keyed-hash ``key``, a number erased at the person's request (on the opt-out
+    list with source ``erasure``, :func:`voicecast.subjects.erase_subject`) is not stored
+    again: GDPR art. 17 and 19, a CRM export that still holds the person must not bring
+    their data back. Those contacts are counted in ``result.erased``.
 
     Returns ``(imported, updated, duplicates_in_list)``: ``imported`` new contacts;
     ``duplicates_in_list`` contacts whose number was already in the list, merged (their
@@ -118,6 +151,8 @@ def import_contacts(session: Session, list_name: str, result: ParseResult) -> tu
     name = list_name.strip()
     if not name or len(name) > MAX_LIST_NAME:
         raise VoicecastError(f"a list name must have 1 to {MAX_LIST_NAME} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise VoicecastError("a list name cannot hold line breaks or other control characters")
     contact_list = session.scalar(select(ContactList).where(ContactList.name == name))
     if contact_list is None:
         contact_list = ContactList(name=name)
@@ -132,10 +167,15 @@ def import_contacts(session: Session, list_name: str, result: ParseResult) -> tu
         )
     }
 
+    erased = _erased_numbers(session, key, [c.phone_e164 for c in result.contacts])
+    result.erased = 0
     new_rows: dict[str, dict[str, Any]] = {}
     changed: dict[int, dict[str, Any]] = {}
     in_list = 0
     for contact in result.contacts:
+        if contact.phone_e164 in erased:
+            result.erased += 1
+            continue
         pending = new_rows.get(contact.phone_e164)
         if pending is not None:  # only if the result was built by hand with duplicates
             pending["fields"] = {**contact.fields, **pending["fields"]}
@@ -175,6 +215,7 @@ def import_contacts(session: Session, list_name: str, result: ParseResult) -> tu
             "updated": len(changed),
             "duplicates": result.duplicates + in_list,
             "rejected": len(result.rejects),
+            "erased_not_imported": result.erased,
             "columns_kept": [result.phone_column, *result.field_columns.values()],
             "fields": sorted(result.field_columns),
             "columns_dropped": list(result.ignored_columns),

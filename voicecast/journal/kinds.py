@@ -75,13 +75,16 @@ SUBJECT_EXPORTED = "subject.exported"
 """An access request (GDPR art. 15) answered. Data: ``records`` (count per kind)."""
 
 SUBJECT_ERASED = "subject.erased"
-"""An erasure (GDPR art. 17). Data: ``removed`` (count per kind), ``files``."""
+"""An erasure (GDPR art. 17). Data: ``removed`` (count per kind), ``files``, ``opt_out``,
+``nothing_held``, ``erased_at`` (the erasure instant, also the opt-out's)."""
 
 SUBJECT_RECTIFIED = "subject.rectified"
 """A rectification (GDPR art. 16). Data: ``fields`` (names only), ``contacts``."""
 
 RETENTION_PURGED = "retention.purged"
-"""The retention job's work. Data: per kind ``{"cutoff", "count"}``."""
+"""The retention job's work. Data: per kind ``{"cutoff", "count", "days", ...details}``,
+and ``run_at``: ``{"clock"}``, the controller's clock instant of the run (the entry's own
+``at`` is always the real write time, like every entry's)."""
 
 JOURNAL_PURGED = "journal.purged"
 """Journal entries past retention removed. Data: ``through_seq``, ``through_hash``,

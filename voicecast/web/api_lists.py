@@ -26,7 +26,7 @@ from voicecast.web.openapi import (
     RouteGroup,
     Upload,
 )
-from voicecast.web.server import HTTPProblem, db_call
+from voicecast.web.server import HTTPProblem, db_call, store_key
 
 routes = RouteGroup("lists", "Contact lists and the contacts import.")
 
@@ -130,6 +130,11 @@ class ImportResult(ResponseModel):
     updated: int = Field(description="Contacts already in the list whose fields changed.")
     duplicates: int = Field(description="Rows whose number was already seen (file or list).")
     rejected: int = Field(description="Rows not imported.")
+    erased: int = Field(
+        0,
+        description="Contacts not imported: their number was erased at the person's request "
+        "(GDPR art. 17).",
+    )
     phone_column: str
     field_columns: dict[str, str] = Field(description="Field -> header it was read from.")
     ignored_columns: builtins.list[str] = Field(description="Headers whose data was dropped.")
@@ -269,7 +274,9 @@ async def import_list_contacts(call: Call) -> ImportResult:
             raise HTTPProblem(
                 400, "invalid", "file: " + str(exc).replace(str(uploaded.path), shown)
             ) from None
-    counts = await db_call(call.request, lambda s: import_contacts(s, name, result))
+    counts = await db_call(
+        call.request, lambda s: import_contacts(s, name, result, key=store_key(call.request, s))
+    )
     summary = ImportSummary.build(name, uploaded.filename or "upload", result, counts)
     return ImportResult(
         list=summary.list_name,
@@ -278,6 +285,7 @@ async def import_list_contacts(call: Call) -> ImportResult:
         updated=summary.updated,
         duplicates=summary.duplicates,
         rejected=summary.rejected,
+        erased=summary.erased,
         phone_column=summary.phone_column,
         field_columns=summary.field_columns,
         ignored_columns=summary.ignored_columns,

@@ -61,7 +61,7 @@ from voicecast.web.console_common import (
     report_zone,
     time_formatter,
 )
-from voicecast.web.server import HTTPProblem, context, db_call, render, require
+from voicecast.web.server import HTTPProblem, context, db_call, render, require, store_key
 
 UPLOAD_TTL = 3600.0
 """Seconds an upload (and its rejects report) is kept."""
@@ -462,7 +462,9 @@ async def import_action(request: web.Request) -> web.Response:
         result = await _parse(upload, phone, field_map)
     except VoicecastError:
         return await _preview(request, upload, phone, field_map, list_name=raw_name)
-    counts = await db_call(request, lambda s: import_contacts(s, list_name, result))
+    counts = await db_call(
+        request, lambda s: import_contacts(s, list_name, result, key=store_key(request, s))
+    )
 
     def finish() -> ImportSummary:
         rejects = upload.folder / REJECTS_FILE if result.rejects else None
