@@ -152,6 +152,17 @@ def test_comma_utf8(tmp_path: Path) -> None:
     assert result.contacts[1].fields == {"first_name": "Dominique", "last_name": "Modèle"}
 
 
+def test_utf8_file_with_a_stray_cp1252_line_is_refused_naming_the_line(tmp_path: Path) -> None:
+    """Read as cp1252 it would garble every name (Prénom -> PrÃ©nom): refuse, name the line."""
+    body = "Téléphone;Prénom\n01 99 00 00 10;Zoé\n01 99 00 00 11;Chloé\n".encode()
+    path = write(tmp_path, body + "01 99 00 00 12;Dœuf\n".encode("cp1252"))
+    with pytest.raises(ImportFormatError, match=r"line 4 is not UTF-8 .*byte 0x9C"):
+        parse_contacts_file(path)
+    # a whole cp1252 file whose text happens to hold one valid UTF-8 pair is still cp1252
+    path = write(tmp_path, "Téléphone;Prénom\n01 99 00 00 10;Hélène Ã©\n".encode("cp1252"))
+    assert parse_contacts_file(path).encoding == "cp1252"
+
+
 def test_semicolon_cp1252_accents(tmp_path: Path) -> None:
     text = (
         "Téléphone;Prénom;Nom;Société;Région\r\n"

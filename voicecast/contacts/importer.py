@@ -542,9 +542,47 @@ def _detect_encoding(path: Path) -> str:
                         raise _not_text(path, "NUL characters")
                 decoder.decode(b"", final=True)
             except UnicodeDecodeError:
+                if encoding == "utf-8":
+                    _refuse_mixed_utf8(path)
                 continue
             return encoding
     raise _not_text(path, f"undecodable as {' or '.join(candidates)}")
+
+
+def _refuse_mixed_utf8(path: Path) -> None:
+    """Refuse a file that is UTF-8 except for a few bytes (Windows-1252 text pasted into a
+    UTF-8 export, two exports concatenated): read as Windows-1252 it would garble every
+    accented name (``Prénom`` -> ``PrÃ©nom``), read as UTF-8 it would lose those bytes.
+
+    Mixed means: more valid non-ASCII UTF-8 characters than invalid bytes. A Windows-1252
+    file (whose accented letters are all invalid UTF-8) passes.
+
+    Raises:
+        ImportFormatError: naming the first line that is not UTF-8.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
+    valid = invalid = 0
+    line = 1
+    first: tuple[int, int] | None = None
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            text = decoder.decode(chunk)
+            for char in text:
+                code = ord(char)
+                if 0xDC80 <= code <= 0xDCFF:
+                    invalid += 1
+                    if first is None:
+                        first = (line, code - 0xDC00)
+                elif code > 0x7F:
+                    valid += 1
+                elif char == "\n":
+                    line += 1
+    if first is not None and valid > invalid:
+        raise ImportFormatError(
+            f"{path}: line {first[0]} is not UTF-8 while the rest of the file is (byte "
+            f"0x{first[1]:02X}: Windows-1252 text pasted in?); {invalid} such byte(s) in all: "
+            "re-save the file as UTF-8"
+        )
 
 
 def _looks_binary(sample: str) -> bool:
