@@ -451,6 +451,34 @@ def _memberships_section(session: Session, e164: str) -> list[dict[str, Any]]:
                 ],
             }
         )
+    # campaigns over a list holding the number that have not queued it yet (drafts, or
+    # started before the contact was imported): they are a purpose of the data too
+    queued = {m["campaign"] for m in out}
+    pending = session.scalars(
+        select(Campaign)
+        .join(Contact, Contact.list_id == Campaign.list_id)
+        .where(Contact.phone_e164 == e164)
+        .order_by(Campaign.id)
+        .distinct()
+    ).all()
+    for campaign in pending:
+        if campaign.name in queued:
+            continue
+        out.append(
+            {
+                "campaign": campaign.name,
+                "purpose": campaign.purpose,
+                "legal_basis": campaign.legal_basis,
+                "sender": campaign.sender_name,
+                "on_behalf_of": campaign.on_behalf_of,
+                "caller_id": campaign.caller_id,
+                "state": f"not queued yet (campaign {campaign.status})",
+                "attempts": 0,
+                "outcome": None,
+                "next_attempt_at": None,
+                "gate_decisions": [],
+            }
+        )
     return out
 
 

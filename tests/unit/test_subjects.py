@@ -379,7 +379,8 @@ def test_export_holds_everything_about_the_number_and_is_journaled(runtime: Runt
     clients = next(c for c in doc["contacts"] if c["list"] == "clients")
     assert clients["fields"] == {"first_name": FIRST, "last_name": LAST, "company": "Fictive SA"}
     assert clients["created_at"].endswith("+00:00")
-    (membership,) = doc["campaigns"]
+    membership, greeting = doc["campaigns"]  # greeting has not queued the number yet
+    assert greeting["campaign"] == "greeting" and greeting["state"].startswith("not queued")
     assert (membership["campaign"], membership["state"], membership["outcome"]) == (
         "spring",
         "done",
@@ -846,3 +847,29 @@ def test_cli_errors_are_one_clear_line(
     assert result.exit_code != 0
     assert message in said(result)
     assert "Traceback" not in result.output
+
+
+def test_export_names_the_purpose_of_a_campaign_that_has_not_queued_the_number_yet(
+    runtime: Runtime,
+) -> None:
+    """Art. 15(1)(a): a contact in a list that only a draft campaign targets is held for
+    that campaign's purpose, which the access document must say."""
+    _import(runtime, "clients", CSV)
+    with runtime.sessions() as s, s.begin():
+        create_campaign(
+            s,
+            CampaignSpec(
+                name="autumn",
+                list_name="clients",
+                message="",
+                message_text="Un rappel.",
+                caller_id="01 62 00 00 00",
+                declaration=DECLARATION,
+            ),
+        )
+    with runtime.sessions() as s, s.begin():
+        doc = export_subject(s, _key(runtime, s), NUMBER, settings=runtime.settings)
+    [autumn] = [c for c in doc["campaigns"] if c["campaign"] == "autumn"]
+    assert autumn["state"] == "not queued yet (campaign draft)"
+    assert autumn["purpose"] == "informational"
+    assert any(p.get("campaign") == "autumn" for p in doc["purposes"])
