@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
 
 from voicecast.cli import Ctx, _runtime, console, err_console, main, pass_ctx
+from voicecast.cli_layout import Field, print_records
 from voicecast.errors import VoicecastError
 
 if TYPE_CHECKING:
@@ -48,24 +48,37 @@ def _print_report(report: RetentionReport, zone: tzinfo) -> None:
         console.print(f"retention as of {when} (dry run: nothing changed)", highlight=False)
     else:
         console.print(f"retention run at {when}", highlight=False)
-    table = Table()
-    for header in ("data", "kept", "cutoff", "count", "oldest", "what happens"):
-        table.add_column(header, overflow="fold")
+    rows: list[list[str]] = []
     for item in report.kinds:
         handled = item.count is not None
         what = item.action
         if item.details:
             extra = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in item.details.items())
             what = f"{what} ({extra})"
-        table.add_row(
-            KIND_LABELS.get(item.kind, item.kind),
-            f"{item.days} days" if item.days is not None else "",
-            _local(item.cutoff, zone) if handled else "",
-            str(item.count) if handled else "-",
-            _local(item.oldest, zone, date_only=True),
-            what,
+        rows.append(
+            [
+                KIND_LABELS.get(item.kind, item.kind),
+                f"{item.days} days" if item.days is not None else "",
+                _local(item.cutoff, zone) if handled else "",
+                str(item.count) if handled else "-",
+                _local(item.oldest, zone, date_only=True),
+                what,
+            ]
         )
-    console.print(table)
+    # a table when it fits, else one block of lines per kind: cutoffs are never cut
+    print_records(
+        console,
+        None,
+        [
+            Field("data", whole=False, min_width=12),
+            Field("kept"),
+            Field("cutoff"),
+            Field("count", justify="right"),
+            Field("oldest"),
+            Field("what happens", whole=False),
+        ],
+        rows,
+    )
     for item in report.kinds:
         if item.note:
             console.print(
