@@ -48,15 +48,15 @@ def _require_database(ctx: Ctx) -> None:
     Raises:
         VoicecastError: the configured SQLite database file does not exist.
     """
-    url = ctx.settings.database_url()
-    if url.startswith("sqlite:///") and ":memory:" not in url:
-        path = Path(url[len("sqlite:///") :].split("?", 1)[0])
-        if not path.exists():
-            where = ctx.settings.source or "no voicecast.toml found: defaults"
-            raise VoicecastError(
-                f"no database at {path} ({where}): run voicecast from your installation's "
-                "folder or pass --config"
-            )
+    from voicecast.storage.db import sqlite_file
+
+    path = sqlite_file(ctx.settings.database_url())
+    if path is not None and not path.exists():
+        where = ctx.settings.source or "no voicecast.toml found: defaults"
+        raise VoicecastError(
+            f"no database at {path} ({where}): run voicecast from your installation's "
+            "folder or pass --config"
+        )
 
 
 @main.group()

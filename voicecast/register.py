@@ -40,6 +40,7 @@ from voicecast import __version__
 from voicecast.config import Settings
 from voicecast.contacts.importer import CANONICAL_FIELDS
 from voicecast.errors import VoicecastError
+from voicecast.storage.db import sqlite_file
 from voicecast.storage.models import (
     Campaign,
     Consent,
@@ -619,9 +620,8 @@ def _security(settings: Settings) -> Section:
     ):
         path = settings.path(value)
         files.append(Row(label, f"{path}: {_mode(path)}"))
-    url = settings.database_url()
-    if url.startswith("sqlite:///") and ":memory:" not in url:
-        db = Path(url[len("sqlite:///") :])
+    db = sqlite_file(settings.database_url())
+    if db is not None:
         files.append(Row("Database file", f"{db}: {_mode(db)}"))
     bound = "loopback" if web.host in LOOPBACK_HOSTS else "NOT loopback"
     ami = "sandbox PBX" if settings.sandbox.enabled else f"{settings.ami.host}:{settings.ami.port}"

@@ -33,6 +33,14 @@ def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cur.close()
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite:///PATH[?options]`` URL; None for an in-memory
+    database or another dialect."""
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        return Path(url[len("sqlite:///") :].split("?", 1)[0])
+    return None
+
+
 def make_engine(url: str) -> Engine:
     """Create the engine for ``url``; for SQLite, create the folder and a missing database
     file (mode 0600: it holds personal data), and set WAL mode.
@@ -40,8 +48,8 @@ def make_engine(url: str) -> Engine:
     Raises:
         ConfigError: the SQLite folder cannot be created.
     """
-    if url.startswith("sqlite:///") and ":memory:" not in url:
-        db_file = Path(url[len("sqlite:///") :].split("?", 1)[0])
+    db_file = sqlite_file(url)
+    if db_file is not None:
         folder = db_file.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
