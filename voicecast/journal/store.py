@@ -107,6 +107,59 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _checked_meta(kind: str, actor: str | None, at: datetime | None) -> tuple[str, datetime]:
+    """The entry's actor and instant (defaults: :func:`current_actor`, now), after checking
+    them and ``kind``.
+
+    Raises:
+        JournalError: bad kind, actor, or a naive instant.
+    """
+    if _KIND_RE.fullmatch(kind) is None or len(kind) > 40:
+        raise JournalError(f"not a journal kind: {kind[:60]!r}")
+    who = current_actor() if actor is None else actor
+    if _ACTOR_RE.fullmatch(who) is None:
+        raise JournalError(f"not a journal actor: {who[:60]!r}")
+    when = utcnow() if at is None else at
+    if when.tzinfo is None:
+        raise JournalError("journal instants must be timezone-aware")
+    return who, when
+
+
+def _payload(kind: str, subject: str | None, data: Mapping[str, Any]) -> str:
+    """``data`` as the canonical JSON text that is stored and hashed.
+
+    Raises:
+        JournalError: ``subject`` is not a keyed hash, or ``data`` is not JSON.
+    """
+    if subject is not None and _HASH_RE.fullmatch(subject) is None:
+        raise JournalError("a journal subject must be a keyed hash (64 hex), never a number")
+    try:
+        return canonical_json(_jsonable(dict(data)))
+    except (TypeError, ValueError) as exc:
+        raise JournalError(f"journal data of {kind} is not JSON: {exc}") from None
+
+
+def _reserve(session: Session, count: int) -> tuple[int, str]:
+    """Move the chain head ``count`` entries on; return the first reserved ``seq`` and the
+    hash the first new entry chains onto (the current last entry's).
+
+    The head's ``UPDATE`` is the append's first write: it takes SQLite's write lock or
+    PostgreSQL's row lock until commit, so concurrent appends never share a ``seq``.
+
+    Raises:
+        LookupError: the head row is missing (database not migrated).
+    """
+    row = session.execute(
+        update(JournalHead)
+        .where(JournalHead.id == 1)
+        .values(seq=JournalHead.seq + count)
+        .returning(JournalHead.seq, JournalHead.hash)
+    ).first()
+    if row is None:
+        raise LookupError("journal_head row missing: run the database migrations")
+    return int(row[0]) - count + 1, str(row[1])
+
+
 def append(
     session: Session,
     kind: str,
@@ -134,30 +187,9 @@ def append(
         JournalError: bad kind, subject, actor or data (nothing is written).
         LookupError: the journal head row is missing (database not migrated).
     """
-    if _KIND_RE.fullmatch(kind) is None or len(kind) > 40:
-        raise JournalError(f"not a journal kind: {kind[:60]!r}")
-    if subject is not None and _HASH_RE.fullmatch(subject) is None:
-        raise JournalError("a journal subject must be a keyed hash (64 hex), never a number")
-    who = current_actor() if actor is None else actor
-    if _ACTOR_RE.fullmatch(who) is None:
-        raise JournalError(f"not a journal actor: {who[:60]!r}")
-    when = utcnow() if at is None else at
-    if when.tzinfo is None:
-        raise JournalError("journal instants must be timezone-aware")
-    try:
-        payload = canonical_json(_jsonable(dict(data or {})))
-    except (TypeError, ValueError) as exc:
-        raise JournalError(f"journal data of {kind} is not JSON: {exc}") from None
-    # The first write: takes the write lock (SQLite) or the row lock (PostgreSQL).
-    row = session.execute(
-        update(JournalHead)
-        .where(JournalHead.id == 1)
-        .values(seq=JournalHead.seq + 1)
-        .returning(JournalHead.seq, JournalHead.hash)
-    ).first()
-    if row is None:
-        raise LookupError("journal_head row missing: run the database migrations")
-    seq, prev = int(row[0]), str(row[1])
+    who, when = _checked_meta(kind, actor, at)
+    payload = _payload(kind, subject, data or {})
+    seq, prev = _reserve(session, 1)
     digest = entry_hash(
         seq=seq, at=when, kind=kind, actor=who, subject=subject, data=payload, prev_hash=prev
     )
@@ -200,36 +232,11 @@ def append_many(
     """
     if not items:
         return 0
-    if _KIND_RE.fullmatch(kind) is None or len(kind) > 40:
-        raise JournalError(f"not a journal kind: {kind[:60]!r}")
-    who = current_actor() if actor is None else actor
-    if _ACTOR_RE.fullmatch(who) is None:
-        raise JournalError(f"not a journal actor: {who[:60]!r}")
-    when = utcnow() if at is None else at
-    if when.tzinfo is None:
-        raise JournalError("journal instants must be timezone-aware")
-    payloads: list[tuple[str | None, str]] = []
-    for subject, data in items:
-        if subject is not None and _HASH_RE.fullmatch(subject) is None:
-            raise JournalError("a journal subject must be a keyed hash (64 hex), never a number")
-        try:
-            payloads.append((subject, canonical_json(_jsonable(dict(data)))))
-        except (TypeError, ValueError) as exc:
-            raise JournalError(f"journal data of {kind} is not JSON: {exc}") from None
-    row = session.execute(
-        update(JournalHead)
-        .where(JournalHead.id == 1)
-        .values(seq=JournalHead.seq + len(payloads))
-        .returning(JournalHead.seq, JournalHead.hash)
-    ).first()
-    if row is None:
-        raise LookupError("journal_head row missing: run the database migrations")
-    seq = int(row[0]) - len(payloads)
-    # the head's hash is still the previous last entry's (only seq moved)
-    prev = str(row[1])
+    who, when = _checked_meta(kind, actor, at)
+    payloads = [(subject, _payload(kind, subject, data)) for subject, data in items]
+    first, prev = _reserve(session, len(payloads))
     rows: list[dict[str, Any]] = []
-    for subject, payload in payloads:
-        seq += 1
+    for seq, (subject, payload) in enumerate(payloads, start=first):
         digest = entry_hash(
             seq=seq,
             at=when,
