@@ -204,7 +204,8 @@ def _consent_drops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Pat
     """A workspace where +33 1 99 00 00 12 gave a marketing consent (proof ``form-42``) and
     campaign :data:`DEMO` dropped two messages on it: one cut off after 2.5 s by a key press,
     one left whole on a machine (two prompts). Returns (config, runtime, consent id)."""
-    from voicecast.journal.events import message_dropped, proof_digest
+    from voicecast.journal.events import message_dropped
+    from voicecast.journal.kinds import proof_digest
     from voicecast.storage.models import Consent
 
     config = make_workspace(tmp_path, monkeypatch)
@@ -312,7 +313,7 @@ def test_a_changed_or_erased_consent_row_is_named_in_the_drops(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from voicecast import cli
-    from voicecast.journal.events import proof_digest
+    from voicecast.journal.kinds import proof_digest
 
     config, runtime, consent_id = _consent_drops(tmp_path, monkeypatch)
     with runtime.engine.begin() as conn:

@@ -47,12 +47,6 @@ PURPOSES = ("marketing", "informational")
 STATUSES = ("granted", "withdrawn")
 
 
-def _proof_digest(proof_ref: str) -> str | None:
-    from voicecast.journal.events import proof_digest  # late: events imports the gate
-
-    return proof_digest(proof_ref)
-
-
 CLOCK_SKEW = timedelta(minutes=5)
 """How far in the future a ``recorded_at`` may be (clock differences)."""
 LOOKUP_CHUNK = 500
@@ -371,7 +365,7 @@ def record_consent(
             "recorded_at": consent.recorded_at,
             "source": consent.source,
             # the journal is never erased: it keeps the digest of the free-text reference
-            "proof_ref_sha256": _proof_digest(consent.proof_ref),
+            "proof_ref_sha256": kinds.proof_digest(consent.proof_ref),
             "wording_version": consent.wording_version,
             "batch": consent.batch,
         },

@@ -188,15 +188,13 @@ def verify_chain(
             problem(expected_seq, f"missing ({gap} deleted: the chain jumps to {entry.seq})")
         elif entry.seq < expected_seq:
             problem(entry.seq, f"out of order (after entry {expected_seq - 1})")
-        if entry.prev_hash != expected_prev and entry.seq >= expected_seq:
-            if entry.seq == expected_seq:
-                problem(
-                    entry.seq,
-                    "does not follow the entry before it (its previous-entry hash differs: "
-                    "an entry was replaced, reordered or deleted)",
-                )
-            elif entry.prev_hash != expected_prev:
-                pass  # already reported as missing entries
+        # after a gap the broken link is already reported as missing entries
+        if entry.seq == expected_seq and entry.prev_hash != expected_prev:
+            problem(
+                entry.seq,
+                "does not follow the entry before it (its previous-entry hash differs: "
+                "an entry was replaced, reordered or deleted)",
+            )
         if entry.computed_hash() != entry.hash:
             problem(entry.seq, f"altered: its content does not match its hash ({entry.kind})")
         expected_seq = entry.seq + 1

@@ -15,7 +15,6 @@ the proof of consent and of opposition checks; Code de la consommation L223-1 / 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import posixpath
 import re
 from collections import OrderedDict
@@ -33,6 +32,7 @@ from voicecast import digests
 from voicecast.compliance.gate import CampaignRules, ContactFacts
 from voicecast.compliance.types import Decision, Purpose, Verdict
 from voicecast.journal import kinds
+from voicecast.journal.kinds import proof_digest
 from voicecast.journal.store import append, subject_of
 from voicecast.storage.models import AudioMessage, CallAttempt, Campaign, JournalEntry
 
@@ -79,18 +79,6 @@ def scrub(text: str | None, number: str) -> str | None:
 
 
 # --------------------------------------------------------------------------- legal basis
-
-
-def proof_digest(proof_ref: str | None) -> str | None:
-    """SHA-256 hex of a consent's proof reference (UTF-8), as the journal holds it.
-
-    The reference is free text an operator may have typed a name into, and the journal is
-    never erased: it keeps the digest, which still ties each entry to the ledger row (and to
-    the document it names) without holding the text (GDPR art. 5(1)(c), 17).
-    """
-    if not proof_ref:
-        return None
-    return hashlib.sha256(proof_ref.encode("utf-8")).hexdigest()
 
 
 def legal_basis(rules: CampaignRules, facts: ContactFacts, decision: Decision) -> dict[str, Any]:

@@ -7,6 +7,8 @@ the entry's ``subject`` (the keyed hash of their number) only. Instants in data 
 
 from __future__ import annotations
 
+import hashlib
+
 GATE_DECISION = "gate.decision"
 """The compliance gate's verdict on one contact before a call (each one the dialer stores in
 ``gate_decisions``: every allow, and every defer or block that changed). Written by the
@@ -45,6 +47,19 @@ CONSENT_RECORDED = "consent.recorded"
 Data: ``consent_id`` (ledger row), ``purpose``, ``status``, ``recorded_at``, ``source``,
 ``proof_ref_sha256`` (the reference is free text: the journal keeps its SHA-256 only),
 ``wording_version``, ``batch``."""
+
+
+def proof_digest(proof_ref: str | None) -> str | None:
+    """SHA-256 hex of a consent's proof reference (UTF-8), as the journal holds it.
+
+    The reference is free text an operator may have typed a name into, and the journal is
+    never erased: it keeps the digest, which still ties each entry to the ledger row (and to
+    the document it names) without holding the text (GDPR art. 5(1)(c), 17).
+    """
+    if not proof_ref:
+        return None
+    return hashlib.sha256(proof_ref.encode("utf-8")).hexdigest()
+
 
 CONSENTS_IMPORTED = "consents.imported"
 """A consent file imported (its rows carry ``batch``). Data: ``batch``, ``file_sha256``,

@@ -34,7 +34,8 @@ from voicecast.compliance.types import Verdict
 from voicecast.errors import VoicecastError
 from voicecast.journal import kinds
 from voicecast.journal.chain import ChainEntry
-from voicecast.journal.events import basis_text, legal_basis, proof_digest
+from voicecast.journal.events import basis_text, legal_basis
+from voicecast.journal.kinds import proof_digest
 from voicecast.journal.store import head, iter_entries, subject_of, verify
 from voicecast.storage.models import (
     Campaign,
