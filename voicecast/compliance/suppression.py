@@ -270,6 +270,13 @@ def _campaign_name(session: Session, campaign_id: int | None) -> str | None:
     return campaign.name if campaign is not None else None
 
 
+def _opt_out_data(
+    source: str, at: datetime, campaign: str | None, campaign_id: int | None
+) -> dict[str, Any]:
+    """The data of an ``optout.recorded`` entry (the note, free text, is never in it)."""
+    return {"source": source, "recorded_at": at, "campaign": campaign, "campaign_id": campaign_id}
+
+
 def _journal_opt_out(
     session: Session,
     number_key: str,
@@ -284,12 +291,7 @@ def _journal_opt_out(
     journal_append(
         session,
         kinds.OPTOUT_RECORDED,
-        {
-            "source": source,
-            "recorded_at": at,
-            "campaign": _campaign_name(session, campaign_id),
-            "campaign_id": campaign_id,
-        },
+        _opt_out_data(source, at, _campaign_name(session, campaign_id), campaign_id),
         subject=number_key,
         actor="callee" if source in CALLEE_SOURCES else None,
     )
@@ -538,11 +540,7 @@ def import_opt_outs(
         journal_append_many(
             session,
             kinds.OPTOUT_RECORDED,
-            [
-                (h, {"source": "import", "recorded_at": at, "campaign": None, "campaign_id": None})
-                for h in hashes
-                if h not in existing
-            ],
+            [(h, _opt_out_data("import", at, None, None)) for h in hashes if h not in existing],
         )
         for chunk in _chunks(sorted(existing)):
             session.execute(
