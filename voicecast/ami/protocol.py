@@ -16,7 +16,7 @@ from voicecast.errors import UnsafeValueError
 TERMINATOR = b"\r\n\r\n"
 MAX_MESSAGE_BYTES = 1024 * 1024
 _KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}\Z")
-_UNSAFE_VALUE_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_UNSAFE_VALUE_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
 
 
 class AmiProtocolError(Exception):
@@ -100,8 +100,12 @@ def parse_messages(buffer: bytes) -> tuple[list[AmiMessage], bytes]:
     Returns:
         (messages, rest): every complete message in order, and the incomplete tail.
 
+    The result does not depend on how the stream was cut into reads: feeding the rest back
+    with the next bytes gives the same messages as parsing everything at once.
+
     Raises:
-        AmiProtocolError: the incomplete tail already exceeds :data:`MAX_MESSAGE_BYTES`.
+        AmiProtocolError: a message (without its terminator) is larger than
+            :data:`MAX_MESSAGE_BYTES`, whether complete or still arriving.
     """
     messages: list[AmiMessage] = []
     start = 0
@@ -109,12 +113,16 @@ def parse_messages(buffer: bytes) -> tuple[list[AmiMessage], bytes]:
         end = buffer.find(TERMINATOR, start)
         if end < 0:
             break
+        if end - start > MAX_MESSAGE_BYTES:
+            raise AmiProtocolError(f"AMI message larger than {MAX_MESSAGE_BYTES} bytes")
         message = parse_block(buffer[start:end])
         if message is not None:
             messages.append(message)
         start = end + len(TERMINATOR)
     rest = buffer[start:]
-    if len(rest) > MAX_MESSAGE_BYTES:
+    # the tail may end with the first bytes of a terminator still arriving: not counted
+    partial = next(n for n in range(len(TERMINATOR) - 1, -1, -1) if rest.endswith(TERMINATOR[:n]))
+    if len(rest) - partial > MAX_MESSAGE_BYTES:
         raise AmiProtocolError(f"AMI message larger than {MAX_MESSAGE_BYTES} bytes")
     return messages, rest
 

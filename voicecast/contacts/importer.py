@@ -60,6 +60,11 @@ travail L3134-13, L3422-2); ``professional`` marks a B2B contact (CPCE L34-5).
 MAX_FIELD_LENGTH = 200
 """Field values are truncated to this many characters."""
 
+DEFAULT_MAX_ROWS = 1_000_000
+"""Data rows one contact file may hold unless the caller sets another ``max_rows``: a bigger
+file is refused (naming the line where the limit was reached) rather than held in memory;
+split it. ``bench/import_huge.py`` measures a file of this size."""
+
 FR_OVERSEAS_REGIONS: tuple[str, ...] = ("GP", "MQ", "GF", "RE", "YT", "PM", "BL", "MF")
 """Regions retried, in this order, for a national number that is not valid in region FR."""
 
@@ -554,15 +559,19 @@ def _refuse_mixed_utf8(path: Path) -> None:
     UTF-8 export, two exports concatenated): read as Windows-1252 it would garble every
     accented name (``Prénom`` -> ``PrÃ©nom``), read as UTF-8 it would lose those bytes.
 
-    Mixed means: more valid non-ASCII UTF-8 characters than invalid bytes. A Windows-1252
-    file (whose accented letters are all invalid UTF-8) passes.
+    Mixed means: invalid bytes, and either more valid non-ASCII UTF-8 characters than
+    invalid bytes or a line whose non-ASCII text is all valid UTF-8 (one UTF-8 ``Zoé`` line
+    before two Windows-1252 names would otherwise be read ``ZoÃ©``). A Windows-1252 file
+    (whose accented letters are all invalid UTF-8) passes, even when a line happens to hold
+    a valid UTF-8 pair (``Ã©``) beside its accented letters.
 
     Raises:
         ImportFormatError: naming the first line that is not UTF-8.
     """
     decoder = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
-    valid = invalid = 0
+    valid = invalid = utf8_lines = 0
     line = 1
+    line_valid = line_invalid = False
     first: tuple[int, int] | None = None
     with path.open("rb") as fh:
         while chunk := fh.read(_CHUNK):
@@ -571,13 +580,18 @@ def _refuse_mixed_utf8(path: Path) -> None:
                 code = ord(char)
                 if 0xDC80 <= code <= 0xDCFF:
                     invalid += 1
+                    line_invalid = True
                     if first is None:
                         first = (line, code - 0xDC00)
                 elif code > 0x7F:
                     valid += 1
+                    line_valid = True
                 elif char == "\n":
+                    utf8_lines += line_valid and not line_invalid
+                    line_valid = line_invalid = False
                     line += 1
-    if first is not None and valid > invalid:
+    utf8_lines += line_valid and not line_invalid
+    if first is not None and (valid > invalid or utf8_lines):
         raise ImportFormatError(
             f"{path}: line {first[0]} is not UTF-8 while the rest of the file is (byte "
             f"0x{first[1]:02X}: Windows-1252 text pasted in?); {invalid} such byte(s) in all: "
@@ -855,7 +869,7 @@ def parse_contacts_file(
     default_region: str = "FR",
     phone_column: str | None = None,
     field_map: dict[str, str] | None = None,
-    max_rows: int | None = None,
+    max_rows: int | None = DEFAULT_MAX_ROWS,
 ) -> ParseResult:
     """Read a CSV or ``.xlsx`` contact file; stream its rows into a :class:`ParseResult`.
 
@@ -867,7 +881,8 @@ def parse_contacts_file(
             detect it from common French and English names.
         field_map: canonical field (:data:`CANONICAL_FIELDS`) -> header, overriding
             detection; an empty header disables that field.
-        max_rows: refuse files with more data rows than this.
+        max_rows: refuse files with more data rows than this (default
+            :data:`DEFAULT_MAX_ROWS`; None: no limit).
 
     Raises:
         ImportFormatError: unreadable file, not text/xlsx, no header, phone or mapped column

@@ -20,6 +20,8 @@ EXTENSION_RE = re.compile(r"^[A-Za-z0-9_+*#-]{1,40}@[A-Za-z0-9_-]{1,40}\Z")
 """A transfer target in the dialplan, ``exten@context`` (dialled as ``Local/exten@context``)."""
 QUEUE_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}\Z")
 """A transfer target queue name (``Queue(name)``)."""
+_VARIABLE_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+_VARIABLE_VALUE_RE = re.compile(r'^[^\x00-\x1f\x7f-\x9f\ud800-\udfff,"\\]{0,1024}\Z')
 
 
 def check_e164(number: str, what: str = "number") -> str:
@@ -73,3 +75,27 @@ def caller_id_header(number: str, name: str = "") -> str:
     if not _CALLER_NAME_RE.match(name):
         raise UnsafeValueError(f"caller ID name not allowed: {name!r}")
     return f'"{name}" <{number}>' if name else f"<{number}>"
+
+
+def channel_variable(name: str, value: str, *, reserved: str = "") -> str:
+    """The AMI Originate ``Variable`` header value ``name=value``.
+
+    Asterisk splits that header on commas (honouring quotes and backslashes) and sets each
+    ``name=value`` part: a value holding ``a,VC_AGI=agi://elsewhere`` would set a second
+    variable (reference: Asterisk ``manager.c``, ``man_do_variable_value``). So names are
+    plain identifiers, and values (at most 1024 characters) hold no comma, double quote,
+    backslash nor control character.
+
+    Args:
+        reserved: a name prefix the caller may not use (e.g. ``"VC_"``, voicecast's own).
+
+    Raises:
+        UnsafeValueError: the name or the value is outside those sets, or uses ``reserved``.
+    """
+    if not isinstance(name, str) or not _VARIABLE_NAME_RE.match(name):
+        raise UnsafeValueError(f"invalid channel variable name {name!r}")
+    if reserved and name.upper().startswith(reserved.upper()):
+        raise UnsafeValueError(f"channel variable {name!r}: the prefix {reserved} is reserved")
+    if not isinstance(value, str) or not _VARIABLE_VALUE_RE.match(value):
+        raise UnsafeValueError(f"channel variable {name}: value not allowed: {value!r}")
+    return f"{name}={value}"

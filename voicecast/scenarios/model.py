@@ -90,6 +90,9 @@ RUNTIME_FIELDS = frozenset({"optout_key"})
 MAX_PAUSE_MS = 10_000
 MAX_DOCUMENT_BYTES = 1_000_000
 """Largest document accepted (UTF-8 bytes), text or file."""
+MAX_NODES = 500
+"""Most nodes one scenario may hold (a call runs at most :data:`MAX_STEPS` steps; a real
+scenario has a few dozen): a document with thousands of nodes is refused before validation."""
 MAX_DEPTH = 32
 """Deepest nesting of mappings and lists accepted in a document (a real scenario needs about
 five: ``nodes`` > node > ``keys`` or ``to``); the same limit as the REST API's JSON bodies
@@ -504,7 +507,7 @@ class Scenario(_Strict):
     start: NodeId
     on_machine: NodeId | None = None
     confirm: Prompt | None = None
-    nodes: dict[NodeId, Node] = Field(min_length=1)
+    nodes: dict[NodeId, Node] = Field(min_length=1, max_length=MAX_NODES)
 
     @model_validator(mode="after")
     def _check_graph(self, info: ValidationInfo) -> Scenario:
@@ -887,6 +890,11 @@ def load_scenario(
                     "document", "", "the document must be a mapping with version, start and nodes"
                 )
             ]
+        )
+    nodes = data.get("nodes")
+    if isinstance(nodes, dict) and len(nodes) > MAX_NODES:
+        raise ScenarioError(
+            [Problem("document", "nodes", f"{len(nodes)} nodes: more than {MAX_NODES} nodes")]
         )
     if confirm_text is not None and "confirm" not in data:
         data = {**data, "confirm": {"text": confirm_text}}

@@ -12,7 +12,6 @@ from typing import Annotated, Any, TypeVar
 
 import phonenumbers
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.multipart import content_disposition_filename, parse_content_disposition
 from aiohttp.web_request import FileField
 from pydantic import (
@@ -37,7 +36,7 @@ from voicecast.web.openapi import (
     Upload,
     page_answer,
 )
-from voicecast.web.server import HTTPProblem, context, db_call
+from voicecast.web.server import HTTPProblem, context, db_call, read_form
 
 T = TypeVar("T")
 
@@ -209,10 +208,7 @@ async def save_upload(
     ctype = request.content_type
     filename: str | None = None
     if ctype == "multipart/form-data" and upload.multipart_field:
-        try:  # request.post() also serves a form the CSRF check has already read
-            form = await request.post()
-        except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
-            raise HTTPProblem(400, "invalid", f"body: malformed multipart form ({exc})") from None
+        form = await read_form(request)  # also serves a form the CSRF check has already read
         field = form.get(upload.multipart_field)
         if not isinstance(field, FileField):
             raise HTTPProblem(
