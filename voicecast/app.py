@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from voicecast.campaigns.compliance import GateEnv
 from voicecast.clock import Clock, clock_from_env
 from voicecast.compliance.suppression import load_store_key
-from voicecast.config import Settings
+from voicecast.config import ExposedPart, Settings, exposure_warnings
 from voicecast.dialer.controller import Dialer
 from voicecast.dialer.flow import FlowPlan, amd_settings
 from voicecast.dialer.inbound import CallbackLine
@@ -288,7 +288,17 @@ def make_dialer(runtime: Runtime) -> Dialer:
         max_call_duration=runtime.settings.dialer.max_call_duration,
         clock=clock,
         recordings_max_days=runtime.settings.retention.recordings_days,
+        alert_after=runtime.settings.dialer.alert_after_pbx_failures,
     )
+
+
+def log_exposure(settings: Settings, parts: tuple[ExposedPart, ...]) -> list[str]:
+    """Log at WARNING what ``parts`` of this configuration expose beyond loopback
+    (:func:`voicecast.config.exposure_warnings`); returns the lines logged."""
+    lines = exposure_warnings(settings, parts)
+    for line in lines:
+        log.warning("%s", line)
+    return lines
 
 
 @as_system
@@ -306,6 +316,7 @@ async def run_dialer(
     Returns:
         True when a signal stopped it, False when the campaigns finished.
     """
+    log_exposure(runtime.settings, ("ami", "fastagi"))
     dialer = make_dialer(runtime)
     await dialer.start()
     loop = asyncio.get_running_loop()

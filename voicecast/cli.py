@@ -8,6 +8,7 @@ import dataclasses
 import io
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -25,7 +26,13 @@ from sqlalchemy import select
 
 from voicecast import __version__
 from voicecast.compliance.types import LEGAL_BASES, Audience, Purpose
-from voicecast.config import DEFAULT_CONFIG_TEXT, DEFAULT_FILE, Settings, load_settings
+from voicecast.config import (
+    DEFAULT_CONFIG_TEXT,
+    DEFAULT_FILE,
+    Settings,
+    check_config_file,
+    load_settings,
+)
 from voicecast.dialer.policy import AMD_CHOICES_NOTSURE, AMD_CHOICES_SILENCE, DELIVER_CHOICES
 from voicecast.errors import VoicecastError
 
@@ -45,8 +52,16 @@ class Ctx:
 
     @property
     def settings(self) -> Settings:
+        """The settings, loaded once; the config file's permissions are checked first.
+
+        Raises:
+            ConfigError: invalid configuration, or a config file others may change, or
+                read while it holds a secret (:func:`voicecast.config.check_config_file`).
+        """
         if self._settings is None:
-            self._settings = load_settings(self.config)
+            settings = load_settings(self.config)
+            check_config_file(settings)
+            self._settings = settings
         return self._settings
 
 
@@ -123,8 +138,12 @@ def init(ctx: Ctx, force: bool) -> None:
     if target.exists() and not force:
         console.print(f"config: {target} exists (kept)")
     else:
-        target.write_text(DEFAULT_CONFIG_TEXT, encoding="utf-8")
-        target.chmod(0o600)
+        # created 0600 (never readable by others, even for an instant): the [ami] secret
+        # goes in it; an existing file overwritten with --force is made 0600 too
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(DEFAULT_CONFIG_TEXT)
         console.print(f"config: wrote {target}")
     ctx.config = str(target)
     runtime = _runtime(ctx)
@@ -451,6 +470,13 @@ _CONSENT_HEADER = re.compile(r"consent|opt.?in|rgpd|gdpr|accord|preuve|proof", r
     type=click.Path(path_type=Path),
     help="Where to write rejected rows (default: FILE-rejects.csv beside FILE).",
 )
+@click.option(
+    "--max-rows",
+    type=click.IntRange(min=1),
+    default=1_000_000,
+    show_default=True,
+    help="Refuse a file with more data rows than this (split bigger files).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_ctx
 def contacts_import(
@@ -461,6 +487,7 @@ def contacts_import(
     phone_column: str | None,
     mappings: tuple[str, ...],
     rejects: Path | None,
+    max_rows: int,
     as_json: bool,
 ) -> None:
     """Import a CSV (or .xlsx) of contacts into a list, in one transaction.
@@ -484,6 +511,7 @@ def contacts_import(
         default_region=default_region.upper(),
         phone_column=phone_column,
         field_map=field_map or None,
+        max_rows=max_rows,
     )
     rejects_path: Path | None = None
     with runtime.sessions() as s, s.begin():
@@ -1091,6 +1119,17 @@ def start_and_wait(runtime: Any, name: str, wait: bool, show_progress: bool = Tr
                     highlight=False,
                 )
                 sys.exit(130)
+    with runtime.sessions() as s:
+        from voicecast.storage.models import Campaign
+
+        row = s.get(Campaign, campaign_id)
+        status, reason = (row.status, row.status_reason) if row is not None else ("missing", None)
+    if status != "completed":
+        err_console.print(
+            f"campaign {name}: {status}" + (f": {reason}" if reason else ""), highlight=False
+        )
+        if reason and reason.startswith("alert:"):
+            sys.exit(3)  # the dialer raised an alert: scripts must not read this as done
 
 
 def get_status(session: Any, campaign_id: int) -> str:
@@ -1103,7 +1142,10 @@ def get_status(session: Any, campaign_id: int) -> str:
 @campaign.command("start")
 @click.argument("name")
 @click.option(
-    "--wait", is_flag=True, help="Dial now, until every contact has a final outcome (progress bar)."
+    "--wait",
+    is_flag=True,
+    help="Dial now, until every contact has a final outcome (progress bar). Exit status 3 "
+    "when the dialer paused the campaign with an alert (its calls fail at the PBX).",
 )
 @pass_ctx
 def campaign_start(ctx: Ctx, name: str, wait: bool) -> None:
@@ -1265,6 +1307,10 @@ def demo(ctx: Ctx, keep_sandbox: bool) -> None:
         name = f"demo-{stamp}"
         a = settings.audio
         result = parse_contacts_file(EXAMPLES_DIR / "contacts.csv", default_region="FR")
+        # the hash key first: on a fresh database it stores its fingerprint in a transaction
+        # of its own, which cannot get the write lock the one below holds (SQLite: "locked")
+        with runtime.sessions() as s:
+            key = runtime.store_key(s)[0]
         with runtime.sessions() as s, s.begin():
             add_audio(
                 s,
@@ -1275,7 +1321,7 @@ def demo(ctx: Ctx, keep_sandbox: bool) -> None:
                 silence_threshold_dbfs=a.silence_threshold_dbfs,
                 replace=True,
             )
-            import_contacts(s, name, result, key=runtime.store_key(s)[0])
+            import_contacts(s, name, result, key=key)
             create_campaign(
                 s,
                 CampaignSpec(

@@ -15,7 +15,9 @@ of the config file, or the current directory when there is no file.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import stat
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -172,6 +174,13 @@ class DialerSettings(_Section):
     retries: int = Field(2, ge=0, le=20)
     retry_delay: float = Field(600.0, ge=0, description="seconds")
     max_call_duration: float = Field(600.0, gt=0, description="seconds before a call is cut")
+    alert_after_pbx_failures: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="calls in a row failing at the PBX (no route, trunk down) before the "
+        "campaign is paused with an alert",
+    )
 
 
 class SandboxSettings(_Section):
@@ -182,6 +191,16 @@ class SandboxSettings(_Section):
     ami_port: int = Field(5038, ge=1, le=65535)
     mirror: str = "http://deb.debian.org/debian"
     suite: str = "sid"
+    dial_string: str = Field(
+        "Local/{number}@sim-pstn",
+        description="how the sandbox dials: its simulated network; a context or endpoint "
+        "that does not exist (e.g. PJSIP/{number}@down) simulates a carrier trunk that is down",
+    )
+
+    @field_validator("dial_string")
+    @classmethod
+    def _valid_template(cls, value: str) -> str:
+        return PbxSettings._valid_template(value)
 
 
 class ReportSettings(_Section):
@@ -375,6 +394,8 @@ class Settings(_Section):
     # Not read from the file: where the file was (or the cwd), for relative paths.
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
     source: Path | None = Field(None, exclude=True)
+    # Not read from the file: which secrets the file itself holds (see check_config_file).
+    file_secrets: list[str] = Field(default_factory=list, exclude=True)
 
     def path(self, value: str) -> Path:
         """Resolve a configured path: absolute as is, relative against :attr:`base_dir`."""
@@ -449,6 +470,7 @@ def load_settings(
             data = tomllib.loads(file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{file}: cannot read the configuration: {exc}") from exc
+    data_from_file = data
     data = _merge(data, _env_overrides(env))
     try:
         settings = Settings.model_validate(data)
@@ -460,7 +482,175 @@ def load_settings(
         raise ConfigError(f"{where}: invalid configuration: {details}") from exc
     settings.base_dir = file.parent if file else Path.cwd()
     settings.source = file
+    settings.file_secrets = secrets_in(data_from_file) if file is not None else []
     return settings
+
+
+# --- deployment security ---------------------------------------------------------------------
+
+ENV_FOR_SECRET = {
+    "[ami] secret": "VOICECAST_AMI__SECRET",
+    "[database] url": "VOICECAST_DATABASE__URL",
+}
+"""The secrets a config file may hold, and the environment variable that can carry each
+instead (a file without secrets need not be private)."""
+
+
+def secrets_in(data: dict[str, Any]) -> list[str]:
+    """The secrets a parsed config file holds, by name (keys of :data:`ENV_FOR_SECRET`).
+
+    ``[ami] secret`` when it is not empty; ``[database] url`` when it carries a password
+    (``postgresql+psycopg://user:PASSWORD@host/db``). Webhook secrets, API tokens and
+    password hashes live in the database; the hash key, the journal signing key and the
+    sandbox's AMI secret in files of their own.
+    """
+    found: list[str] = []
+    ami = data.get("ami")
+    if isinstance(ami, dict) and str(ami.get("secret") or ""):
+        found.append("[ami] secret")
+    database = data.get("database")
+    url = database.get("url") if isinstance(database, dict) else None
+    if isinstance(url, str) and url:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            has_password = bool(make_url(url).password)
+        except (ArgumentError, ValueError):
+            has_password = "@" in url  # unparsable: assume the worst
+        if has_password:
+            found.append("[database] url")
+    return found
+
+
+def file_is_private(info: os.stat_result) -> bool:
+    """True when only the file's owner may read it: mode 0600 or 0400, or mode 0640 / 0440
+    when root owns it (the ``root:voicecast`` pattern of a service reading its config through
+    its group, as PostgreSQL accepts for ``ssl_key_file``)."""
+    mode = stat.S_IMODE(info.st_mode)
+    return mode & 0o077 == 0 or (info.st_uid == 0 and mode & 0o037 == 0)
+
+
+def check_private_file(path: Path, what: str) -> None:
+    """Refuse a secret file that other users may read or change, as OpenSSH refuses an
+    unprotected private key (see :func:`file_is_private` for what is accepted).
+
+    Args:
+        path: the file (a symbolic link is followed: its target's mode counts).
+        what: how the error names it, e.g. ``"[web] tls_key"``.
+
+    Raises:
+        ConfigError: the file is readable or writable by group or others; the one-line
+            message names the file, its mode and the fix (``chmod 600 PATH``). A missing
+            file is not an error here: the caller reports it in its own words.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot read it ({exc.strerror or exc})") from None
+    if not file_is_private(info):
+        raise ConfigError(
+            f"{what} {path} can be read or changed by other users (mode "
+            f"{stat.S_IMODE(info.st_mode):04o}); run: chmod 600 {path}"
+        )
+
+
+def check_config_file(settings: Settings) -> None:
+    """Refuse to run on a config file that other users may change, or read when it holds a
+    secret. ``voicecast`` commands check this at start-up, before anything else.
+
+    - Writable by group or others (``mode & 0o022``): refused, whatever it holds. Whoever
+      can change it decides which Asterisk gets the AMI secret, where calls are dialled
+      (``[pbx] dial_string``: toll fraud) and on which address the console listens.
+    - Holding a secret (:func:`secrets_in`: a non-empty ``[ami] secret``, a database URL
+      with a password) and readable by group or others: refused, except ``0640`` owned by
+      root (:func:`file_is_private`). A config without secrets (the default sandbox setup,
+      whose AMI secret lives in ``<sandbox dir>/ami-secret``, mode 0600) may stay readable:
+      it tells nothing an attacker can use. A secret passed in the environment
+      (``VOICECAST_AMI__SECRET``) never makes the file sensitive.
+
+    There is no opt-out: the fix is one ``chmod 600 PATH`` (or moving the secret to the
+    environment), and a dialler whose AMI account leaks can be made to call anyone.
+
+    Raises:
+        ConfigError: one line naming the file, its mode, what is wrong and the fix.
+    """
+    path = settings.source
+    if path is None:
+        return
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o022:
+        raise ConfigError(
+            f"{path} is writable by other users (mode {mode:04o}): whoever can change it "
+            f"decides where calls go; run: chmod 600 {path}"
+        )
+    if settings.file_secrets and not file_is_private(info):
+        names = " and ".join(settings.file_secrets)
+        env = " / ".join(ENV_FOR_SECRET[n] for n in settings.file_secrets)
+        raise ConfigError(
+            f"{path} holds {names} and is readable by other users (mode {mode:04o}); "
+            f"run: chmod 600 {path} (or pass the secret in {env})"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` reaches this machine only: ``localhost`` or a loopback address
+    (127.0.0.0/8, ``::1``). Empty (every interface), ``0.0.0.0``, ``::`` and other names
+    are not; names are not resolved (what they point to can change)."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+ExposedPart = Literal["ami", "fastagi", "web"]
+
+
+def exposure_warnings(
+    settings: Settings, parts: tuple[ExposedPart, ...] = ("ami", "fastagi", "web")
+) -> list[str]:
+    """What this configuration exposes to the network, one warning line each (empty: all
+    on loopback). Logged at WARNING by ``voicecast serve`` and ``campaign start --wait``.
+
+    - ``fastagi``: ``[fastagi] host`` not loopback. FastAGI has no authentication: whoever
+      reaches the port can drive the calls handed to it.
+    - ``ami``: ``[ami] host`` not loopback (never in sandbox mode, whose AMI is on
+      127.0.0.1). AMI is clear text: the secret and every number called cross the network.
+    - ``web``: ``[web] host`` not loopback and no ``tls_cert``/``tls_key`` (only when
+      ``[web] enabled``).
+    """
+    out: list[str] = []
+    fa, ami, web = settings.fastagi, settings.ami, settings.web
+    if "fastagi" in parts and not is_loopback(fa.host):
+        out.append(
+            f"FastAGI listens on {fa.host or '*'}:{fa.port}, not on loopback: FastAGI has no "
+            "authentication, so whoever reaches that port can drive calls in progress; keep "
+            '[fastagi] host = "127.0.0.1" with Asterisk on this machine, else let only the '
+            "Asterisk host reach that port (firewall, WireGuard)"
+        )
+    if "ami" in parts and not settings.sandbox.enabled and not is_loopback(ami.host):
+        out.append(
+            f"AMI is reached at {ami.host}:{ami.port}, not on loopback: AMI is clear text "
+            "(the secret and every number called cross the network); reach a remote "
+            "Asterisk through an SSH tunnel (ssh -N -L 5038:127.0.0.1:5038 PBX, then "
+            '[ami] host = "127.0.0.1") or WireGuard'
+        )
+    tls = bool(web.tls_cert and web.tls_key)
+    if "web" in parts and web.enabled and not is_loopback(web.host) and not tls:
+        out.append(
+            f"the console listens on {web.host or '*'}:{web.port} without TLS: passwords, "
+            "session cookies and personal data cross the network in clear; keep [web] host "
+            "on loopback behind a TLS reverse proxy, or set [web] tls_cert and tls_key"
+        )
+    return out
 
 
 DEFAULT_CONFIG_TEXT = """\
@@ -483,6 +673,9 @@ dir = "var/sandbox"
 ami_port = 5038
 mirror = "http://deb.debian.org/debian"
 suite = "sid"
+# How the sandbox dials: its simulated network. To see what a trunk that is down does to a
+# campaign, point it at an endpoint that does not exist: "PJSIP/{number}@down".
+dial_string = "Local/{number}@sim-pstn"
 
 [ami]
 # Your Asterisk's AMI account (asterisk-conf/manager.conf, user [voicecast]).
@@ -539,6 +732,9 @@ ring_timeout = 30.0           # seconds
 retries = 2                   # extra attempts for busy / no_answer / congestion
 retry_delay = 600.0           # seconds
 max_call_duration = 600.0     # seconds
+# A campaign whose calls fail at the PBX this many times in a row (Originate refused, no
+# route, trunk down) is paused with an alert (console, webhook campaign.alert, journal).
+alert_after_pbx_failures = 5
 
 [report]
 timezone = ""                 # IANA zone for report times; empty = this machine's zone

@@ -67,6 +67,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxView]:
     tmp = tmp_path_factory.mktemp("sandbox-config")
     cfg = tmp / "voicecast.toml"
     cfg.write_text(_config_text(tmp))
+    cfg.chmod(0o600)  # as `voicecast init` makes it
     sb = Sandbox(load_settings(cfg, environ={}), log=print)
     sb.up()
     try:
@@ -166,6 +167,7 @@ class Workspace:
 def workspace(tmp_path: Path, sandbox: SandboxView) -> Iterator[Workspace]:
     cfg = tmp_path / "voicecast.toml"
     cfg.write_text(_config_text(tmp_path))
+    cfg.chmod(0o600)  # as `voicecast init` makes it
     settings = load_settings(cfg, environ={})
     engine = make_engine(settings.database_url())
     ws = Workspace(tmp_path, cfg, settings, session_factory(engine), sandbox)

@@ -32,6 +32,7 @@ def make_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str =
     monkeypatch.delenv("VOICECAST_CONFIG", raising=False)
     path = tmp_path / "voicecast.toml"
     path.write_text(BASE_CONFIG + ("\n" + extra if extra else ""), encoding="utf-8")
+    path.chmod(0o600)  # as `voicecast init` makes it (the CLI refuses a config others may change)
     return path
 
 

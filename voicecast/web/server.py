@@ -3,7 +3,8 @@
 Request pipeline (outermost first):
 
 1. :func:`security_headers_middleware`: CSP (no inline script), frame denial, nosniff,
-   ``Referrer-Policy``, ``Cache-Control: no-store`` on every dynamic response.
+   ``Referrer-Policy``, ``Permissions-Policy``, cross-origin isolation, HSTS over HTTPS,
+   ``Cache-Control: no-store`` on every dynamic response, redirects and errors included.
 2. :func:`error_middleware`: :class:`HTTPProblem` and :class:`~voicecast.errors.VoicecastError`
    become JSON ``{"error": {"code", "message"}}`` under ``/api/`` and an HTML error page
    elsewhere; an unexpected exception is logged and answered 500 without its text.
@@ -31,7 +32,7 @@ import logging
 import re
 import secrets
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -40,9 +41,12 @@ from urllib.parse import quote, urlsplit
 
 import jinja2
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from multidict import MultiDictProxy
 from sqlalchemy.orm import Session
 
 from voicecast.clock import Clock
+from voicecast.config import check_private_file, exposure_warnings
 from voicecast.errors import NotFoundError, VoicecastError
 from voicecast.journal import kinds
 from voicecast.journal.store import acting_as, append
@@ -72,6 +76,21 @@ CSP = (
     "media-src 'self' blob:; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; "
     "base-uri 'self'; form-action 'self'"
 )
+PERMISSIONS_POLICY = (
+    "camera=(), microphone=(), geolocation=(), payment=(), usb=(), display-capture=(), "
+    "fullscreen=(self)"
+)
+"""Browser features the console never uses are disabled for it and anything it embeds."""
+SECURITY_HEADERS: dict[str, str] = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Permissions-Policy": PERMISSIONS_POLICY,
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+"""Headers every response carries (:func:`add_security_headers`)."""
 
 
 @dataclass
@@ -286,20 +305,43 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
 
 
-@web.middleware
-async def security_headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Add the security headers to every response (OWASP Secure Headers Project)."""
-    response = await handler(request)
-    headers = response.headers
-    headers.setdefault("Content-Security-Policy", CSP)
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "same-origin")
-    headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+def came_over_https(request: web.Request) -> bool:
+    """True when the browser reached us over HTTPS: directly (``[web] tls_cert``), or says
+    a trusted proxy's ``X-Forwarded-Proto: https`` (:func:`from_trusted_proxy`)."""
+    if request.secure:
+        return True
+    forwarded = request.headers.get("X-Forwarded-Proto", "")
+    return from_trusted_proxy(request) and forwarded.lower() == "https"
+
+
+def add_security_headers(request: web.Request, headers: MutableMapping[str, str]) -> None:
+    """Set the headers of :data:`SECURITY_HEADERS` (a handler's own value wins), plus:
+
+    - ``Cache-Control: no-store`` on everything but ``/static/`` files: pages, API answers
+      and errors carry personal data (numbers, names, reports) that must not stay in a
+      browser's or a proxy's cache;
+    - ``Strict-Transport-Security`` (one year) when the request came over HTTPS
+      (:func:`came_over_https`; browsers ignore it over plain HTTP, RFC 6797 §7.2).
+    """
+    for name, value in SECURITY_HEADERS.items():
+        headers.setdefault(name, value)
     if not request.path.startswith("/static/"):
         headers.setdefault("Cache-Control", "no-store")
-    if request.secure:
+    if came_over_https(request):
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+
+
+@web.middleware
+async def security_headers_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Add the security headers (:func:`add_security_headers`; OWASP Secure Headers
+    Project) to every response: pages, API answers, static files, error pages and the
+    redirects a handler raises (a 303 after a form, the 302 to ``/login``)."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # a raised redirect (errors are answers by now)
+        add_security_headers(request, exc.headers)
+        raise
+    add_security_headers(request, response.headers)
     return response
 
 
@@ -357,6 +399,22 @@ def _same_origin(request: web.Request) -> bool:
     return parts.netloc == request.host
 
 
+async def read_form(
+    request: web.Request,
+) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
+    """``request.post()`` (cached by aiohttp: later calls return the same form), with a
+    malformed form body answered 400 rather than 500: a hostile client may send a multipart
+    part whose headers hold control characters or lack a name.
+
+    Raises:
+        HTTPProblem: 400 for a malformed body (413 for a too large one stays aiohttp's).
+    """
+    try:
+        return await request.post()
+    except (ValueError, AssertionError, LookupError, HttpProcessingError) as exc:
+        raise HTTPProblem(400, "invalid", f"body: malformed form ({exc})") from None
+
+
 @web.middleware
 async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Refuse unsafe requests without the double-submit CSRF token (bearer tokens exempt).
@@ -373,7 +431,7 @@ async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamR
             "application/x-www-form-urlencoded",
             "multipart/form-data",
         ):
-            form = await request.post()
+            form = await read_form(request)
             value = form.get(CSRF_FIELD)
             sent = value if isinstance(value, str) else ""
         if (
@@ -551,10 +609,7 @@ def cookie_secure(request: web.Request) -> bool:
         return True
     if mode == "never":
         return False
-    if request.secure:
-        return True
-    forwarded = request.headers.get("X-Forwarded-Proto", "")
-    return from_trusted_proxy(request) and forwarded.lower() == "https"
+    return came_over_https(request)
 
 
 def set_cookie(
@@ -609,18 +664,19 @@ def ssl_context(ctx: WebContext) -> ssl.SSLContext | None:
 
     Raises:
         VoicecastError: only one of the two is set, or the files cannot be loaded.
+        ConfigError: the key file can be read or changed by other users
+            (:func:`voicecast.config.check_private_file`).
     """
     web_settings = ctx.runtime.settings.web
     if not web_settings.tls_cert and not web_settings.tls_key:
         return None
     if not (web_settings.tls_cert and web_settings.tls_key):
         raise VoicecastError("[web] tls_cert and tls_key must be set together")
+    key_file = ctx.runtime.settings.path(web_settings.tls_key)
+    check_private_file(key_file, "[web] tls_key")
     context_ = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
-        context_.load_cert_chain(
-            ctx.runtime.settings.path(web_settings.tls_cert),
-            ctx.runtime.settings.path(web_settings.tls_key),
-        )
+        context_.load_cert_chain(ctx.runtime.settings.path(web_settings.tls_cert), key_file)
     except (OSError, ssl.SSLError) as exc:
         raise VoicecastError(f"[web] cannot load the TLS certificate: {exc}") from exc
     return context_
@@ -629,7 +685,8 @@ def ssl_context(ctx: WebContext) -> ssl.SSLContext | None:
 async def start_web(ctx: WebContext) -> web.AppRunner:
     """Start serving on ``[web] host``:``port``; the caller awaits ``runner.cleanup()``.
 
-    Logs a warning when bound to an address other than loopback.
+    Logs a warning when bound to an address other than loopback without TLS
+    (:func:`voicecast.config.exposure_warnings`).
 
     Raises:
         VoicecastError: the address cannot be listened on (port taken, unknown host), or
@@ -649,10 +706,8 @@ async def start_web(ctx: WebContext) -> web.AppRunner:
             f"[web] cannot listen on {settings.host}:{settings.port}: "
             f"{exc.strerror or exc} (another server there? change [web] port)"
         ) from exc
-    if settings.host not in ("127.0.0.1", "::1", "localhost"):
-        log.warning(
-            "the console listens on %s, not loopback: make sure TLS protects it", settings.host
-        )
+    for line in exposure_warnings(ctx.runtime.settings, ("web",)):
+        log.warning("%s", line)
     log.info(
         "console and API on %s://%s:%s/", "https" if tls else "http", settings.host, settings.port
     )
