@@ -11,6 +11,8 @@ them later. Event types:
 - ``optout.created``: a number asked not to be called again (key press, call-back, CLI,
   console, API; :func:`enqueue_optout_created`, called by
   :func:`voicecast.compliance.suppression.add_opt_out` when the number is new);
+- ``campaign.alert``: a campaign was paused because its calls fail at the PBX (trunk down,
+  no route: :func:`enqueue_campaign_alert`, called by the dialer controller);
 - ``webhook.test``: sent to one receiver from the console's "send a test event" button.
 
 Each POST carries the JSON body ``{"id", "type", "created_at", "data"}`` and the headers:
@@ -48,7 +50,8 @@ import random
 import secrets
 import time
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -71,7 +74,7 @@ from voicecast.storage.models import (
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES: tuple[str, ...] = ("attempt.completed", "optout.created")
+EVENT_TYPES: tuple[str, ...] = ("attempt.completed", "optout.created", "campaign.alert")
 TEST_EVENT = "webhook.test"
 """The event type of the console's "send a test event" (sent to one receiver only)."""
 DELIVERY_STATUSES: tuple[str, ...] = ("pending", "delivered", "failed")
@@ -297,6 +300,37 @@ def enqueue_attempt_completed(session: Session, attempt: CallAttempt, now: datet
         ),
     }
     return enqueue_event(session, "attempt.completed", data, now)
+
+
+def enqueue_campaign_alert(
+    session: Session,
+    campaign: Campaign,
+    *,
+    reason: str,
+    failed_attempts: list[str],
+    requeued: int,
+    now: datetime,
+) -> int:
+    """Queue ``campaign.alert``: the dialer paused ``campaign`` because its calls all fail
+    at the PBX (see :meth:`voicecast.dialer.controller.Dialer._raise_alert`).
+
+    Called in the transaction that pauses the campaign. ``data``: ``campaign`` (name),
+    ``campaign_id``, ``status`` (``paused``), ``reason`` (the campaign's status reason,
+    with Asterisk's last error), ``failed_attempts`` (their ids), ``requeued`` (contacts
+    put back to be dialled on resume). ``now``: the wall-clock instant (aware). Returns
+    the number of deliveries queued.
+    """
+    if not subscribers(session, "campaign.alert"):
+        return 0
+    data = {
+        "campaign": campaign.name,
+        "campaign_id": campaign.id,
+        "status": campaign.status,
+        "reason": reason,
+        "failed_attempts": failed_attempts,
+        "requeued": requeued,
+    }
+    return enqueue_event(session, "campaign.alert", data, now)
 
 
 def enqueue_optout_created(
@@ -541,15 +575,26 @@ class DeliveryJob:
     attempts: int
 
 
-def claim_due(session: Session, now: datetime, limit: int, lease: float) -> list[DeliveryJob]:
+def claim_due(
+    session: Session,
+    now: datetime,
+    limit: int,
+    lease: float,
+    *,
+    busy: Mapping[int, int] | None = None,
+    per_webhook: int | None = None,
+) -> list[DeliveryJob]:
     """Claim up to ``limit`` pending deliveries due at ``now`` (UTC) of enabled webhooks,
-    oldest due first.
+    oldest due first; with ``per_webhook``, at most that many per webhook counting the
+    ``busy`` ones (webhook id -> POSTs already in flight), so that one slow receiver cannot
+    take every slot from the others.
 
     A claimed delivery stays ``pending`` with ``next_attempt_at`` moved ``lease`` seconds
     ahead, so another worker does not take it and, should this process die during the
     POST, it is tried again once the lease has passed.
     """
-    rows = session.execute(
+    taken = dict(busy or {})
+    query = (
         select(WebhookDelivery, Webhook)
         .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
         .where(
@@ -558,11 +603,22 @@ def claim_due(session: Session, now: datetime, limit: int, lease: float) -> list
             Webhook.enabled.is_(True),
         )
         .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-        .limit(limit)
-    ).all()
+    )
+    if per_webhook is not None:
+        full = [h for h, n in taken.items() if n >= per_webhook]
+        if full:
+            query = query.where(WebhookDelivery.webhook_id.not_in(full))
+        query = query.limit(limit * per_webhook + limit)  # room to skip a crowded webhook
+    else:
+        query = query.limit(limit)
+    rows = session.execute(query).all()
     jobs: list[DeliveryJob] = []
     until = now + timedelta(seconds=lease)
     for delivery, hook in rows:
+        if len(jobs) >= limit:
+            break
+        if per_webhook is not None and taken.get(hook.id, 0) >= per_webhook:
+            continue
         claimed = session.execute(
             update(WebhookDelivery)
             .where(
@@ -575,6 +631,7 @@ def claim_due(session: Session, now: datetime, limit: int, lease: float) -> list
         )
         if getattr(claimed, "rowcount", 0) != 1:
             continue
+        taken[hook.id] = taken.get(hook.id, 0) + 1
         jobs.append(
             DeliveryJob(
                 id=delivery.id,
@@ -628,7 +685,10 @@ def record_attempt(
 
 
 DELIVERY_CONCURRENCY = 8
-"""POSTs in flight at once: a slow receiver holds one slot, never the others."""
+"""POSTs in flight at once."""
+PER_WEBHOOK_CONCURRENCY = 2
+"""POSTs in flight at once to one webhook: a receiver that hangs holds at most this many
+slots (each until ``[web] webhook_timeout``), never the others' slots."""
 POLL_INTERVAL = 1.0  # seconds between looks at the outbox
 LEASE_MARGIN = 30.0  # seconds beyond the POST timeout before a claimed delivery is retaken
 USER_AGENT = "voicecast-webhooks/1"
@@ -650,6 +710,8 @@ class DeliveryWorker:
         timeout: seconds per POST (``[web] webhook_timeout``).
         max_attempts: tries before ``failed`` (``[web] webhook_max_attempts``).
         concurrency: POSTs in flight at once.
+        per_webhook: POSTs in flight at once to one webhook (:data:`PER_WEBHOOK_CONCURRENCY`):
+            a hanging receiver holds no more slots than that.
         poll_interval: seconds between looks at the outbox when idle.
         clock: wall clock for due times and the purge's cutoff (default: the system clock).
         rng: randomness of the back-off jitter (tests pass a seeded one).
@@ -664,6 +726,7 @@ class DeliveryWorker:
         timeout: float = 10.0,
         max_attempts: int = 8,
         concurrency: int = DELIVERY_CONCURRENCY,
+        per_webhook: int = PER_WEBHOOK_CONCURRENCY,
         poll_interval: float = POLL_INTERVAL,
         clock: Clock | None = None,
         rng: random.Random | None = None,
@@ -679,6 +742,8 @@ class DeliveryWorker:
         self.timeout = timeout
         self.max_attempts = max_attempts
         self.concurrency = concurrency
+        self.per_webhook = per_webhook
+        self._per_hook: Counter[int] = Counter()  # webhook id -> POSTs in flight
         self.poll_interval = poll_interval
         self.clock: Clock = clock or SystemClock()
         self.rng = rng
@@ -738,8 +803,13 @@ class DeliveryWorker:
             return
         now = self.clock.now()
         lease = self.timeout + LEASE_MARGIN
-        jobs = await asyncio.to_thread(self._db, lambda s: claim_due(s, now, free, lease))
+        busy = dict(self._per_hook)
+        jobs = await asyncio.to_thread(
+            self._db,
+            lambda s: claim_due(s, now, free, lease, busy=busy, per_webhook=self.per_webhook),
+        )
         for job in jobs:
+            self._per_hook[job.webhook_id] += 1
             task = asyncio.create_task(self._deliver(http, job), name=f"webhook-{job.id}")
             self._inflight.add(task)
             task.add_done_callback(self._done)
@@ -753,7 +823,12 @@ class DeliveryWorker:
             return fn(s)
 
     async def _deliver(self, http: aiohttp.ClientSession, job: DeliveryJob) -> None:
-        http_status, error = await self.post(http, job)
+        try:
+            http_status, error = await self.post(http, job)
+        finally:
+            self._per_hook[job.webhook_id] -= 1
+            if self._per_hook[job.webhook_id] <= 0:
+                del self._per_hook[job.webhook_id]
         now = self.clock.now()
         try:
             status = await asyncio.to_thread(

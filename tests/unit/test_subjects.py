@@ -498,8 +498,8 @@ def test_vacuum_cleans_a_database_written_without_secure_delete(
 ) -> None:
     original = storage_db._sqlite_pragmas
 
-    def before_this_version(conn: Any, record: Any) -> None:
-        original(conn, record)
+    def before_this_version(busy_timeout_ms: int, conn: Any, record: Any) -> None:
+        original(busy_timeout_ms, conn, record)
         conn.execute("PRAGMA secure_delete=OFF")
 
     monkeypatch.setattr(storage_db, "_sqlite_pragmas", before_this_version)

@@ -4,7 +4,9 @@ Why not a library: pyst2's ``fastagi`` is Python 2 code (``SocketServer``), and 
 1.4's FastAGI ``Application`` reads the request headers in a loop that never ends when
 Asterisk closes early, has no timeouts, and does not expect the asynchronous ``HANGUP`` line
 Asterisk sends when the channel hangs up (the next result is then read out of step). This one
-puts a timeout on every read, understands ``HANGUP``, and validates every argument it sends.
+puts a timeout on every read and write (the request headers: ``header_timeout``; each
+command, its write included: ``command_timeout``; closing: :data:`CLOSE_TIMEOUT`),
+understands ``HANGUP``, and validates every argument it sends.
 
 Protocol reference: Asterisk documentation, "AGI" / "FastAGI": on connect Asterisk sends
 ``agi_<name>: <value>`` lines and an empty line; then each command is one line, answered by
@@ -14,7 +16,6 @@ Protocol reference: Asterisk documentation, "AGI" / "FastAGI": on connect Asteri
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,9 @@ from voicecast.errors import UnsafeValueError
 log = logging.getLogger(__name__)
 
 HEADER_TIMEOUT = 10.0
+"""Seconds a new FastAGI connection has to send its complete ``agi_*`` request headers."""
+CLOSE_TIMEOUT = 2.0
+"""Seconds to wait for a FastAGI socket to close before aborting it."""
 MAX_HEADER_BYTES = 64 * 1024
 _RESULT_RE = re.compile(r"^(\d{3})[ -](.*)\Z")
 _KV_RE = re.compile(r"(\w+)=(\S*)")
@@ -135,10 +139,14 @@ class AgiSession:
     ) -> AgiResult:
         if self.hung_up and not dead_ok:
             raise AgiHangup("channel already hung up")
-        try:
+
+        async def exchange() -> AgiResult:
             self._writer.write(line.encode("utf-8") + b"\n")
             await self._writer.drain()
-            result = await asyncio.wait_for(self._read_result(), timeout or self.command_timeout)
+            return await self._read_result()
+
+        try:  # one deadline for the write and the answer
+            result = await asyncio.wait_for(exchange(), timeout or self.command_timeout)
         except TimeoutError as exc:
             raise AgiError(f"AGI command {name} timed out") from exc
         except (ConnectionError, OSError) as exc:
@@ -221,12 +229,22 @@ class FastAgiServer:
 
     Args:
         handlers: route name (``agi_network_script``) -> coroutine function.
-        command_timeout: default seconds for each AGI command.
+        command_timeout: default seconds for each AGI command (``[fastagi]
+            command_timeout``).
+        header_timeout: seconds a new connection has to send its request headers (a client
+            that connects and sends nothing is dropped then); None: :data:`HEADER_TIMEOUT`.
     """
 
-    def __init__(self, handlers: dict[str, Handler], *, command_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        handlers: dict[str, Handler],
+        *,
+        command_timeout: float = 120.0,
+        header_timeout: float | None = None,
+    ) -> None:
         self.handlers = handlers
         self.command_timeout = command_timeout
+        self.header_timeout = header_timeout
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -249,7 +267,8 @@ class FastAgiServer:
         assert task is not None
         self._tasks.add(task)
         try:
-            env = await asyncio.wait_for(_read_env(reader), HEADER_TIMEOUT)
+            limit = self.header_timeout or HEADER_TIMEOUT
+            env = await asyncio.wait_for(_read_env(reader), limit)
             session = AgiSession(reader, writer, env, self.command_timeout)
             handler = self.handlers.get(session.script)
             if handler is None:
@@ -258,7 +277,8 @@ class FastAgiServer:
             await handler(session)
         except TimeoutError:
             log.warning(
-                "FastAGI request failed: no complete AGI request within %ss", HEADER_TIMEOUT
+                "FastAGI request failed: no complete AGI request within %ss",
+                self.header_timeout or HEADER_TIMEOUT,
             )
         except (AgiError, ValueError) as exc:
             log.warning("FastAGI request failed: %s", exc)
@@ -269,8 +289,12 @@ class FastAgiServer:
         finally:
             self._tasks.discard(task)
             writer.close()
-            with contextlib.suppress(OSError, ConnectionError):
-                await writer.wait_closed()
+            try:
+                await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)
+            except TimeoutError:
+                writer.transport.abort()
+            except (OSError, ConnectionError):
+                pass
 
     async def close(self, *, grace: float = 0.0) -> None:
         """Stop listening; wait up to ``grace`` seconds for calls in progress, then cancel."""

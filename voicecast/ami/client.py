@@ -4,7 +4,10 @@ Guarantees a dialer needs (each tested):
 
 - an action is written once; on connection loss every pending action fails with
   :class:`AmiConnectionError` and is never re-sent;
-- every action has a timeout (:class:`AmiError` on expiry);
+- every action has a timeout (:class:`AmiError` on expiry), covering the write too (a
+  manager that stops reading fills the socket buffer: ``drain()`` would wait forever);
+- closing never waits more than :data:`CLOSE_TIMEOUT` for the peer (then the socket is
+  aborted);
 - an event handler that raises is logged and does not disturb the connection.
 """
 
@@ -24,6 +27,9 @@ from voicecast.ami.protocol import AmiMessage, AmiProtocolError, encode_action, 
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[AmiMessage], None]
+
+CLOSE_TIMEOUT = 2.0
+"""Seconds :meth:`AmiClient.close` waits for the socket to close before aborting it."""
 
 
 class AmiError(Exception):
@@ -202,12 +208,15 @@ class AmiClient:
         data = encode_action(action, [*_items(headers), ("ActionID", action_id)])
         pending = _Pending(asyncio.get_running_loop().create_future(), collect_list)
         self._pending[action_id] = pending
-        try:
-            self._writer.write(data)
-            await self._writer.drain()
-            return await asyncio.wait_for(
-                asyncio.shield(pending.future), timeout or self.action_timeout
-            )
+        writer = self._writer
+
+        async def exchange() -> AmiResponse:
+            writer.write(data)
+            await writer.drain()
+            return await asyncio.shield(pending.future)
+
+        try:  # one deadline for the write and the answer
+            return await asyncio.wait_for(exchange(), timeout or self.action_timeout)
         except TimeoutError as exc:
             raise AmiError(f"AMI action {action} got no answer in time") from exc
         except (ConnectionError, OSError) as exc:
@@ -270,9 +279,7 @@ class AmiClient:
                 )
         self._pending.clear()
         if self._writer is not None:
-            self._writer.close()
-            with contextlib.suppress(OSError, ConnectionError):
-                await self._writer.wait_closed()
+            await close_writer(self._writer)
         self._writer = None
         self._reader = None
         if notify and was_up:
@@ -286,14 +293,27 @@ class AmiClient:
     async def close(self) -> None:
         """Log off (best effort) and close; pending actions fail. Idempotent."""
         if self._writer is not None and self._logged_in:
+            self._logged_in = False  # a close, not a loss: no disconnect notice
             with contextlib.suppress(AmiError, OSError):
-                await self._send("Logoff", {}, timeout=1.0)
+                await self._send("Logoff", {}, timeout=1.0, require_login=False)
         task, self._read_task = self._read_task, None
         if task is not None and task is not asyncio.current_task():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._drop(None, notify=False)
+
+
+async def close_writer(writer: asyncio.StreamWriter, timeout: float = CLOSE_TIMEOUT) -> None:
+    """Close ``writer``; abort the socket when the peer does not let it close within
+    ``timeout`` seconds (unsent data waiting on a peer that reads nothing)."""
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), timeout)
+    except TimeoutError:
+        writer.transport.abort()
+    except (OSError, ConnectionError):
+        pass
 
 
 def _items(headers: Mapping[str, str | Sequence[str]]) -> list[tuple[str, str]]:

@@ -10,13 +10,19 @@ when it listens elsewhere, keep these two paths behind the reverse proxy's own r
     {"status": "ok" | "degraded" | "down",
      "checks": {"database":  {"ok": true, "detail": "...", "latency_ms": 1.2},
                 "ami":       {"ok": true | false | null, "detail": "..."},
-                "scheduler": {"ok": true | false | null, "detail": "..."}}}
+                "scheduler": {"ok": true | false | null, "detail": "..."},
+                "storage":   {"ok": true | false | null, "detail": "..."}}}
 
-``ok`` is null for a check that does not apply: ``ami`` and ``scheduler`` when no dialer
-runs in this process (the web application alone, or ``voicecast serve`` in the instant
-before its dialer has started). ``status``: ``down`` when the database fails, ``degraded``
-when the AMI connection or the dialer's scheduler fails, else ``ok``. HTTP 200 when
-``ok``, 503 otherwise.
+``storage`` is false while the dialer finds the database refusing writes (disk full,
+read-only, locked: :attr:`voicecast.dialer.controller.Dialer.storage_error`, whose reason
+and database it shows); dialling is paused meanwhile. ``database`` only reads (``SELECT
+1``), which a full or read-only database still answers.
+
+``ok`` is null for a check that does not apply: ``ami``, ``scheduler`` and ``storage``
+when no dialer runs in this process (the web application alone, or ``voicecast serve`` in
+the instant before its dialer has started). ``status``: ``down`` when the database fails,
+``degraded`` when the AMI connection, the dialer's scheduler or its writes fail, else
+``ok``. HTTP 200 when ``ok``, 503 otherwise.
 
 ``/metrics`` reads the database at scrape time (:class:`DatabaseCollector`), so the figures
 are right whichever process dials.
@@ -95,6 +101,17 @@ def check_scheduler(dialer: Dialer | None, now: float | None = None) -> Check:
     return {"ok": True, "detail": f"alive ({age:.1f} s ago)", "age_seconds": round(age, 1)}
 
 
+def check_storage(dialer: Dialer | None) -> Check:
+    """Whether the dialer's database takes writes (:attr:`Dialer.storage_error` is None);
+    null when no dialer runs here."""
+    if dialer is None:
+        return {"ok": None, "detail": NOT_HERE}
+    error = dialer.storage_error
+    if error is not None:
+        return {"ok": False, "detail": f"dialling paused: {error}"}
+    return {"ok": True, "detail": "writes succeed"}
+
+
 def overall(checks: dict[str, Check]) -> str:
     """``down`` (database failed), ``degraded`` (another check failed) or ``ok``."""
     if checks["database"]["ok"] is not True:
@@ -111,6 +128,7 @@ async def healthz(request: web.Request) -> web.Response:
         "database": await check_database(ctx.runtime.sessions),
         "ami": check_ami(ctx.dialer),
         "scheduler": check_scheduler(ctx.dialer),
+        "storage": check_storage(ctx.dialer),
     }
     status = overall(checks)
     return web.json_response(

@@ -17,10 +17,14 @@ from voicecast.webhooks import create_webhook, enqueue_event
 from .live_data import add_attempt, add_gate_decision, seed_campaign
 
 
-def fake_dialer(connected: bool = True, heartbeat_age: float | None = 0.5) -> Any:
-    """The two things /healthz reads of a Dialer: ``pbx.connected`` and ``heartbeat``."""
+def fake_dialer(
+    connected: bool = True, heartbeat_age: float | None = 0.5, storage_error: str | None = None
+) -> Any:
+    """What /healthz reads of a Dialer: ``pbx.connected``, ``heartbeat``, ``storage_error``."""
     beat = None if heartbeat_age is None else time.monotonic() - heartbeat_age
-    return SimpleNamespace(pbx=SimpleNamespace(connected=connected), heartbeat=beat)
+    return SimpleNamespace(
+        pbx=SimpleNamespace(connected=connected), heartbeat=beat, storage_error=storage_error
+    )
 
 
 async def test_healthz_without_a_dialer_is_ok_with_the_dialer_checks_not_applicable(
@@ -57,6 +61,16 @@ async def test_healthz_degraded_when_ami_is_down_or_the_loop_is_stuck(
     body = await (await client.get("/healthz")).json()
     assert body["status"] == "degraded" and body["checks"]["scheduler"]["ok"] is False
     assert "stuck" in body["checks"]["scheduler"]["detail"]
+
+    web_ctx.dialer = fake_dialer(storage_error="the disk holding the database is full (x)")
+    resp = await client.get("/healthz")
+    body = await resp.json()
+    assert resp.status == 503 and body["status"] == "degraded"
+    assert body["checks"]["database"]["ok"] is True  # reads still work
+    assert body["checks"]["storage"] == {
+        "ok": False,
+        "detail": "dialling paused: the disk holding the database is full (x)",
+    }
 
     web_ctx.dialer = fake_dialer(heartbeat_age=None)
     resp = await client.get("/healthz")
