@@ -32,12 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from voicecast.config import Settings
+from voicecast.config import Settings, check_private_file
 from voicecast.errors import VoicecastError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "asterisk-conf"
-SIM_DIAL_STRING = "Local/{number}@sim-pstn"
 SIM_RECORDINGS = "voicecast-sim"
+SANDBOX_MANAGER_CONF = "manager_sandbox.conf"  # asterisk-conf/sandbox/: test-only AMI users
+SIM_CALLS_LOG = "calls.log"  # in SIM_RECORDINGS, written by [sim-pstn]
 START_TIMEOUT = 60.0
 ASTERISK_IN_CHROOT = "/usr/sbin/asterisk"
 
@@ -68,6 +69,14 @@ class SandboxView:
     recordings_dir: Path
     replies_dir: Path | None = None
     replies_dir_on_pbx: str = ""
+
+    @property
+    def calls_log(self) -> Path:
+        """Host path of the simulated network's call-entry log: one line
+        ``<epoch> <number> <attempt id or none> <uniqueid>`` per call it received, appended
+        by the dialplan (``[sim-pstn]``) before the callee does anything: Asterisk's own
+        count of the calls placed, which survives an Asterisk crash."""
+        return self.recordings_dir / SIM_CALLS_LOG
 
 
 def _find_host_asterisk() -> str | None:
@@ -168,7 +177,7 @@ class Sandbox:
         return SandboxView(
             ami_port=self.settings.sandbox.ami_port,
             secret=self.ami_secret(),
-            dial_string=SIM_DIAL_STRING,
+            dial_string=self.settings.sandbox.dial_string,
             sounds_dir=self._host_path(sounds_on_pbx),
             sounds_dir_on_pbx=sounds_on_pbx,
             recordings_dir=self._host_path(f"{dirs['astspooldir']}/{SIM_RECORDINGS}"),
@@ -177,8 +186,13 @@ class Sandbox:
         )
 
     def ami_secret(self) -> str:
-        """The sandbox's AMI secret (random, made once, stored with mode 0600)."""
+        """The sandbox's AMI secret (random, made once, stored with mode 0600).
+
+        Raises:
+            ConfigError: the secret file can be read or changed by other users.
+        """
         if self.secret_file.is_file():
+            check_private_file(self.secret_file, "the sandbox AMI secret")
             return self.secret_file.read_text().strip()
         self.dir.mkdir(parents=True, exist_ok=True)
         secret = secrets.token_urlsafe(24)
@@ -266,7 +280,12 @@ class Sandbox:
         manager = (etc / "manager.conf").read_text()
         manager = manager.replace("port = 5038", f"port = {view.ami_port}", 1)
         manager = manager.replace("secret = CHANGE-ME", f"secret = {view.secret}", 1)
+        # the sandbox's own AMI users (tests only: each lacks one class of the production
+        # user's rights), kept out of the production file
+        manager += f'\n#include "{SANDBOX_MANAGER_CONF}"\n'
         _write_private(etc / "manager.conf", manager)
+        probes = (etc / SANDBOX_MANAGER_CONF).read_text()
+        _write_private(etc / SANDBOX_MANAGER_CONF, probes.replace("CHANGE-ME", view.secret))
         ext = (etc / "extensions.conf").read_text()
         ext = ext.replace(
             "VOICECAST_AGI = agi://127.0.0.1:4573",
@@ -286,6 +305,7 @@ class Sandbox:
         self._host_path(f"{dirs['astspooldir']}/{SIM_RECORDINGS}").mkdir(
             parents=True, exist_ok=True
         )
+        view.calls_log.touch()  # FILE() appends lines only to an existing file
         view.sounds_dir.mkdir(parents=True, exist_ok=True)
         if view.replies_dir is not None:
             view.replies_dir.mkdir(parents=True, exist_ok=True)
@@ -417,6 +437,29 @@ class Sandbox:
                 time.sleep(0.1)
         raise SandboxError(f"could not stop the sandbox Asterisk (pid {pid})")
 
+    def cli(self, command: str, timeout: float = 30.0) -> str:
+        """Run one Asterisk CLI ``command`` on the running sandbox (``asterisk -rx``, over
+        its control socket: no AMI involved); returns its output.
+
+        Raises:
+            SandboxError: the command could not be run or exited with an error.
+        """
+        try:
+            res = subprocess.run(
+                self._command("-rx", command),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise SandboxError(f"asterisk -rx {command!r}: {exc}") from exc
+        if res.returncode != 0:
+            raise SandboxError(
+                f"asterisk -rx {command!r} exited {res.returncode}: {res.stderr.strip()}"
+            )
+        return res.stdout
+
     def version(self) -> str | None:
         """``asterisk -V`` of the sandbox's Asterisk, or None when not provisioned."""
         if not self.provisioned():
@@ -452,7 +495,10 @@ class Sandbox:
 
 
 def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600, also when ``path`` already exists (the
+    mode of ``os.open`` applies only to a file it creates)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
 

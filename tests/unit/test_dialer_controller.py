@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import os
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from voicecast.dialer.controller import (
     LEASE_TIMEOUT,
     Dialer,
     LeaseHeld,
+    Pacer,
     acquire_lease,
     lease_holder,
 )
@@ -58,7 +60,10 @@ from voicecast.storage.models import (
     ContactList,
     ControllerLease,
     GateDecision,
+    JournalEntry,
     OppositionList,
+    Webhook,
+    WebhookDelivery,
     utcnow,
 )
 
@@ -107,6 +112,9 @@ class FakePbx:
     call_seconds: float = 0.1
     unavailable_first: int = 0
     reject: bool = False
+    #: numbers ending with one of these digits: the call fails at the PBX (no route, as a
+    #: trunk that is down: OriginateResponse Reason 0, no callee cause)
+    no_route_digits: str = ""
     connected: bool = True
     originates: list[tuple[float, OriginateRequest]] = field(default_factory=list)
     up: set[str] = field(default_factory=set)
@@ -137,6 +145,11 @@ class FakePbx:
         assert self.listener is not None and self.flow is not None
         digit = req.number[-1]
         await asyncio.sleep(0.02)
+        if digit in self.no_route_digits:
+            self.up.discard(req.attempt_id)
+            self.listener.on_originate_result(req.attempt_id, False, 0)
+            self.listener.on_hangup(req.attempt_id, 0, "", True)
+            return
         if digit == "3":
             self.listener.on_originate_result(req.attempt_id, False, 5)
             self.listener.on_hangup(req.attempt_id, 17, "User busy", False)
@@ -227,9 +240,17 @@ def _run(
     pbx: FakePbx,
     before: Callable[[Dialer], None] | None = None,
     clock: Clock | None = None,
+    alert_after: int = 5,
 ) -> Dialer:
     async def main() -> Dialer:
-        dialer = Dialer(sessions, pbx, _plan, gate=GATE, clock=clock)  # type: ignore[arg-type]
+        dialer = Dialer(
+            sessions,
+            pbx,  # type: ignore[arg-type]
+            _plan,
+            gate=GATE,
+            clock=clock,
+            alert_after=alert_after,
+        )
         if before:
             before(dialer)
         await dialer.start()
@@ -364,6 +385,102 @@ def test_a_refused_originate_fails_with_asterisks_reason(sessions: sessionmaker[
     (attempt,) = _attempts(sessions)
     assert attempt.outcome == "failed"
     assert attempt.error == "Asterisk refused the Originate: Extension does not exist"
+
+
+def _status(sessions: sessionmaker[Session]) -> tuple[str, str | None]:
+    with sessions() as s:
+        c = s.scalars(select(Campaign)).one()
+        return c.status, c.status_reason
+
+
+def _resume(sessions: sessionmaker[Session]) -> None:
+    with sessions() as s, s.begin():
+        c = s.scalars(select(Campaign)).one()
+        c.status, c.status_reason = "running", None
+
+
+def test_calls_failing_at_the_pbx_pause_the_campaign_with_an_alert_and_are_dialled_on_resume(
+    sessions: sessionmaker[Session],
+) -> None:
+    numbers = [f"+3319900001{i}" for i in range(8)]
+    _campaign(sessions, numbers, max_channels=1)
+    with sessions() as s, s.begin():
+        hook = Webhook(url="http://127.0.0.1:9/h", secret="s" * 32, events=["campaign.alert"])
+        s.add(hook)
+    pbx = FakePbx(reject=True)
+    _run(sessions, pbx, alert_after=5)
+    status, reason = _status(sessions)
+    assert status == "paused"
+    assert reason is not None and reason.startswith("alert: the last 5 call(s) all failed")
+    assert "Extension does not exist" in reason
+    failed = _attempts(sessions)
+    assert len(failed) == 5 and {a.outcome for a in failed} == {"failed"}
+    assert all(a.error and "Asterisk refused the Originate" in a.error for a in failed)
+    with sessions() as s:
+        states = {c.phone_e164: c.state for c in s.scalars(select(CampaignContact))}
+        assert set(states.values()) == {"pending"}  # the five requeued, three never dialled
+        (delivery,) = s.scalars(select(WebhookDelivery)).all()
+        assert delivery.event_type == "campaign.alert"
+        assert delivery.payload["data"]["requeued"] == 5
+        assert sorted(delivery.payload["data"]["failed_attempts"]) == sorted(a.id for a in failed)
+        changes = [
+            json.loads(e.data)
+            for e in s.scalars(select(JournalEntry).where(JournalEntry.kind == "campaign.changed"))
+        ]
+        assert [c["action"] for c in changes] == ["paused"]
+        assert changes[0]["reason"].startswith("alert: ")
+    # the trunk is back: resuming dials every contact, the five a second time
+    pbx.reject = False
+    _resume(sessions)
+    _run(sessions, pbx, alert_after=5)
+    assert _status(sessions) == ("completed", None)
+    attempts = _attempts(sessions)
+    assert len(attempts) == 13
+    by_number: dict[str, list[str]] = {}
+    for a in attempts:
+        by_number.setdefault(a.number, []).append(a.outcome or "")
+    assert all(outcomes[-1] != "failed" for outcomes in by_number.values())
+    assert sum(len(v) == 2 for v in by_number.values()) == 5
+
+
+def test_an_unanswered_call_without_a_callee_state_fails_with_asterisks_reason(
+    sessions: sessionmaker[Session],
+) -> None:
+    _campaign(sessions, ["+33199000010", "+33199000013"])
+    _run(sessions, FakePbx(no_route_digits="0"))
+    by_number = {a.number: a for a in _attempts(sessions)}
+    failed = by_number["+33199000010"]
+    assert failed.outcome == "failed"
+    assert failed.error is not None and failed.error.startswith(
+        "Asterisk could not place the call: OriginateResponse Reason 0 (the call could not "
+        "be placed"
+    )
+    assert by_number["+33199000013"].outcome == "busy"  # a callee state: no alert
+    assert _status(sessions) == ("completed", None)
+
+
+def test_a_campaign_whose_every_call_failed_at_the_pbx_ends_with_an_alert_not_completed(
+    sessions: sessionmaker[Session],
+) -> None:
+    _campaign(sessions, ["+33199000010", "+33199000020"])  # fewer calls than alert_after
+    _run(sessions, FakePbx(no_route_digits="0"), alert_after=5)
+    status, reason = _status(sessions)
+    assert status == "paused"
+    assert reason is not None and reason.startswith("alert: the last 2 call(s)")
+    with sessions() as s:
+        assert {c.state for c in s.scalars(select(CampaignContact))} == {"pending"}
+
+
+def test_failures_broken_by_a_call_that_reached_the_network_raise_no_alert(
+    sessions: sessionmaker[Session],
+) -> None:
+    # four failures, a busy line, four failures: never five in a row
+    numbers = [f"+331990000{i}0" for i in range(4)] + ["+33199000043"]
+    numbers += [f"+331990001{i}0" for i in range(4)]
+    _campaign(sessions, numbers, max_channels=1)
+    _run(sessions, FakePbx(no_route_digits="0"), alert_after=5)
+    assert _status(sessions) == ("completed", None)
+    assert [a.outcome for a in _attempts(sessions)].count("failed") == 8
 
 
 def test_a_number_that_is_not_dialable_never_reaches_the_pbx(
@@ -762,3 +879,47 @@ def test_the_opt_out_key_suppresses_the_number_everywhere_at_once(
         assert record is not None and record.source == "key-press"
         (attempt,) = s.scalars(select(CallAttempt).where(CallAttempt.number == leaving)).all()
         assert attempt.outcome == "opted_out" and attempt.played[0]["digit"] == "9"
+
+
+def test_stopping_before_the_originate_goes_out_keeps_the_contact_for_later(
+    sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM between the attempt's row and its Originate: nothing was sent, so the
+    attempt is recorded as not sent and its contact waits for the next run."""
+    _campaign(sessions, ["+33199000010", "+33199000020"])
+    slots = 0
+    blocked = asyncio.Event()
+
+    async def second_dial_waits(self: Pacer) -> None:
+        nonlocal slots
+        slots += 1
+        if slots > 1:
+            blocked.set()
+            await asyncio.sleep(3600)
+
+    monkeypatch.setattr(Pacer, "dial_slot", second_dial_waits)
+    pbx = FakePbx(call_seconds=0.2)
+
+    async def main() -> None:
+        dialer = Dialer(sessions, pbx, _plan, gate=GATE)  # type: ignore[arg-type]
+        await dialer.start()
+        runner = asyncio.create_task(dialer.run(["c"]))
+        await asyncio.wait_for(blocked.wait(), 10)
+        await dialer.stop(grace=5.0)
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+
+    asyncio.run(main())
+    assert len(pbx.originates) == 1
+    by_number = {a.number: a for a in _attempts(sessions)}
+    sent = pbx.originates[0][1].number
+    (held,) = [a for n, a in by_number.items() if n != sent]
+    assert held.state == "ended" and held.outcome == "failed"
+    assert held.error == "not sent: the dialer stopped before sending it"
+    assert held.originate_sent_at is None
+    with sessions() as s:
+        cc = s.scalars(
+            select(CampaignContact).where(CampaignContact.phone_e164 == held.number)
+        ).one()
+        assert (cc.state, cc.attempts) == ("pending", 0)

@@ -17,6 +17,14 @@ Time comes from an injected :class:`~voicecast.clock.Clock`.
 Crash safety: an attempt left unfinished by a previous controller (killed) is never re-sent;
 at start-up it is reconciled from the PBX's own channel list (still up: hung up) and closed
 with the outcome its stored AMD verdict gives, or ``failed`` with the reason.
+
+A database that refuses writes (locked beyond a few retries, disk full, read-only, I/O
+error: :func:`voicecast.storage.db.db_fault`) pauses dialling for every campaign
+(:attr:`Dialer.storage_error`, shown by ``/healthz``) with one logged error: an attempt row
+that cannot be committed means no Originate. Calls already up go on; their outcomes (and
+key-press opt-outs) wait in memory, the attempt keeping its channel slot, and are written,
+then dialling resumes, as soon as a periodic try succeeds. Stopped before that, the
+attempts stay unfinished in the database and the next start closes them (never re-dialled).
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from voicecast.campaigns.compliance import GateEnv, campaign_problems, campaign_rules
@@ -54,6 +63,7 @@ from voicecast.dialer.flow import (
 from voicecast.dialer.outcomes import (
     Outcome,
     next_attempt_time,
+    originate_failure_text,
     outcome_of_unanswered,
     should_retry,
 )
@@ -71,6 +81,7 @@ from voicecast.pbx.base import (
     PlayResult,
 )
 from voicecast.scenarios.model import Prompt
+from voicecast.storage.db import db_fault, retry_busy
 from voicecast.storage.models import (
     CallAttempt,
     Campaign,
@@ -81,7 +92,7 @@ from voicecast.storage.models import (
     Recording,
     utcnow,
 )
-from voicecast.webhooks import enqueue_attempt_completed
+from voicecast.webhooks import enqueue_attempt_completed, enqueue_campaign_alert
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +110,15 @@ ORIGINATE_RESPONSE_MARGIN = 20.0  # seconds beyond the ring timeout
 PROBLEM_CHECK_INTERVAL = 30.0  # seconds between campaign-level compliance checks
 IDLE_POLL = 5.0  # seconds between database polls while every contact waits for later
 PURGE_INTERVAL = 3600.0  # seconds between purges of recordings whose retention ended
+STORAGE_PROBE_INTERVAL = 5.0  # seconds between write tries while the database refuses writes
 
 
 class LeaseHeld(VoicecastError):
     """Another live controller dials for this database."""
+
+
+class StorageUnavailable(VoicecastError):
+    """The database refuses writes at start-up (disk full, read-only, locked): no dialling."""
 
 
 @dataclass
@@ -157,6 +173,9 @@ class CampaignRuntime:
     purpose: str | None = None
     sender: str | None = None
     on_behalf_of: str | None = None
+    #: (contact id, attempt id) of the latest attempts that all failed at the PBX, in a
+    #: row (emptied by any attempt that reached the network); see ``Dialer.alert_after``
+    pbx_failures: list[tuple[int, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -182,10 +201,22 @@ class Tracker:
     send_error: str | None = None
     never_retry: bool = False
     note: str | None = None
+    #: set when the call never left the PBX (Originate refused, or failed before any
+    #: callee state): Asterisk's reason; counts towards the campaign's alert
+    pbx_failure: str | None = None
     #: the allowing gate decision's legal basis (:func:`voicecast.journal.events.legal_basis`)
     basis: dict[str, Any] | None = None
     #: (PBX sound, instant) of every play started, in order
     play_starts: list[tuple[str, datetime]] = field(default_factory=list)
+    #: the PBX connection was lost while this attempt was in flight and its channel has
+    #: not been looked up since (:meth:`Dialer._reconcile_inflight`): its events may be lost
+    pbx_lost: bool = False
+    #: it was in flight at a PBX connection loss and its channel was still up afterwards
+    reconciled: bool = False
+    #: when the flow started (kept here too: the database may refuse its write)
+    answered_at: datetime | None = None
+    #: (outcome, error, not_sent, ended_at) once decided; set while it waits to be written
+    final: tuple[Outcome, str | None, bool, datetime] | None = None
 
 
 def outcome_of_answerer(who: Answerer) -> Outcome:
@@ -261,6 +292,12 @@ class Dialer:
         recordings_max_days: a recorded reply is deleted at its node's ``retention_days``
             and at the latest this many days after recording (``[retention]
             recordings_days``; GDPR art. 5(1)(e)); None: the node's value alone.
+        alert_after: a campaign whose latest ``alert_after`` attempts in a row all failed
+            at the PBX (Originate refused, no route, trunk down: nothing reached the
+            network) is paused with an ``alert:`` reason, a ``campaign.alert`` webhook event
+            and a journal entry, and those contacts are dialled again once it is resumed
+            (``[dialer] alert_after_pbx_failures``). A campaign that would end with every
+            attempt failed that way gets the same alert instead of ``completed``.
     """
 
     def __init__(
@@ -273,8 +310,10 @@ class Dialer:
         max_call_duration: float = 600.0,
         clock: Clock | None = None,
         recordings_max_days: int | None = None,
+        alert_after: int = 5,
     ) -> None:
         self.sessions = sessions
+        self.alert_after = alert_after
         self.recordings_max_days = recordings_max_days
         self.gate = gate
         self.clock: Clock = clock or SystemClock()
@@ -293,6 +332,17 @@ class Dialer:
         #: ``time.monotonic()`` of the run loop's latest iteration (None before :meth:`run`);
         #: ``/healthz`` reports the scheduler dead when it grows old.
         self.heartbeat: float | None = None
+        #: why the database refuses writes (disk full, read-only, locked...), None when it
+        #: takes them; while set no campaign dials (``/healthz`` reports it)
+        self.storage_error: str | None = None
+        self.storage_probe_interval = STORAGE_PROBE_INTERVAL
+        self._storage_probe_at = 0.0
+        #: attempts whose final outcome waits to be written (their trackers stay)
+        self._unwritten: dict[str, Tracker] = {}
+        #: (tracker, instant) of key-press opt-outs waiting to be written
+        self._unwritten_optouts: list[tuple[Tracker, datetime]] = []
+        #: attempts a dead controller left that recovery could not close yet
+        self._unrecovered: set[str] = set()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -302,15 +352,28 @@ class Dialer:
         Raises:
             LeaseHeld: another controller is running.
             PbxUnavailable: the PBX cannot be reached.
+            StorageUnavailable: the database refuses writes (the reason and the database).
         """
-        with self.sessions() as s:
-            acquire_lease(s, self.controller_id)
+        try:
+            with self.sessions() as s:
+                acquire_lease(s, self.controller_id)
+        except DBAPIError as exc:
+            fault = db_fault(exc)
+            if fault is None:
+                raise
+            raise StorageUnavailable(
+                f"cannot start dialling: {fault.reason}; database {self._database_name()}"
+            ) from exc
         await self.pbx.start(self, self._serve_flow)
         self.scheduler.start()
         await self.recover()
 
     async def stop(self, *, grace: float = 0.0) -> None:
-        """Stop dialing; wait up to ``grace`` seconds for calls in progress to end."""
+        """Stop dialing; wait up to ``grace`` seconds for calls in progress to end.
+
+        Calls still up after the grace are hung up and their attempts closed as interrupted
+        (:meth:`_close_interrupted`; the retry policy applies, nothing is re-sent).
+        """
         self._draining = True
         self._stopping.set()
         for task in self._tasks.values():
@@ -318,17 +381,46 @@ class Dialer:
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
         if grace > 0 and self._followers:
             await asyncio.wait(list(self._followers), timeout=grace)
+        leftover = [t for t in self.trackers.values() if t.final is None]
+        for t in leftover:
+            with contextlib.suppress(PbxError):
+                await self.pbx.hangup(t.attempt_id)
         await self.pbx.stop(grace=1.0)
         self.scheduler.shutdown()
         for task in list(self._followers):
             task.cancel()
         await asyncio.gather(*self._followers, return_exceptions=True)
-        with self.sessions() as s, s.begin():
-            s.execute(
-                update(ControllerLease)
-                .where(ControllerLease.holder == self.controller_id)
-                .values(heartbeat_at=utcnow() - LEASE_TIMEOUT)
+        for t in leftover:
+            if self.trackers.get(t.attempt_id) is not t or t.final is not None:
+                continue
+            del self.trackers[t.attempt_id]
+            try:
+                self._close_interrupted(t.attempt_id, over=not t.pbx_lost)
+            except DBAPIError as exc:  # the next start closes it
+                self._storage_trouble(exc, f"closing attempt {t.attempt_id} at stop")
+        self._check_storage(force=True)  # a last try for what the database refused
+        if self._unwritten or self._unwritten_optouts:
+            log.error(
+                "stopping with %d outcome(s) and %d opt-out(s) the database refused: %s; "
+                "those attempts stay unfinished and the next start closes them (never "
+                "re-dialled)",
+                len(self._unwritten),
+                len(self._unwritten_optouts),
+                "; ".join(
+                    f"attempt {a} to {t.number}: {t.final[0].value if t.final else '?'}"
+                    for a, t in self._unwritten.items()
+                )
+                + "".join(f"; opt-out of {t.number} at {at}" for t, at in self._unwritten_optouts),
             )
+        try:
+            with self.sessions() as s, s.begin():
+                s.execute(
+                    update(ControllerLease)
+                    .where(ControllerLease.holder == self.controller_id)
+                    .values(heartbeat_at=utcnow() - LEASE_TIMEOUT)
+                )
+        except DBAPIError as exc:  # the lease then expires by itself
+            self._storage_trouble(exc, "releasing the controller lease")
 
     async def run(self, campaign_names: Iterable[str] | None = None) -> None:
         """Dial running campaigns until :meth:`stop`, or until the named ones are finished.
@@ -347,12 +439,17 @@ class Dialer:
             self.heartbeat = time.monotonic()
             if time.monotonic() >= next_purge:
                 next_purge = time.monotonic() + PURGE_INTERVAL
-                with self.sessions() as s, s.begin():
-                    purged = purge_recordings(s, self.clock.now())
+                purged = 0
+                try:
+                    with self.sessions() as s, s.begin():
+                        purged = purge_recordings(s, self.clock.now())
+                except DBAPIError as exc:
+                    self._storage_trouble(exc, "purging recordings")
                 if purged:
                     log.info("purged %d recording(s) whose retention ended", purged)
+            self._check_storage()
             with self.sessions() as s:
-                acquire_lease(s, self.controller_id)
+                self._renew_lease(s)
                 running = s.scalars(select(Campaign).where(Campaign.status == "running")).all()
                 if names is not None:
                     watched = s.scalars(select(Campaign).where(Campaign.name.in_(names))).all()
@@ -369,8 +466,12 @@ class Dialer:
                 if task.done():
                     del self._tasks[cid]
                     self.runtimes.pop(cid, None)
-                    if not task.cancelled() and task.exception() is not None:
-                        log.error("campaign task %s failed", cid, exc_info=task.exception())
+                    failure = None if task.cancelled() else task.exception()
+                    if isinstance(failure, DBAPIError) and db_fault(failure) is not None:
+                        # restarted next round; it waits while the database refuses writes
+                        self._storage_trouble(failure, f"running campaign {cid}")
+                    elif failure is not None:
+                        log.error("campaign task %s failed", cid, exc_info=failure)
             stop = asyncio.ensure_future(self._stopping.wait())
             await asyncio.wait(
                 {stop, *self._tasks.values()}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
@@ -420,7 +521,7 @@ class Dialer:
         next_check = 0.0
         while not self._stopping.is_set():
             rt.wake.clear()
-            if not self._connected.is_set():
+            if not self._connected.is_set() or self.storage_error is not None:
                 await self._sleep(rt, 1.0)
                 continue
             if time.monotonic() >= next_check:
@@ -461,7 +562,10 @@ class Dialer:
                         )
                     )
                     if not left and not rt.inflight:
-                        self._complete(s, rt)
+                        if rt.pbx_failures and not self._reached_network(s, rt):
+                            self._raise_alert(rt, None)
+                        else:
+                            self._complete(s, rt)
                         break
                     next_due = s.scalar(
                         select(func.min(CampaignContact.next_attempt_at)).where(
@@ -484,7 +588,11 @@ class Dialer:
                 continue
             for cc_id in due:
                 await rt.pacer.wait()
-                if self._stopping.is_set() or not self._connected.is_set():
+                if (
+                    self._stopping.is_set()
+                    or not self._connected.is_set()
+                    or self.storage_error is not None
+                ):
                     break
                 await self._place(rt, cc_id)
         while rt.inflight and not self._stopping.is_set():  # paused/stopped: calls end normally
@@ -503,6 +611,79 @@ class Dialer:
             journal.campaign_changed(s, campaign, "completed")
             s.commit()
             log.info("campaign %s: completed%s", rt.name, f" ({reason})" if reason else "")
+
+    @staticmethod
+    def _reached_network(s: Session, rt: CampaignRuntime) -> bool:
+        """Whether any ended attempt of the campaign got past the PBX: answered, or ended
+        with an outcome other than ``failed`` (a callee state: busy, no answer...)."""
+        found = s.scalar(
+            select(CallAttempt.id)
+            .where(
+                CallAttempt.campaign_id == rt.campaign_id,
+                CallAttempt.state == "ended",
+                (CallAttempt.outcome != Outcome.FAILED.value)
+                | CallAttempt.answered_at.is_not(None),
+            )
+            .limit(1)
+        )
+        return found is not None
+
+    def _raise_alert(self, rt: CampaignRuntime, last: str | None) -> None:
+        """Pause a campaign whose calls fail at the PBX instead of burning its list (or
+        finishing it as ``completed``): status ``paused`` with an ``alert:`` reason, the
+        ``campaign.changed`` journal entry (paused) and a ``campaign.alert`` webhook event,
+        in one transaction; the contacts of the failed streak go back to ``pending`` (due now)
+        so that resuming the campaign dials them again, each through the gate. Their
+        failed attempts stay recorded with Asterisk's reason."""
+        streak = list(rt.pbx_failures)
+        last = last or "see the attempts' errors"
+        reason = (
+            f"alert: the last {len(streak)} call(s) all failed at the PBX before reaching "
+            f"the network (last: {last}); check the trunk and [pbx] dial_string, then "
+            "resume the campaign"
+        )
+        now = self.clock.now()
+        try:
+            paused = self._store_alert(rt, streak, reason, now)
+        except DBAPIError as exc:  # the streak stays: the alert is raised at the next failure
+            self._storage_trouble(exc, f"pausing campaign {rt.name} with an alert")
+            return
+        rt.pbx_failures.clear()
+        if paused:
+            log.error("campaign %s paused: %s", rt.name, reason)
+
+    def _store_alert(
+        self, rt: CampaignRuntime, streak: list[tuple[int, str]], reason: str, now: datetime
+    ) -> bool:
+        """:meth:`_raise_alert`'s transaction; False (nothing written) when the campaign
+        no longer runs.
+
+        Raises:
+            sqlalchemy.exc.DBAPIError: the database refused it (nothing written).
+        """
+        with self.sessions() as s, s.begin():
+            campaign = s.get(Campaign, rt.campaign_id)
+            if campaign is None or campaign.status != "running":
+                return False
+            requeued = 0
+            for cc_id, attempt_id in streak:
+                cc = s.get(CampaignContact, cc_id)
+                if cc is not None and cc.state == "done" and cc.last_attempt_id == attempt_id:
+                    cc.state = "pending"
+                    cc.next_attempt_at = now
+                    requeued += 1
+            campaign.status = "paused"
+            campaign.status_reason = reason
+            journal.campaign_changed(s, campaign, "paused")
+            enqueue_campaign_alert(
+                s,
+                campaign,
+                reason=reason,
+                failed_attempts=[a for _, a in streak],
+                requeued=requeued,
+                now=utcnow(),
+            )
+        return True
 
     def _may_dial(self, rt: CampaignRuntime) -> bool:
         """Campaign-level compliance: completes a campaign past its end date, pauses one
@@ -607,22 +788,28 @@ class Dialer:
                 decision.detail,
             )
 
-    async def _place(self, rt: CampaignRuntime, cc_id: int) -> None:
-        attempt_id = uuid.uuid4().hex
+    def _claim(
+        self, rt: CampaignRuntime, cc_id: int, attempt_id: str
+    ) -> tuple[str, dict[str, Any], dict[str, Any]] | Decision | None:
+        """The dial's transaction: the gate's decision and, when it allows the dial, the
+        attempt row and the contact's ``dialing`` state, committed before any Originate.
+
+        Returns ``(number, fields, basis)`` once committed; the gate's decision when it does
+        not allow the dial (stored); None when the contact is no longer pending. Touches
+        nothing outside the database, so that :func:`~voicecast.storage.db.retry_busy` may
+        run it again.
+
+        Raises:
+            sqlalchemy.exc.DBAPIError: the database refused the transaction (nothing written).
+        """
         with self.sessions() as s, s.begin():
             cc = s.get(CampaignContact, cc_id)
             if cc is None or cc.state != "pending":
-                rt.pacer.refund()
-                return
+                return None
             decision, facts = self._gate(s, rt, cc)
             if decision.verdict is not Verdict.ALLOW:
                 self._record_gate(s, rt, cc, decision)
-                rt.pacer.refund()
-                if decision.verdict is Verdict.DEFER and decision.until is not None:
-                    self.scheduler.wake_at(
-                        f"campaign-{rt.campaign_id}", decision.until, rt.wake.set
-                    )
-                return
+                return decision
             basis = journal.legal_basis(rt.rules, facts, decision)
             self._record_gate(s, rt, cc, decision, attempt_id, basis)
             now = self.clock.now()
@@ -645,6 +832,26 @@ class Dialer:
             number = cc.phone_e164
             contact = s.get(Contact, cc.contact_id)
             fields = dict(contact.fields) if contact is not None else {}
+        return number, fields, basis
+
+    async def _place(self, rt: CampaignRuntime, cc_id: int) -> None:
+        attempt_id = uuid.uuid4().hex
+        try:  # a locked database: a few tries; a full or read-only one: no call at all
+            claimed = await retry_busy(lambda: self._claim(rt, cc_id, attempt_id))
+        except DBAPIError as exc:
+            rt.pacer.refund()
+            self._storage_trouble(exc, f"writing the attempt of contact {cc_id} (not dialled)")
+            return
+        if not isinstance(claimed, tuple):
+            rt.pacer.refund()
+            if (
+                claimed is not None
+                and claimed.verdict is Verdict.DEFER
+                and claimed.until is not None
+            ):
+                self.scheduler.wake_at(f"campaign-{rt.campaign_id}", claimed.until, rt.wake.set)
+            return
+        number, fields, basis = claimed
         tracker = Tracker(attempt_id, rt, cc_id, number, fields=fields, basis=basis)
         self.trackers[attempt_id] = tracker
         rt.inflight.add(attempt_id)
@@ -658,17 +865,22 @@ class Dialer:
             ring_timeout=rt.ring_timeout,
         )
         plan = rt.plan
-        if plan.prompts is not None and plan.scenario is not None:
-            try:  # speak this contact's texts now: the answered call must never wait
-                await asyncio.to_thread(plan.prompts.prepare, plan.scenario, fields)
-            except VoicecastError as exc:
-                tracker.send_error = f"not dialled: the message could not be spoken: {exc}"
-                tracker.never_retry = True
-                tracker.originated.set()
-                tracker.ended.set()
-                rt.pacer.refund()
-                return
-        await rt.pacer.dial_slot()
+        try:
+            if plan.prompts is not None and plan.scenario is not None:
+                try:  # speak this contact's texts now: the answered call must never wait
+                    await asyncio.to_thread(plan.prompts.prepare, plan.scenario, fields)
+                except VoicecastError as exc:
+                    tracker.send_error = f"not dialled: the message could not be spoken: {exc}"
+                    tracker.never_retry = True
+                    tracker.originated.set()
+                    tracker.ended.set()
+                    rt.pacer.refund()
+                    return
+            await rt.pacer.dial_slot()
+        except asyncio.CancelledError:  # stopping (SIGTERM) before the Originate went out:
+            tracker.not_sent = "the dialer stopped before sending it"  # the contact waits
+            tracker.originated.set()
+            raise
         try:
             await self.pbx.originate(request)
         except PbxUnavailable as exc:
@@ -680,7 +892,7 @@ class Dialer:
                 tracker.originated.set()
                 self._connected.clear()
                 return
-            tracker.send_error = str(exc)
+            tracker.send_error = tracker.pbx_failure = str(exc)
             tracker.originated.set()
             tracker.ended.set()
         except UnsafeValueError as exc:
@@ -710,7 +922,11 @@ class Dialer:
             await asyncio.wait_for(t.originated.wait(), wait_answer)
         except TimeoutError:
             if not await self._channel_up(t.attempt_id):
-                self._finish(t, Outcome.FAILED, t.note or "the PBX never reported this call")
+                if t.pbx_lost:  # fate unknown: the connection never came back
+                    self._finish(t, Outcome.FAILED, self._end_unseen(t))
+                    return
+                t.pbx_failure = t.note or "the PBX never reported this call"
+                self._finish(t, Outcome.FAILED, t.pbx_failure)
                 return
             t.answered = True  # up for longer than it can ring: it was answered
         if t.not_sent is not None:
@@ -723,7 +939,13 @@ class Dialer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(t.ended.wait(), UNANSWERED_HANGUP_GRACE)
             await self._await_cause(t)
-            self._finish(t, outcome_of_unanswered(t.reason, t.causes), None)
+            outcome = outcome_of_unanswered(t.reason, t.causes)
+            error = None
+            if outcome is Outcome.FAILED and t.reconciled:  # ended while the PBX was away
+                error = t.note
+            elif outcome is Outcome.FAILED:  # no callee state: the call never left the PBX
+                error = t.pbx_failure = originate_failure_text(t.reason, t.causes, t.cause_text)
+            self._finish(t, outcome, error)
             return
         try:
             await asyncio.wait_for(t.ended.wait(), self.max_call_duration)
@@ -731,16 +953,32 @@ class Dialer:
             log.warning(
                 "attempt %s: longer than %ss, hanging up", t.attempt_id, self.max_call_duration
             )
-            with contextlib.suppress(PbxError):
-                await self.pbx.hangup(t.attempt_id)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(t.ended.wait(), 10.0)
+            if not t.pbx_lost:  # else nothing can reach the PBX: its end stays unseen
+                with contextlib.suppress(PbxError):
+                    await self.pbx.hangup(t.attempt_id)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(t.ended.wait(), 10.0)
         if t.flow_started:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(t.flow_done.wait(), FLOW_END_GRACE)
         await self._await_cause(t)
         outcome, error = self._answered_outcome(t)
+        if t.pbx_lost:
+            error = self._end_unseen(t)
+        elif t.note and (error is None or t.reconciled):
+            error = t.note  # e.g. it ended while the PBX was away: what the flow saw is unsure
         self._finish(t, outcome, error)
+
+    @staticmethod
+    def _end_unseen(t: Tracker) -> str:
+        """The attempt was in flight when the PBX connection was lost, and the connection
+        did not come back before its deadline (ring timeout, or ``max_call_duration``): its
+        end was never seen. Never retried (the call may still be up); returns the reason."""
+        t.never_retry = True
+        return (
+            "the PBX connection was lost during this call and did not come back in time: "
+            "its end was not seen (not re-dialled)"
+        )
 
     @staticmethod
     async def _await_cause(t: Tracker) -> None:
@@ -782,11 +1020,29 @@ class Dialer:
     def _finish(
         self, t: Tracker, outcome: Outcome, error: str | None, *, not_sent: bool = False
     ) -> None:
-        """Store the attempt's final outcome and move its contact on (retry or done)."""
-        if self.trackers.pop(t.attempt_id, None) is None:
+        """Store the attempt's final outcome and move its contact on (retry or done).
+
+        When the database refuses the write (disk full, read-only, locked: see
+        :meth:`_storage_trouble`), the outcome is kept in memory with its tracker (the
+        attempt keeps its channel slot and is never dialled again), dialling pauses, and
+        :meth:`_check_storage` writes it once the database takes writes again. A second
+        call for the same attempt does nothing.
+        """
+        if self.trackers.get(t.attempt_id) is not t or t.final is not None:
             return
+        t.final = (outcome, error, not_sent, self.clock.now())
+        self._write_final(t)
+
+    def _store_outcome(
+        self, t: Tracker, outcome: Outcome, error: str | None, not_sent: bool, ended_at: datetime
+    ) -> None:
+        """The outcome's transaction: the attempt row, the contact moved on, its recordings,
+        the webhook event and the journal entries, all or nothing.
+
+        Raises:
+            sqlalchemy.exc.DBAPIError: the database refused it (nothing written).
+        """
         rt = t.runtime
-        ended_at = self.clock.now()
         report = t.report
         cause = next((c for c in t.causes if c), t.causes[0] if t.causes else None)
         with self.sessions() as s, s.begin():
@@ -795,6 +1051,8 @@ class Dialer:
             if attempt is None or cc is None:
                 return
             attempt.state = "ended"
+            if attempt.answered_at is None:  # its own write may have been refused
+                attempt.answered_at = t.answered_at
             attempt.ended_at = ended_at
             attempt.outcome = outcome.value
             attempt.originate_reason = t.reason
@@ -825,8 +1083,40 @@ class Dialer:
             if not not_sent:  # webhook event, in the outcome's transaction
                 enqueue_attempt_completed(s, attempt, utcnow())
             self._journal_attempt(s, t, attempt, report)
+
+    def _write_final(self, t: Tracker) -> bool:
+        """Write ``t.final`` (see :meth:`_finish`) and free the attempt's channel slot;
+        False when the database refused it (kept in :attr:`_unwritten`, dialling paused).
+
+        Raises:
+            sqlalchemy.exc.DBAPIError: a database error that is not the storage's fault.
+        """
+        assert t.final is not None
+        outcome, error, not_sent, ended_at = t.final
+        rt = t.runtime
+        try:
+            self._store_outcome(t, outcome, error, not_sent, ended_at)
+        except DBAPIError as exc:
+            if db_fault(exc) is None:
+                self.trackers.pop(t.attempt_id, None)
+                self._unwritten.pop(t.attempt_id, None)
+                raise
+            self._unwritten[t.attempt_id] = t
+            self._storage_trouble(
+                exc, f"storing the outcome ({outcome.value}) of attempt {t.attempt_id}"
+            )
+            return False
+        self.trackers.pop(t.attempt_id, None)
+        self._unwritten.pop(t.attempt_id, None)
         rt.inflight.discard(t.attempt_id)
         rt.wake.set()
+        if not not_sent:
+            if t.pbx_failure is None:
+                rt.pbx_failures.clear()
+            else:
+                rt.pbx_failures.append((t.cc_id, t.attempt_id))
+                if len(rt.pbx_failures) >= self.alert_after:
+                    self._raise_alert(rt, t.pbx_failure)
         log.info(
             "attempt %s to %s: %s%s",
             t.attempt_id,
@@ -834,6 +1124,87 @@ class Dialer:
             outcome.value,
             f" ({error})" if error else "",
         )
+        return True
+
+    # --- a database that refuses writes ------------------------------------------------------
+
+    def _database_name(self) -> str:
+        """The database's URL (password hidden), for messages."""
+        url = getattr(getattr(self.sessions, "kw", {}).get("bind"), "url", None)
+        return url.render_as_string(hide_password=True) if url is not None else "?"
+
+    def _storage_trouble(self, exc: DBAPIError, what: str) -> None:
+        """A write failed while doing ``what``. Re-raise ``exc`` unless the storage is at
+        fault (:func:`~voicecast.storage.db.db_fault`: locked, full, read-only, I/O error);
+        else pause dialling for every campaign (:attr:`storage_error`) and log one error
+        the first time (further failures until it clears are logged at debug level).
+
+        Raises:
+            sqlalchemy.exc.DBAPIError: ``exc``, when it is not a storage fault.
+        """
+        fault = db_fault(exc)
+        if fault is None:
+            raise exc
+        self._storage_probe_at = time.monotonic() + self.storage_probe_interval
+        if self.storage_error is not None:
+            log.debug("database still refuses writes (%s): %s", what, fault.detail)
+            return
+        self.storage_error = f"{fault.reason}; database {self._database_name()}"
+        log.error(
+            "cannot write to the database while %s: %s. Dialling is paused for every "
+            "campaign: no call is placed that cannot be recorded; calls in progress go on "
+            "and their outcomes are kept in memory until the database takes writes again "
+            "(tried every %g s), then dialling resumes by itself",
+            what,
+            self.storage_error,
+            self.storage_probe_interval,
+        )
+
+    def _renew_lease(self, s: Session) -> None:
+        """Renew the controller lease; a database refusing the write pauses dialling.
+
+        Raises:
+            LeaseHeld: another controller took the lease.
+        """
+        try:
+            acquire_lease(s, self.controller_id)
+        except DBAPIError as exc:
+            s.rollback()
+            self._storage_trouble(exc, "renewing the controller lease")
+
+    def _check_storage(self, *, force: bool = False) -> None:
+        """While :attr:`storage_error` is set, every :attr:`storage_probe_interval`
+        seconds (or now with ``force``): write what waits (key-press opt-outs, outcomes,
+        attempts to recover), then renew the lease; when every write succeeds, clear
+        :attr:`storage_error` and wake the campaigns (dialling resumes)."""
+        if self.storage_error is None and not (
+            force and (self._unwritten or self._unwritten_optouts or self._unrecovered)
+        ):
+            return
+        if not force and time.monotonic() < self._storage_probe_at:
+            return
+        self._storage_probe_at = time.monotonic() + self.storage_probe_interval
+        try:
+            while self._unwritten_optouts:
+                t, at = self._unwritten_optouts[0]
+                self._store_opt_out(t, at)
+                self._unwritten_optouts.pop(0)
+            for t in list(self._unwritten.values()):
+                if not self._write_final(t):
+                    return
+            for attempt_id in sorted(self._unrecovered):
+                self._close_interrupted(attempt_id)
+                self._unrecovered.discard(attempt_id)
+            with self.sessions() as s:
+                acquire_lease(s, self.controller_id)
+        except DBAPIError as exc:
+            self._storage_trouble(exc, "trying the database again")
+            return
+        if self.storage_error is not None:
+            log.warning("the database takes writes again: dialling resumes")
+        self.storage_error = None
+        for rt in self.runtimes.values():
+            rt.wake.set()
 
     def _recording_days(self, rec: dict[str, Any]) -> int:
         """Days a reply is kept: its node's ``retention_days`` (30 when absent), capped by
@@ -914,33 +1285,71 @@ class Dialer:
             t.cause_known.set()
         if primary:
             t.ended.set()
+            if t.reconciled:  # its OriginateResponse may have been lost with the connection
+                t.originated.set()
 
     def on_connection(self, connected: bool) -> None:
-        """Pause dialing while the PBX is down; reconcile calls in flight when it is back."""
+        """Pause dialing while the PBX is down; reconcile calls in flight when it is back.
+
+        At a loss every attempt in flight is marked :attr:`Tracker.pbx_lost` (its events may
+        be lost); the backend reconnects with back-off and logs in first, then this is
+        called with True and :meth:`_reconcile_inflight` looks those attempts up in the
+        PBX's own channel list. Nothing is re-sent.
+        """
         if connected:
             self._connected.set()
-            if self.trackers:
+            if any(t.pbx_lost for t in self.trackers.values()):
                 task = asyncio.get_running_loop().create_task(self._reconcile_inflight())
                 self._followers.add(task)
                 task.add_done_callback(self._followers.discard)
         else:
             self._connected.clear()
-            log.warning("PBX connection lost: dialing paused")
+            for t in self.trackers.values():
+                if t.final is None:
+                    t.pbx_lost = True
+            log.warning(
+                "PBX connection lost: dialing paused (%d call(s) in flight)", len(self.trackers)
+            )
         for rt in self.runtimes.values():
             rt.wake.set()
 
     async def _reconcile_inflight(self) -> None:
-        """After a reconnect: attempts whose channel is gone ended while we were away."""
+        """After a reconnect: look up the attempts in flight at the loss in the PBX's channel
+        list (``CoreShowChannels``, by the attempt id sent as ``ChannelId``).
+
+        A channel still up: followed on (its end comes as a Hangup on the new connection).
+        A channel gone: the call ended while we were away; the attempt ends now with a note
+        (its outcome from what was seen: the call flow's verdict when it was answered, else
+        ``failed``). Attempts placed after the reconnect are not touched. When the listing
+        fails (the connection dropped again) the next reconnect does it.
+        """
+        lost = [t for t in self.trackers.values() if t.pbx_lost]
+        if not lost:
+            return
         try:
             up = {c.attempt_id for c in await self.pbx.list_channels() if c.attempt_id}
-        except PbxError:
+        except PbxError as exc:
+            log.warning("cannot list the PBX's channels after the reconnect: %s", exc)
             return
-        for t in list(self.trackers.values()):
+        gone = 0
+        for t in lost:
+            if not t.pbx_lost:
+                continue
+            t.pbx_lost = False
+            t.reconciled = True
             if t.attempt_id in up or t.ended.is_set():
                 continue
-            t.note = "the PBX connection was lost during the call"
+            gone += 1
+            note = "the PBX connection was lost during the call; it had ended when it came back"
+            t.note = f"{t.note}; {note}" if t.note else note
             t.originated.set()
             t.ended.set()
+        log.warning(
+            "PBX reconnected: %d call(s) were in flight at the loss, %d still up, %d ended",
+            len(lost),
+            len(lost) - gone,
+            gone,
+        )
 
     # --- the call flow (FastAGI) ------------------------------------------------------------
 
@@ -953,11 +1362,15 @@ class Dialer:
         t.flow_started = True
         t.answered = True
         t.originated.set()
-        with self.sessions() as s, s.begin():
-            attempt = s.get(CallAttempt, t.attempt_id)
-            if attempt is not None:
-                attempt.state = "answered"
-                attempt.answered_at = self.clock.now()
+        t.answered_at = self.clock.now()
+        try:  # the call goes on whatever the database says; the outcome repeats the instant
+            with self.sessions() as s, s.begin():
+                attempt = s.get(CallAttempt, t.attempt_id)
+                if attempt is not None:
+                    attempt.state = "answered"
+                    attempt.answered_at = t.answered_at
+        except DBAPIError as exc:
+            self._storage_trouble(exc, f"marking attempt {t.attempt_id} answered")
         t.report = FlowReport()
         opt_out = self._opt_out_hook(t)
         timed = cast(CallFlowSession, _PlayClock(call, self.clock, t.play_starts))
@@ -982,27 +1395,39 @@ class Dialer:
         """Suppress the number at once, for every campaign (CPCE L34-5; GDPR art. 21(3))."""
 
         def opt_out() -> None:
-            with self.sessions() as s, s.begin():
-                add_opt_out(
-                    s,
-                    self.gate.key,
-                    t.number,
-                    source="key-press",
-                    at=min(self.clock.now(), utcnow()),
-                    campaign_id=t.runtime.campaign_id,
-                    note=f"attempt {t.attempt_id}",
-                )
+            at = min(self.clock.now(), utcnow())
+            try:
+                self._store_opt_out(t, at)
+            except DBAPIError as exc:  # kept in memory, written by _check_storage
+                self._unwritten_optouts.append((t, at))
+                self._storage_trouble(exc, f"storing the opt-out of attempt {t.attempt_id}")
             log.info("attempt %s: %s opted out by key", t.attempt_id, t.number)
 
         return opt_out
 
+    def _store_opt_out(self, t: Tracker, at: datetime) -> None:
+        """The key-press opt-out's transaction (:func:`add_opt_out`, instant ``at``)."""
+        with self.sessions() as s, s.begin():
+            add_opt_out(
+                s,
+                self.gate.key,
+                t.number,
+                source="key-press",
+                at=at,
+                campaign_id=t.runtime.campaign_id,
+                note=f"attempt {t.attempt_id}",
+            )
+
     def _save_decision(self, t: Tracker) -> FlowDecisionHook:
         def save(report: FlowReport) -> None:
-            with self.sessions() as s, s.begin():
-                attempt = s.get(CallAttempt, t.attempt_id)
-                if attempt is not None:
-                    attempt.amd_status = report.amd_status or None
-                    attempt.amd_cause = report.amd_cause or None
+            try:  # refused: the outcome's transaction stores the verdict again
+                with self.sessions() as s, s.begin():
+                    attempt = s.get(CallAttempt, t.attempt_id)
+                    if attempt is not None:
+                        attempt.amd_status = report.amd_status or None
+                        attempt.amd_cause = report.amd_cause or None
+            except DBAPIError as exc:
+                self._storage_trouble(exc, f"storing the AMD verdict of attempt {t.attempt_id}")
 
         return save
 
@@ -1013,6 +1438,9 @@ class Dialer:
 
         A channel of such an attempt still up on the PBX is hung up (its flow is gone). The
         attempt is never re-sent: its outcome is what was stored (AMD verdict) or ``failed``.
+        When the PBX's channel list was read (so the first call is certainly over: absent,
+        or hung up here), the contact follows the campaign's retry policy for that outcome
+        (a new attempt, after ``retry_delay``); otherwise it is done.
         """
         with self.sessions() as s:
             stale = s.scalars(
@@ -1024,17 +1452,28 @@ class Dialer:
             return 0
         try:
             up = {c.attempt_id for c in await self.pbx.list_channels() if c.attempt_id}
+            listed = True
         except PbxError:
-            up = set()
+            up, listed = set(), False
         for attempt in stale:
             if attempt.id in up:
                 with contextlib.suppress(PbxError):
                     await self.pbx.hangup(attempt.id)
-            self._close_interrupted(attempt.id)
+            try:
+                self._close_interrupted(attempt.id, over=listed)
+            except DBAPIError as exc:  # closed by _check_storage once the database takes it
+                self._unrecovered.add(attempt.id)
+                self._storage_trouble(exc, f"closing attempt {attempt.id} (recovery)")
         log.warning("recovered %d attempt(s) left by a stopped controller", len(stale))
         return len(stale)
 
-    def _close_interrupted(self, attempt_id: str) -> None:
+    def _close_interrupted(self, attempt_id: str, *, over: bool = False) -> None:
+        """End an attempt whose follower is gone (a stopped controller) as ``interrupted``.
+
+        ``over``: its call is certainly over (the PBX's channel list was read); then the
+        contact follows the campaign's retry policy, else it is done (never two calls at
+        once to one person).
+        """
         with self.sessions() as s, s.begin():
             attempt = s.get(CallAttempt, attempt_id)
             if attempt is None or attempt.state == "ended":
@@ -1055,12 +1494,21 @@ class Dialer:
             attempt.ended_at = self.clock.now()
             attempt.outcome = outcome.value
             attempt.error = (
-                "interrupted: the controller stopped during this call; not re-dialled "
+                "interrupted: the controller stopped during this call; never re-sent "
                 "(outcome from what was recorded before the stop)"
             )
             if cc is not None and cc.state == "dialing" and cc.last_attempt_id == attempt_id:
                 cc.state = "done"
                 cc.outcome = outcome.value
+                if (
+                    over
+                    and campaign is not None
+                    and should_retry(
+                        outcome, cc.attempts, campaign.retries, campaign.retry_outcomes
+                    )
+                ):
+                    cc.state = "pending"
+                    cc.next_attempt_at = next_attempt_time(attempt.ended_at, campaign.retry_delay)
             enqueue_attempt_completed(s, attempt, utcnow())  # webhook event, same transaction
             journal.call_attempt(
                 s,

@@ -88,6 +88,35 @@ def outcome_of_unanswered(reason: int | None, causes: Sequence[int]) -> Outcome:
     return Outcome.FAILED
 
 
+_REASON_TEXT: dict[int, str] = {
+    REASON_FAILED: "the call could not be placed (no route, or the trunk or endpoint is "
+    "unreachable or refused it)",
+    REASON_HANGUP: "the call was hung up before it was answered",
+    REASON_NO_ANSWER: "it rang without an answer",
+    REASON_BUSY: "busy",
+    REASON_CONGESTION: "congestion",
+}
+
+
+def originate_failure_text(reason: int | None, causes: Sequence[int], cause_text: str = "") -> str:
+    """Why an unanswered attempt ended ``failed``, in Asterisk's own terms, for the
+    attempt's ``error``: the OriginateResponse ``Reason`` code and its meaning, plus the
+    first non-zero Q.850 cause and its text when a channel carried one.
+
+    Example: ``"Asterisk could not place the call: OriginateResponse Reason 0 (the call
+    could not be placed ...)"``; ``"... no OriginateResponse"`` when none arrived.
+    """
+    if reason is None:
+        text = "Asterisk could not place the call: no OriginateResponse"
+    else:
+        meaning = _REASON_TEXT.get(reason, "unknown reason code")
+        text = f"Asterisk could not place the call: OriginateResponse Reason {reason} ({meaning})"
+    cause = next((c for c in causes if c), None)
+    if cause is not None:
+        text += f"; Q.850 cause {cause}" + (f" ({cause_text})" if cause_text else "")
+    return text
+
+
 def should_retry(
     outcome: Outcome, attempts_made: int, max_retries: int, retry_outcomes: Iterable[str]
 ) -> bool:

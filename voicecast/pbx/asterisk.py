@@ -40,6 +40,7 @@ from voicecast.pbx.validation import (
     QUEUE_RE,
     build_dial_string,
     caller_id_header,
+    channel_variable,
     check_attempt_id,
     check_e164,
 )
@@ -363,11 +364,15 @@ class AsteriskBackend:
                 await asyncio.sleep(delay)
                 try:
                     await self._connect()
-                    log.info("AMI reconnected after %d tries", attempt + 1)
+                    log.warning("AMI reconnected after %d tries", attempt + 1)
                     return
                 except PbxUnavailable as exc:
                     attempt += 1
-                    log.warning("AMI reconnect failed (%s); next try in %.1fs", exc, delay)
+                    log.warning(
+                        "AMI reconnect failed (%s); next try in %.1fs",
+                        exc,
+                        RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)],
+                    )
         finally:
             self._reconnect_task = None
 
@@ -387,7 +392,8 @@ class AsteriskBackend:
         """Send an async Originate (see :meth:`voicecast.pbx.base.PbxBackend.originate`)."""
         ep = self.endpoint
         attempt_id = check_attempt_id(request.attempt_id)
-        variables = {"VC_ATTEMPT": attempt_id, "VC_AGI": ep.agi_url, **request.variables}
+        extra = [channel_variable(k, v, reserved="VC_") for k, v in request.variables.items()]
+        variables = {"VC_ATTEMPT": attempt_id, "VC_AGI": ep.agi_url}
         headers = {
             "Channel": build_dial_string(ep.dial_string, request.number),
             "Context": ep.context,
@@ -398,7 +404,7 @@ class AsteriskBackend:
             "Async": "true",
             "ChannelId": attempt_id,
             "OtherChannelId": attempt_id + SECOND_LEG_SUFFIX,
-            "Variable": [f"{k}={v}" for k, v in variables.items()],
+            "Variable": [*(channel_variable(k, v) for k, v in variables.items()), *extra],
         }
         client = self._client
         if client is None or not client.connected:

@@ -320,8 +320,8 @@ async def list_webhooks(call: Call) -> WebhookPage:
     status=201,
 )
 async def create_webhook_(call: Call) -> WebhookCreated:
-    """Add a receiver of `attempt.completed` and/or `optout.created` events. The signing
-    secret is in this answer only."""
+    """Add a receiver of `attempt.completed`, `optout.created` and/or `campaign.alert`
+    events. The signing secret is in this answer only."""
     body = call.body_as(WebhookCreate)
 
     def work(s: Session) -> WebhookCreated:

@@ -22,7 +22,7 @@ import time
 import weakref
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -43,6 +43,9 @@ from voicecast.web.server import (
     render,
     require,
 )
+
+if TYPE_CHECKING:
+    from voicecast.dialer.controller import Dialer
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,10 @@ def labels(request: web.Request) -> dict[str, Any]:
             "live": _("live"),
             "disconnected": _("disconnected"),
         },
+        "dialing": {
+            "pbx_down": _("Dialling paused: Asterisk (AMI) cannot be reached; reconnecting…"),
+            "storage": _("Dialling paused: the database cannot be written."),
+        },
         "chart": {
             "calls_up": _("Calls up now"),
             "cps": _("Calls per second"),
@@ -108,12 +115,31 @@ def _snapshot(session: Session, name: str, now: datetime) -> dict[str, Any]:
     return campaign_stats(session, get_campaign(session, name), now).to_dict()
 
 
+def dialing_state(dialer: Dialer | None) -> dict[str, Any]:
+    """Whether this process's dialer can dial, for the dashboard's banner:
+    ``{"state": "ok" | "pbx_down" | "storage" | "unknown", "detail": str}``.
+
+    ``pbx_down``: the AMI connection to Asterisk is lost (the dialer pauses every campaign
+    and reconnects with back-off); ``storage``: the database cannot be written (the dialer
+    places no call it could not record); ``unknown``: no dialer runs in this process.
+    """
+    if dialer is None:
+        return {"state": "unknown", "detail": ""}
+    if not dialer.pbx.connected:
+        return {"state": "pbx_down", "detail": ""}
+    storage = getattr(dialer, "storage_error", None)
+    if storage:
+        return {"state": "storage", "detail": str(storage)}
+    return {"state": "ok", "detail": ""}
+
+
 async def dashboard(request: web.Request) -> web.Response:
     """``GET /campaigns/{name}/dashboard``: the live dashboard page (viewer and up)."""
     require(request, "viewer")
     name = request.match_info["name"]
     now = context(request).clock.now()
     stats = await db_call(request, lambda s: _snapshot(s, name, now))
+    stats["dialing"] = dialing_state(context(request).dialer)
     return render(
         request,
         "dashboard.html",
@@ -182,6 +208,7 @@ async def _push_loop(request: web.Request, ws: web.WebSocketResponse, name: str)
         except NotFoundError:
             await ws.close(code=CLOSE_NOT_FOUND, message=b"campaign deleted")
             return
+        stats["dialing"] = dialing_state(ctx.dialer)
         key = {k: v for k, v in stats.items() if k != "at"}
         if key != last:
             await ws.send_json({"type": "snapshot", "stats": stats})

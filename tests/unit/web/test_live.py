@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -12,6 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from voicecast.app import Runtime
 from voicecast.web import live
+from voicecast.web.server import WebContext
 
 from .conftest import Account, api_headers, login_as
 from .live_data import add_attempt, add_gate_decision, seed_campaign
@@ -173,3 +175,34 @@ async def test_the_socket_closes_when_the_session_ends(
             message = await asyncio.wait_for(ws.receive(), 10)
         assert message.type == aiohttp.WSMsgType.CLOSE
         assert ws.close_code == live.CLOSE_UNAUTHENTICATED
+
+
+async def test_the_dashboard_says_when_dialling_is_paused_because_asterisk_is_down(
+    client: TestClient,
+    runtime: Runtime,
+    viewer: Account,
+    web_ctx: WebContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(live, "PUSH_INTERVAL", 0.1)
+    seed_campaign(runtime)
+    dialer = SimpleNamespace(pbx=SimpleNamespace(connected=False), storage_error=None)
+    web_ctx.dialer = dialer  # type: ignore[assignment]
+    await login_as(client, runtime, viewer)
+    html = await (await client.get("/campaigns/Spring%20offer/dashboard")).text()
+    banner = re.search(r'<p class="error" id="dialing-state"[^>]*>([^<]*)</p>', html)
+    assert banner is not None and "hidden" not in banner.group(0)
+    assert "Asterisk (AMI) cannot be reached" in banner.group(1)
+    async with client.ws_connect(WS, origin=_origin(client)) as ws:
+        assert (await _next_snapshot(ws))["dialing"] == {"state": "pbx_down", "detail": ""}
+        dialer.pbx.connected = True  # reconnected: the next snapshot clears the banner
+        assert (await _next_snapshot(ws))["dialing"]["state"] == "ok"
+        dialer.storage_error = "the disk holding the database is full"
+        stats = await _next_snapshot(ws)
+        assert stats["dialing"] == {
+            "state": "storage",
+            "detail": "the disk holding the database is full",
+        }
+    web_ctx.dialer = None
+    html = await (await client.get("/campaigns/Spring%20offer/dashboard")).text()
+    assert re.search(r'id="dialing-state"[^>]*\shidden', html)

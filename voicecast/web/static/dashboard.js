@@ -215,6 +215,12 @@
     status.dataset.status = s.status;
     setText('campaign-status', label('status', s.status));
     setText('campaign-status-reason', s.status_reason || '');
+    var dialing = byId('dialing-state');
+    var state = (s.dialing && s.dialing.state) || 'unknown';
+    var banner = labels.dialing[state];
+    dialing.dataset.state = state;
+    dialing.hidden = !banner;
+    dialing.textContent = banner ? (banner + ' ' + (s.dialing.detail || '')).trim() : '';
     var at = byId('stats-at');
     at.dateTime = s.at;
     setText('stats-at', new Date(s.at).toLocaleString(lang));
