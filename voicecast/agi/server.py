@@ -5,7 +5,7 @@ Why not a library: pyst2's ``fastagi`` is Python 2 code (``SocketServer``), and 
 Asterisk closes early, has no timeouts, and does not expect the asynchronous ``HANGUP`` line
 Asterisk sends when the channel hangs up (the next result is then read out of step). This one
 puts a timeout on every read and write (the request headers: ``header_timeout``; each
-command, its write included: ``command_timeout``; closing: :data:`CLOSE_TIMEOUT`),
+command, its write included: ``command_timeout``; closing: :data:`voicecast.streams.CLOSE_TIMEOUT`),
 understands ``HANGUP``, and validates every argument it sends.
 
 Protocol reference: Asterisk documentation, "AGI" / "FastAGI": on connect Asterisk sends
@@ -22,12 +22,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from voicecast.errors import UnsafeValueError
+from voicecast.streams import close_writer
 
 log = logging.getLogger(__name__)
 
 HEADER_TIMEOUT = 10.0
 """Seconds a new FastAGI connection has to send its complete ``agi_*`` request headers."""
-CLOSE_TIMEOUT = 2.0
 """Seconds to wait for a FastAGI socket to close before aborting it."""
 MAX_HEADER_BYTES = 64 * 1024
 _RESULT_RE = re.compile(r"^(\d{3})[ -](.*)\Z")
@@ -288,13 +288,7 @@ class FastAgiServer:
             log.exception("FastAGI handler crashed")
         finally:
             self._tasks.discard(task)
-            writer.close()
-            try:
-                await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)
-            except TimeoutError:
-                writer.transport.abort()
-            except (OSError, ConnectionError):
-                pass
+            await close_writer(writer)
 
     async def close(self, *, grace: float = 0.0) -> None:
         """Stop listening; wait up to ``grace`` seconds for calls in progress, then cancel."""

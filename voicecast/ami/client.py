@@ -6,8 +6,8 @@ Guarantees a dialer needs (each tested):
   :class:`AmiConnectionError` and is never re-sent;
 - every action has a timeout (:class:`AmiError` on expiry), covering the write too (a
   manager that stops reading fills the socket buffer: ``drain()`` would wait forever);
-- closing never waits more than :data:`CLOSE_TIMEOUT` for the peer (then the socket is
-  aborted);
+- closing never waits more than :data:`voicecast.streams.CLOSE_TIMEOUT` for the peer
+  (then the socket is aborted);
 - an event handler that raises is logged and does not disturb the connection.
 """
 
@@ -23,12 +23,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from voicecast.ami.protocol import AmiMessage, AmiProtocolError, encode_action, parse_messages
+from voicecast.streams import close_writer
 
 log = logging.getLogger(__name__)
 
 EventHandler = Callable[[AmiMessage], None]
 
-CLOSE_TIMEOUT = 2.0
 """Seconds :meth:`AmiClient.close` waits for the socket to close before aborting it."""
 
 
@@ -302,18 +302,6 @@ class AmiClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._drop(None, notify=False)
-
-
-async def close_writer(writer: asyncio.StreamWriter, timeout: float = CLOSE_TIMEOUT) -> None:
-    """Close ``writer``; abort the socket when the peer does not let it close within
-    ``timeout`` seconds (unsent data waiting on a peer that reads nothing)."""
-    writer.close()
-    try:
-        await asyncio.wait_for(writer.wait_closed(), timeout)
-    except TimeoutError:
-        writer.transport.abort()
-    except (OSError, ConnectionError):
-        pass
 
 
 def _items(headers: Mapping[str, str | Sequence[str]]) -> list[tuple[str, str]]:
