@@ -152,6 +152,7 @@ def endpoint(runtime: Runtime) -> AsteriskEndpoint:
         connect_timeout=s.ami.connect_timeout,
         action_timeout=s.ami.action_timeout,
         agi_timeout=s.fastagi.command_timeout,
+        keepalive=s.ami.keepalive,
     )
 
 

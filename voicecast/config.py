@@ -57,6 +57,12 @@ class AmiSettings(_Section):
     secret: str = ""
     connect_timeout: float = Field(5.0, gt=0, description="seconds")
     action_timeout: float = Field(10.0, gt=0, description="seconds")
+    keepalive: float = Field(
+        10.0,
+        ge=0,
+        description="seconds between AMI Pings; a Ping unanswered within action_timeout "
+        "counts as a lost connection (a silent network cut); 0 = off",
+    )
 
 
 class FastAgiSettings(_Section):
@@ -685,6 +691,9 @@ username = "voicecast"
 secret = ""
 connect_timeout = 5.0      # seconds
 action_timeout = 10.0      # seconds
+# A Ping every this many seconds; no answer within action_timeout = connection lost
+# (reconnect, reconcile the calls in flight). 0 = off.
+keepalive = 10.0
 
 [fastagi]
 # The FastAGI server voicecast runs; Asterisk connects here for each answered call.

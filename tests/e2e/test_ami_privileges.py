@@ -87,6 +87,8 @@ def test_originate_coreshowchannels_and_hangup_work_as_voicecast(sandbox: Sandbo
                 ended.set()
 
         client.on("Hangup", on_hangup)
+        pong = await client.send_action("Ping")  # the keepalive needs no class
+        assert pong.success and pong.message.get("Ping") == "Pong", pong.message
         # the controller's Originate (voicecast/pbx/asterisk.py), to a number that rings
         resp = await client.send_action(
             "Originate",

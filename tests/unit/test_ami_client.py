@@ -705,3 +705,51 @@ def test_close_logs_off_and_is_idempotent() -> None:
                 await client.send_action("Ping")
 
     asyncio.run(main())
+
+
+def test_keepalive_pings_and_a_silent_peer_counts_as_a_lost_connection() -> None:
+    """A network cut without a TCP reset: Asterisk's answers stop coming. The keepalive Ping
+    goes unanswered within action_timeout and the connection is dropped as lost."""
+    silent = False
+
+    async def ping(conn: Conn, m: AmiMessage) -> None:
+        if not silent:
+            await conn.send(reply(m, "Success", ("Ping", "Pong")))
+
+    async def main() -> None:
+        nonlocal silent
+        async with fake_ami(script={"Ping": ping}) as server:
+            client = make_client(server, keepalive=0.05, action_timeout=0.2)
+            lost: list[Exception | None] = []
+            client.on_disconnect(lost.append)
+            await client.connect()
+            try:
+                await wait_until(lambda: len(server.actions("Ping")) >= 3)
+                assert client.connected and lost == []  # answered Pings: all is well
+                silent = True
+                await wait_until(lambda: len(lost) == 1)
+                assert not client.connected
+                assert isinstance(lost[0], AmiConnectionError)
+                with pytest.raises(AmiConnectionError):
+                    await client.send_action("Ping")
+            finally:
+                await client.close()
+
+    asyncio.run(main())
+
+
+def test_no_keepalive_by_default_and_close_stops_it() -> None:
+    async def main() -> None:
+        async with fake_ami() as server:
+            async with connected(server):
+                await asyncio.sleep(0.2)
+            assert server.actions("Ping") == []
+            client = make_client(server, keepalive=0.05)
+            await client.connect()
+            await wait_until(lambda: len(server.actions("Ping")) >= 1)
+            await client.close()
+            count = len(server.actions("Ping"))
+            await asyncio.sleep(0.2)
+            assert len(server.actions("Ping")) == count
+
+    asyncio.run(main())

@@ -348,6 +348,7 @@ LOOPBACK_ONLY = {"deny": ["0.0.0.0/0.0.0.0"], "permit": ["127.0.0.1/255.255.255.
 ACTIONS = {
     "Login": None,
     "Logoff": None,
+    "Ping": None,  # the keepalive ([ami] keepalive)
     "Originate": "originate",
     "Hangup": "call",
     "CoreShowChannels": "reporting",

@@ -69,6 +69,11 @@ class AmiClient:
         username, secret: the manager account.
         connect_timeout: seconds to connect and log in.
         action_timeout: default seconds to wait for an action's response.
+        keepalive: seconds between ``Ping`` actions once logged in (0: none). A Ping
+            unanswered within ``action_timeout`` drops the connection as lost (the
+            disconnect handlers run), so that a silent network cut, with no TCP reset,
+            is noticed within ``keepalive + action_timeout`` seconds, not at the next
+            action. ``Ping`` needs no AMI privilege class.
     """
 
     def __init__(
@@ -80,6 +85,7 @@ class AmiClient:
         *,
         connect_timeout: float = 5.0,
         action_timeout: float = 10.0,
+        keepalive: float = 0.0,
     ) -> None:
         self.host = host
         self.port = port
@@ -87,6 +93,8 @@ class AmiClient:
         self._secret = secret
         self.connect_timeout = connect_timeout
         self.action_timeout = action_timeout
+        self.keepalive = keepalive
+        self._keepalive_task: asyncio.Task[None] | None = None
         self.banner: str | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -156,6 +164,27 @@ class AmiClient:
             )
         self._logged_in = True
         log.info("AMI connected to %s:%s (%s)", self.host, self.port, self.banner)
+        if self.keepalive > 0:
+            self._keepalive_task = asyncio.create_task(self._keep_alive(), name="ami-keepalive")
+
+    async def _keep_alive(self) -> None:
+        """Ping every :attr:`keepalive` seconds; no answer in time: the connection is lost."""
+        while self.connected:
+            await asyncio.sleep(self.keepalive)
+            try:
+                await self._send("Ping", {}, timeout=self.action_timeout)
+            except AmiConnectionError:
+                return  # lost already: the reader reported it
+            except AmiError:
+                log.warning(
+                    "AMI: no answer to a Ping within %gs: the connection is lost",
+                    self.action_timeout,
+                )
+                reader, self._read_task = self._read_task, None
+                if reader is not None:
+                    reader.cancel()
+                await self._drop(AmiConnectionError("no answer to the keepalive Ping"), notify=True)
+                return
 
     async def send_action(
         self,
@@ -292,6 +321,11 @@ class AmiClient:
 
     async def close(self) -> None:
         """Log off (best effort) and close; pending actions fail. Idempotent."""
+        keepalive, self._keepalive_task = self._keepalive_task, None
+        if keepalive is not None and keepalive is not asyncio.current_task():
+            keepalive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keepalive
         if self._writer is not None and self._logged_in:
             self._logged_in = False  # a close, not a loss: no disconnect notice
             with contextlib.suppress(AmiError, OSError):

@@ -71,6 +71,7 @@ class AsteriskEndpoint:
         dial_string: template such as ``PJSIP/{number}@trunk``.
         context: the dialplan context answered calls enter (``voicecast-outbound``).
         connect_timeout, action_timeout, agi_timeout: seconds.
+        keepalive: seconds between AMI Pings (0: none), see :class:`AmiClient`.
     """
 
     ami_host: str
@@ -85,6 +86,7 @@ class AsteriskEndpoint:
     connect_timeout: float = 5.0
     action_timeout: float = 10.0
     agi_timeout: float = 120.0
+    keepalive: float = 10.0
 
 
 def attempt_of(unique_id: str) -> tuple[str, bool] | None:
@@ -338,6 +340,7 @@ class AsteriskBackend:
             ep.secret,
             connect_timeout=ep.connect_timeout,
             action_timeout=ep.action_timeout,
+            keepalive=ep.keepalive,
         )
         client.on("OriginateResponse", self._on_originate_response)
         client.on("Hangup", self._on_hangup)
