@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import pwd
 import stat
 import tomllib
 from pathlib import Path
@@ -563,6 +564,14 @@ def check_private_file(path: Path, what: str) -> None:
         )
 
 
+def _user_name(uid: int) -> str:
+    """``name (uid N)``, or ``uid N`` for a uid without an account."""
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
 def check_config_file(settings: Settings) -> None:
     """Refuse to run on a config file that other users may change, or read when it holds a
     secret. ``voicecast`` commands check this at start-up, before anything else.
@@ -576,6 +585,11 @@ def check_config_file(settings: Settings) -> None:
       whose AMI secret lives in ``<sandbox dir>/ami-secret``, mode 0600) may stay readable:
       it tells nothing an attacker can use. A secret passed in the environment
       (``VOICECAST_AMI__SECRET``) never makes the file sensitive.
+
+    - Owned by another user than the one running voicecast (or root): refused, that user
+      can change it. In a folder that group or others may write (without the sticky
+      bit), or that another user owns: refused, whoever can write there can replace the
+      file (OpenSSH's ``StrictModes`` checks the same).
 
     There is no opt-out: the fix is one ``chmod 600 PATH`` (or moving the secret to the
     environment), and a dialler whose AMI account leaks can be made to call anyone.
@@ -595,6 +609,24 @@ def check_config_file(settings: Settings) -> None:
         raise ConfigError(
             f"{path} is writable by other users (mode {mode:04o}): whoever can change it "
             f"decides where calls go; run: chmod 600 {path}"
+        )
+    me = os.geteuid()
+    if info.st_uid not in (me, 0):
+        raise ConfigError(
+            f"{path} is owned by {_user_name(info.st_uid)}, who can change it and so decide "
+            f"where calls go; run: chown {_user_name(me)} {path}"
+        )
+    folder = path.resolve().parent
+    try:
+        dinfo = folder.stat()
+    except OSError as exc:
+        raise ConfigError(f"{folder}: cannot read it ({exc.strerror or exc})") from None
+    dmode = stat.S_IMODE(dinfo.st_mode)
+    if (dmode & 0o022 and not dmode & stat.S_ISVTX) or dinfo.st_uid not in (me, 0):
+        raise ConfigError(
+            f"{path} is in {folder}, which other users can change (mode {dmode:04o}, owner "
+            f"{_user_name(dinfo.st_uid)}): whoever can write there can replace the file; "
+            "keep it in a folder that only you or root can change"
         )
     if settings.file_secrets and not file_is_private(info):
         names = " and ".join(settings.file_secrets)

@@ -92,6 +92,39 @@ def test_every_mode_of_a_config_file(tmp_path: Path, mode: int) -> None:
         assert f"run: chmod 600 {without}" in error
 
 
+def test_a_config_owned_by_another_user_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """That user could rewrite the dial string or the AMI host: refused, even at 0600."""
+    path = config(tmp_path / "voicecast.toml", NO_SECRET_TOML, 0o600)
+    if os.geteuid() == 0:
+        os.chown(path, 65534, -1)  # nobody
+    else:  # we are not root: pretend to be another (non-root) user
+        monkeypatch.setattr(os, "geteuid", lambda: path.stat().st_uid + 1)
+    error = refused(path)
+    assert error is not None and f"{path} is owned by " in error
+    assert "who can change it" in error and "run: chown " in error
+
+
+@pytest.mark.parametrize(
+    ("folder_mode", "accepted"), [(0o755, True), (0o700, True), (0o1777, True), (0o777, False)]
+)
+def test_a_config_in_a_folder_others_can_write_is_refused(
+    tmp_path: Path, folder_mode: int, accepted: bool
+) -> None:
+    """Whoever can write to the folder can replace the file (unless the sticky bit keeps
+    them to their own files, as in /tmp)."""
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    path = config(folder / "voicecast.toml", NO_SECRET_TOML, 0o600)
+    folder.chmod(folder_mode)
+    error = refused(path)
+    if accepted:
+        assert error is None
+    else:
+        assert error is not None and f"is in {folder}, which other users can change" in error
+
+
 def test_the_refusal_names_the_file_the_secret_the_mode_and_the_fix(tmp_path: Path) -> None:
     path = config(tmp_path / "voicecast.toml", SECRET_TOML, 0o644)
     assert refused(path) == (
