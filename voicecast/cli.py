@@ -1126,7 +1126,9 @@ def start_and_wait(runtime: Any, name: str, wait: bool, show_progress: bool = Tr
         status, reason = (row.status, row.status_reason) if row is not None else ("missing", None)
     if status != "completed":
         err_console.print(
-            f"campaign {name}: {status}" + (f": {reason}" if reason else ""), highlight=False
+            f"campaign {name}: {status}" + (f": {reason}" if reason else ""),
+            highlight=False,
+            markup=False,  # the reason is plain text: "[pbx]" is not rich markup
         )
         if reason and reason.startswith("alert:"):
             sys.exit(3)  # the dialer raised an alert: scripts must not read this as done

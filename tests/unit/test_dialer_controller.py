@@ -923,3 +923,30 @@ def test_stopping_before_the_originate_goes_out_keeps_the_contact_for_later(
             select(CampaignContact).where(CampaignContact.phone_e164 == held.number)
         ).one()
         assert (cc.state, cc.attempts) == ("pending", 0)
+
+
+def test_calls_in_flight_when_the_alert_pauses_the_campaign_are_requeued_too(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Ten calls at once, all failing at the PBX: the alert comes at the fifth, the five
+    still in flight fail after it. None of the fifteen contacts is left done: every one is
+    dialled again on resume. And nothing is originated once the pause is stored."""
+    _campaign(sessions, [f"+3319900{i:03d}0" for i in range(15)], max_channels=10)
+    pbx = FakePbx(no_route_digits="0")
+    _run(sessions, pbx, alert_after=5)
+    assert _status(sessions)[0] == "paused"
+    attempts = _attempts(sessions)
+    assert {a.outcome for a in attempts} == {"failed"}
+    with sessions() as s:
+        assert {c.state for c in s.scalars(select(CampaignContact))} == {"pending"}
+        paused_at = s.scalars(
+            select(JournalEntry.at).where(JournalEntry.kind == "campaign.changed")
+        ).one()
+    assert len(pbx.originates) == len(attempts) < 15
+    assert all(a.created_at <= paused_at for a in attempts)
+    pbx.no_route_digits = ""
+    _resume(sessions)
+    _run(sessions, pbx, alert_after=5)
+    assert _status(sessions) == ("completed", None)
+    with sessions() as s:
+        assert {c.outcome for c in s.scalars(select(CampaignContact))} == {"human"}

@@ -176,6 +176,9 @@ class CampaignRuntime:
     #: (contact id, attempt id) of the latest attempts that all failed at the PBX, in a
     #: row (emptied by any attempt that reached the network); see ``Dialer.alert_after``
     pbx_failures: list[tuple[int, str]] = field(default_factory=list)
+    #: the campaign was paused with an alert: calls still in flight that fail at the PBX
+    #: put their contact back in the queue too (dialled again on resume)
+    alerted: bool = False
 
 
 @dataclass
@@ -639,8 +642,8 @@ class Dialer:
         last = last or "see the attempts' errors"
         reason = (
             f"alert: the last {len(streak)} call(s) all failed at the PBX before reaching "
-            f"the network (last: {last}); check the trunk and [pbx] dial_string, then "
-            "resume the campaign"
+            f"the network (last: {last}); check the trunk and the dial string, then resume "
+            "the campaign"
         )
         now = self.clock.now()
         try:
@@ -650,6 +653,7 @@ class Dialer:
             return
         rt.pbx_failures.clear()
         if paused:
+            rt.alerted = True
             log.error("campaign %s paused: %s", rt.name, reason)
 
     def _store_alert(
@@ -795,7 +799,9 @@ class Dialer:
         attempt row and the contact's ``dialing`` state, committed before any Originate.
 
         Returns ``(number, fields, basis)`` once committed; the gate's decision when it does
-        not allow the dial (stored); None when the contact is no longer pending. Touches
+        not allow the dial (stored); None when the contact is no longer pending or the
+        campaign no longer runs (paused, stopped: read in this same transaction, so that a
+        pause stored a moment ago is never followed by an Originate). Touches
         nothing outside the database, so that :func:`~voicecast.storage.db.retry_busy` may
         run it again.
 
@@ -805,6 +811,9 @@ class Dialer:
         with self.sessions() as s, s.begin():
             cc = s.get(CampaignContact, cc_id)
             if cc is None or cc.state != "pending":
+                return None
+            status = s.scalar(select(Campaign.status).where(Campaign.id == rt.campaign_id))
+            if status != "running":
                 return None
             decision, facts = self._gate(s, rt, cc)
             if decision.verdict is not Verdict.ALLOW:
@@ -1071,6 +1080,10 @@ class Dialer:
             if not_sent:
                 cc.state = "pending"
                 cc.attempts -= 1
+            elif t.pbx_failure is not None and rt.alerted:  # see _raise_alert
+                cc.state = "pending"
+                cc.outcome = outcome.value
+                cc.next_attempt_at = ended_at
             elif not t.never_retry and should_retry(
                 outcome, cc.attempts, rt.retries, rt.retry_outcomes
             ):
@@ -1113,7 +1126,7 @@ class Dialer:
         if not not_sent:
             if t.pbx_failure is None:
                 rt.pbx_failures.clear()
-            else:
+            elif not rt.alerted:
                 rt.pbx_failures.append((t.cc_id, t.attempt_id))
                 if len(rt.pbx_failures) >= self.alert_after:
                     self._raise_alert(rt, t.pbx_failure)

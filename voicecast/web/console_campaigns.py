@@ -210,6 +210,7 @@ async def campaigns_page(request: web.Request) -> web.Response:
                     "name": c.name,
                     "url": campaign_url(c.name),
                     "status": c.status,
+                    "status_reason": c.status_reason,
                     "list": list_name,
                     "done": p["done"],
                     "total": queued or sizes.get(c.list_id, 0),

@@ -388,3 +388,21 @@ async def test_campaign_names_with_spaces_are_linked_quoted(
     assert (await client.get("/campaigns/Rappel%202026")).status == 200
     with runtime.sessions() as s:
         assert s.scalar(select(Contact.id).limit(1)) is not None
+
+
+async def test_the_campaigns_list_shows_an_alert_reason(
+    client: TestClient, runtime: Runtime, viewer: Account
+) -> None:
+    seed_campaign(runtime)
+    reason = "alert: the last 5 call(s) all failed at the PBX before reaching the network"
+    with runtime.sessions() as s, s.begin():
+        c = s.scalars(select(Campaign).where(Campaign.name == "spring")).one()
+        c.status, c.status_reason = "paused", reason
+    await login_as(client, runtime, viewer)
+    html = await (await client.get("/campaigns")).text()
+    assert f'<span class="error alert-reason">{reason}</span>' in html
+    with runtime.sessions() as s, s.begin():
+        c = s.scalars(select(Campaign).where(Campaign.name == "spring")).one()
+        c.status_reason = "paused by supervisor"  # not an alert: the status says enough
+    html = await (await client.get("/campaigns")).text()
+    assert "alert-reason" not in html
