@@ -308,31 +308,64 @@ async def run_dialer(
     campaign_names: list[str] | None = None,
     *,
     on_started: Callable[[Dialer], Coroutine[Any, Any, None]] | None = None,
+    wait_for_pbx: bool = False,
 ) -> bool:
     """Start the dialer and run it until the named campaigns finish (or forever when None).
 
     SIGTERM/SIGINT stop new Originates and let calls in progress finish (up to
     :data:`DRAIN_GRACE` seconds) before returning.
 
+    Args:
+        on_started: run beside the dialer once it has started (at once when
+            ``wait_for_pbx``: e.g. the console shows the PBX as down meanwhile).
+        wait_for_pbx: a PBX unreachable at start-up is waited for with back-off
+            (:meth:`Dialer.start`) instead of raising :class:`PbxUnavailable`.
+
     Returns:
         True when a signal stopped it, False when the campaigns finished.
     """
     log_exposure(runtime.settings, ("ami", "fastagi"))
     dialer = make_dialer(runtime)
-    await dialer.start()
     loop = asyncio.get_running_loop()
-    runner = asyncio.create_task(dialer.run(campaign_names))
     stop_requested = asyncio.Event()
+    started = False
 
     def request_stop() -> None:
-        log.warning("stop requested: finishing calls in progress (up to %ss)", DRAIN_GRACE)
         stop_requested.set()
+        if not started:
+            log.warning("stop requested while waiting for the PBX")
+            dialer.abort_start()
+            return
+        log.warning("stop requested: finishing calls in progress (up to %ss)", DRAIN_GRACE)
 
+    watcher: asyncio.Task[None] | None = None
+    if wait_for_pbx:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, request_stop)
+        if on_started is not None:
+            watcher = asyncio.create_task(on_started(dialer))
+    try:
+        started = await dialer.start(wait_for_pbx=wait_for_pbx)
+    except BaseException:
+        if watcher is not None:
+            watcher.cancel()
+        raise
+    if not started:  # stopped while waiting for the PBX: nothing was dialled
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+        await dialer.stop()
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        return True
+    runner = asyncio.create_task(dialer.run(campaign_names))
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, request_stop)
-    watcher: asyncio.Task[None] | None = None
-    if on_started is not None:
+    if on_started is not None and watcher is None:
         watcher = asyncio.create_task(on_started(dialer))
     stopper = asyncio.create_task(stop_requested.wait())
     try:
@@ -383,7 +416,7 @@ async def serve_forever(runtime: Runtime) -> None:
     try:
         async with daily_retention(runtime.sessions, runtime.settings, make_clock(runtime)):
             if not runtime.settings.web.enabled:
-                await run_dialer(runtime, None)
+                await run_dialer(runtime, None, wait_for_pbx=True)
                 return
             web = WebContext(runtime, make_clock(runtime))
             runner = await start_web(web)  # before dialling: a taken port fails at once
@@ -392,7 +425,7 @@ async def serve_forever(runtime: Runtime) -> None:
                 web.dialer = dialer
 
             try:
-                await run_dialer(runtime, None, on_started=attach)
+                await run_dialer(runtime, None, on_started=attach, wait_for_pbx=True)
             finally:
                 await runner.cleanup()
     finally:

@@ -30,6 +30,7 @@ from voicecast.compliance.suppression import (
     opted_out,
 )
 from voicecast.config import ComplianceSettings
+from voicecast.dialer import controller as controller_module
 from voicecast.dialer.controller import (
     LEASE_TIMEOUT,
     Dialer,
@@ -115,6 +116,7 @@ class FakePbx:
     #: numbers ending with one of these digits: the call fails at the PBX (no route, as a
     #: trunk that is down: OriginateResponse Reason 0, no callee cause)
     no_route_digits: str = ""
+    start_failures: int = 0  # PBX unreachable at the first N starts
     connected: bool = True
     originates: list[tuple[float, OriginateRequest]] = field(default_factory=list)
     up: set[str] = field(default_factory=set)
@@ -124,6 +126,9 @@ class FakePbx:
     flow: CallFlowHandler | None = None
 
     async def start(self, listener: PbxListener, flow: CallFlowHandler) -> None:
+        if self.start_failures > 0:
+            self.start_failures -= 1
+            raise PbxUnavailable("cannot connect to AMI at 127.0.0.1:5038 (test)")
         self.listener, self.flow = listener, flow
         listener.on_connection(True)
 
@@ -950,3 +955,43 @@ def test_calls_in_flight_when_the_alert_pauses_the_campaign_are_requeued_too(
     assert _status(sessions) == ("completed", None)
     with sessions() as s:
         assert {c.outcome for c in s.scalars(select(CampaignContact))} == {"human"}
+
+
+def test_a_pbx_unreachable_at_start_up_is_waited_for_when_asked(
+    sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``voicecast serve`` at boot, before Asterisk: it keeps trying, then dials."""
+    monkeypatch.setattr(controller_module, "PBX_START_DELAYS", (0.01,))
+    _campaign(sessions, ["+33199000010"])
+    pbx = FakePbx(start_failures=3)
+
+    async def main() -> None:
+        dialer = Dialer(sessions, pbx, _plan, gate=GATE)  # type: ignore[arg-type]
+        with pytest.raises(PbxUnavailable):  # without waiting: the error at once
+            await dialer.start()
+        assert await dialer.start(wait_for_pbx=True) is True
+        await asyncio.wait_for(dialer.run(["c"]), 30)
+        await dialer.stop()
+
+    asyncio.run(main())
+    assert pbx.start_failures == 0
+    assert [a.outcome for a in _attempts(sessions)] == ["human"]
+
+
+def test_waiting_for_the_pbx_at_start_up_can_be_aborted(sessions: sessionmaker[Session]) -> None:
+    _campaign(sessions, ["+33199000010"])
+    pbx = FakePbx(start_failures=10**6)
+
+    async def main() -> bool:
+        dialer = Dialer(sessions, pbx, _plan, gate=GATE)  # type: ignore[arg-type]
+        starting = asyncio.create_task(dialer.start(wait_for_pbx=True))
+        await asyncio.sleep(0.1)
+        dialer.abort_start()
+        started = await asyncio.wait_for(starting, 5)
+        await dialer.stop()
+        return started
+
+    assert asyncio.run(main()) is False
+    with sessions() as s:
+        assert lease_holder(s) is None  # released: another controller may start at once
+    assert _attempts(sessions) == []

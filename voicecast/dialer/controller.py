@@ -107,6 +107,7 @@ UNANSWERED_HANGUP_GRACE = 2.0  # seconds to wait for the Hangup after a failed O
 CAUSE_GRACE = 1.0
 FLOW_END_GRACE = 15.0  # seconds for the call flow to finish after the hangup
 ORIGINATE_RESPONSE_MARGIN = 20.0  # seconds beyond the ring timeout
+PBX_START_DELAYS = (1.0, 2.0, 5.0, 10.0)  # seconds between tries to reach the PBX at start
 PROBLEM_CHECK_INTERVAL = 30.0  # seconds between campaign-level compliance checks
 IDLE_POLL = 5.0  # seconds between database polls while every contact waits for later
 PURGE_INTERVAL = 3600.0  # seconds between purges of recordings whose retention ended
@@ -349,12 +350,22 @@ class Dialer:
 
     # --- lifecycle --------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, wait_for_pbx: bool = False) -> bool:
         """Take the lease, start the PBX backend, close attempts a dead controller left.
+
+        Args:
+            wait_for_pbx: when the PBX cannot be reached, keep trying with back-off
+                (:data:`PBX_START_DELAYS`, renewing the lease) instead of raising, until
+                it answers or :meth:`abort_start` / :meth:`stop` is called (``voicecast
+                serve``: Asterisk may start after voicecast at boot; the console and
+                ``/healthz`` stay up meanwhile and say the PBX is down).
+
+        Returns:
+            True once started; False when aborted while waiting for the PBX.
 
         Raises:
             LeaseHeld: another controller is running.
-            PbxUnavailable: the PBX cannot be reached.
+            PbxUnavailable: the PBX cannot be reached (without ``wait_for_pbx``).
             StorageUnavailable: the database refuses writes (the reason and the database).
         """
         try:
@@ -367,9 +378,36 @@ class Dialer:
             raise StorageUnavailable(
                 f"cannot start dialling: {fault.reason}; database {self._database_name()}"
             ) from exc
-        await self.pbx.start(self, self._serve_flow)
+        tries = 0
+        while True:
+            try:
+                await self.pbx.start(self, self._serve_flow)
+                break
+            except PbxUnavailable as exc:
+                if not wait_for_pbx:
+                    raise
+                delay = PBX_START_DELAYS[min(tries, len(PBX_START_DELAYS) - 1)]
+                tries += 1
+                (log.error if tries == 1 else log.warning)(
+                    "cannot reach the PBX at start-up (%s): nothing is dialled; trying "
+                    "again in %gs",
+                    exc,
+                    delay,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                if self._stopping.is_set():
+                    return False
+                with self.sessions() as s:
+                    acquire_lease(s, self.controller_id)
         self.scheduler.start()
         await self.recover()
+        return True
+
+    def abort_start(self) -> None:
+        """End a :meth:`start` that waits for the PBX (it returns False); call :meth:`stop`
+        afterwards to release the lease."""
+        self._stopping.set()
 
     async def stop(self, *, grace: float = 0.0) -> None:
         """Stop dialing; wait up to ``grace`` seconds for calls in progress to end.
