@@ -149,6 +149,8 @@ class DatabaseCollector(Collector):
     - ``voicecast_gate_decisions_total{verdict,reason}`` (counter): compliance gate
       decisions (``allow`` | ``defer`` | ``block``) by reason;
     - ``voicecast_webhook_deliveries{status}`` (gauge): webhook deliveries by status;
+    - ``voicecast_campaign_alert{campaign}`` (gauge, 1): one per campaign paused with an
+      ``alert:`` reason (its calls fail at the PBX), none otherwise: alert on its presence;
     - ``voicecast_ami_connected`` (gauge, 1/0): only when a dialer runs in this process.
 
     The counters count stored rows, so they only go down when rows are removed (a campaign
@@ -182,6 +184,11 @@ class DatabaseCollector(Collector):
         )
         deliveries = GaugeMetricFamily(
             "voicecast_webhook_deliveries", "Webhook deliveries by status", labels=["status"]
+        )
+        alerts = GaugeMetricFamily(
+            "voicecast_campaign_alert",
+            "1 for each campaign the dialer paused with an alert (calls failing at the PBX)",
+            labels=["campaign"],
         )
         name = Campaign.name
 
@@ -224,7 +231,13 @@ class DatabaseCollector(Collector):
                 gate.add_metric([verdict, reason], n)
             for status, n in delivery_counts(s).items():
                 deliveries.add_metric([status], n)
-        yield from (calls_up, originates, outcomes, amd, gate, deliveries)
+            for campaign in s.scalars(
+                select(name).where(
+                    Campaign.status == "paused", Campaign.status_reason.startswith("alert:")
+                )
+            ):
+                alerts.add_metric([campaign], 1)
+        yield from (calls_up, originates, outcomes, amd, gate, deliveries, alerts)
         dialer = self.dialer()
         if dialer is not None:
             yield GaugeMetricFamily(

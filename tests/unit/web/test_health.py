@@ -9,8 +9,10 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
 
 from voicecast.app import Runtime
+from voicecast.storage.models import Campaign
 from voicecast.web.server import WebContext
 from voicecast.webhooks import create_webhook, enqueue_event
 
@@ -140,6 +142,16 @@ async def test_metrics_show_the_rows_in_the_database(
     assert got[("voicecast_calls_up", (("campaign", "Autumn"),))] == 0  # running, no call
     assert not any(name == "voicecast_ami_connected" for name, _ in got)  # no dialer here
     assert not any(name.startswith("python_") for name, _ in got)  # not the global registry
+
+    assert not any(name == "voicecast_campaign_alert" for name, _ in got)  # no alert
+
+    with runtime.sessions() as s, s.begin():
+        autumn = s.scalars(select(Campaign).where(Campaign.name == "Autumn")).one()
+        autumn.status = "paused"
+        autumn.status_reason = "alert: the last 5 call(s) all failed at the PBX"
+    got = _samples(await (await client.get("/metrics")).text())
+    assert got[("voicecast_campaign_alert", (("campaign", "Autumn"),))] == 1
+    assert ("voicecast_campaign_alert", c) not in got
 
     web_ctx.dialer = fake_dialer(connected=False)
     got = _samples(await (await client.get("/metrics")).text())
