@@ -124,8 +124,9 @@ class FakeDialer:
     def __init__(self) -> None:
         self.seen: list[str] = []
 
-    async def start(self) -> None:
+    async def start(self, *, wait_for_pbx: bool = False) -> bool:
         self.seen.append(current_actor())
+        return True
 
     async def run(self, campaign_names: Iterable[str] | None = None) -> None:
         async def call() -> None:
