@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import DBAPIError
@@ -95,6 +95,7 @@ from voicecast.storage.models import (
 from voicecast.webhooks import enqueue_attempt_completed, enqueue_campaign_alert
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 PlanBuilder = Callable[[Campaign], FlowPlan]
 FlowDecisionHook = Callable[[FlowReport], None]
@@ -453,15 +454,14 @@ class Dialer:
                 )
                 + "".join(f"; opt-out of {t.number} at {at}" for t, at in self._unwritten_optouts),
             )
-        try:
-            with self.sessions() as s, s.begin():
-                s.execute(
-                    update(ControllerLease)
-                    .where(ControllerLease.holder == self.controller_id)
-                    .values(heartbeat_at=utcnow() - LEASE_TIMEOUT)
-                )
-        except DBAPIError as exc:  # the lease then expires by itself
-            self._storage_trouble(exc, "releasing the controller lease")
+        self._write_or_pause(  # refused: the lease then expires by itself
+            "releasing the controller lease",
+            lambda s: s.execute(
+                update(ControllerLease)
+                .where(ControllerLease.holder == self.controller_id)
+                .values(heartbeat_at=utcnow() - LEASE_TIMEOUT)
+            ),
+        )
 
     async def run(self, campaign_names: Iterable[str] | None = None) -> None:
         """Dial running campaigns until :meth:`stop`, or until the named ones are finished.
@@ -480,12 +480,9 @@ class Dialer:
             self.heartbeat = time.monotonic()
             if time.monotonic() >= next_purge:
                 next_purge = time.monotonic() + PURGE_INTERVAL
-                purged = 0
-                try:
-                    with self.sessions() as s, s.begin():
-                        purged = purge_recordings(s, self.clock.now())
-                except DBAPIError as exc:
-                    self._storage_trouble(exc, "purging recordings")
+                purged = self._write_or_pause(
+                    "purging recordings", lambda s: purge_recordings(s, self.clock.now())
+                )
                 if purged:
                     log.info("purged %d recording(s) whose retention ended", purged)
             self._check_storage()
@@ -1211,6 +1208,21 @@ class Dialer:
             self.storage_probe_interval,
         )
 
+    def _write_or_pause(self, what: str, work: Callable[[Session], _T]) -> _T | None:
+        """Run ``work`` in one transaction and return its result; when the database
+        refuses it (a storage fault, see :meth:`_storage_trouble`: dialling pauses),
+        return None instead. ``what`` names the write in the logged error.
+
+        Raises:
+            sqlalchemy.exc.DBAPIError: a database error that is not the storage's fault.
+        """
+        try:
+            with self.sessions() as s, s.begin():
+                return work(s)
+        except DBAPIError as exc:
+            self._storage_trouble(exc, what)
+            return None
+
     def _renew_lease(self, s: Session) -> None:
         """Renew the controller lease; a database refusing the write pauses dialling.
 
@@ -1413,15 +1425,16 @@ class Dialer:
         t.flow_started = True
         t.answered = True
         t.originated.set()
-        t.answered_at = self.clock.now()
-        try:  # the call goes on whatever the database says; the outcome repeats the instant
-            with self.sessions() as s, s.begin():
-                attempt = s.get(CallAttempt, t.attempt_id)
-                if attempt is not None:
-                    attempt.state = "answered"
-                    attempt.answered_at = t.answered_at
-        except DBAPIError as exc:
-            self._storage_trouble(exc, f"marking attempt {t.attempt_id} answered")
+        t.answered_at = answered_at = self.clock.now()
+
+        def mark_answered(s: Session) -> None:
+            attempt = s.get(CallAttempt, t.attempt_id)
+            if attempt is not None:
+                attempt.state = "answered"
+                attempt.answered_at = answered_at
+
+        # the call goes on whatever the database says; the outcome repeats the instant
+        self._write_or_pause(f"marking attempt {t.attempt_id} answered", mark_answered)
         t.report = FlowReport()
         opt_out = self._opt_out_hook(t)
         timed = cast(CallFlowSession, _PlayClock(call, self.clock, t.play_starts))
@@ -1471,14 +1484,14 @@ class Dialer:
 
     def _save_decision(self, t: Tracker) -> FlowDecisionHook:
         def save(report: FlowReport) -> None:
-            try:  # refused: the outcome's transaction stores the verdict again
-                with self.sessions() as s, s.begin():
-                    attempt = s.get(CallAttempt, t.attempt_id)
-                    if attempt is not None:
-                        attempt.amd_status = report.amd_status or None
-                        attempt.amd_cause = report.amd_cause or None
-            except DBAPIError as exc:
-                self._storage_trouble(exc, f"storing the AMD verdict of attempt {t.attempt_id}")
+            def store(s: Session) -> None:
+                attempt = s.get(CallAttempt, t.attempt_id)
+                if attempt is not None:
+                    attempt.amd_status = report.amd_status or None
+                    attempt.amd_cause = report.amd_cause or None
+
+            # refused: the outcome's transaction stores the verdict again
+            self._write_or_pause(f"storing the AMD verdict of attempt {t.attempt_id}", store)
 
         return save
 
