@@ -338,11 +338,18 @@ async def run_dialer(
             return
         log.warning("stop requested: finishing calls in progress (up to %ss)", DRAIN_GRACE)
 
-    watcher: asyncio.Task[None] | None = None
-    if wait_for_pbx:
+    def handle_signals(on: bool) -> None:
+        """SIGTERM/SIGINT call ``request_stop`` (``on``), or get their default back."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, request_stop)
+                if on:
+                    loop.add_signal_handler(sig, request_stop)
+                else:
+                    loop.remove_signal_handler(sig)
+
+    watcher: asyncio.Task[None] | None = None
+    if wait_for_pbx:
+        handle_signals(True)
         if on_started is not None:
             watcher = asyncio.create_task(on_started(dialer))
     try:
@@ -352,9 +359,7 @@ async def run_dialer(
             watcher.cancel()
         raise
     if not started:  # stopped while waiting for the PBX: nothing was dialled
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
+        handle_signals(False)
         await dialer.stop()
         if watcher is not None:
             watcher.cancel()
@@ -362,18 +367,14 @@ async def run_dialer(
                 await watcher
         return True
     runner = asyncio.create_task(dialer.run(campaign_names))
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, request_stop)
+    handle_signals(True)
     if on_started is not None and watcher is None:
         watcher = asyncio.create_task(on_started(dialer))
     stopper = asyncio.create_task(stop_requested.wait())
     try:
         await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.remove_signal_handler(sig)
+        handle_signals(False)
         stopper.cancel()
         await dialer.stop(grace=DRAIN_GRACE if stop_requested.is_set() else 0.0)
         runner.cancel()
