@@ -410,6 +410,19 @@ def _contacts_section(session: Session, e164: str) -> list[dict[str, Any]]:
     ]
 
 
+def _declaration(campaign: Campaign) -> dict[str, Any]:
+    """What a campaign declares about its calls (name, purpose, legal basis, sender, on
+    whose behalf, caller ID), as the access export shows it for each campaign."""
+    return {
+        "campaign": campaign.name,
+        "purpose": campaign.purpose,
+        "legal_basis": campaign.legal_basis,
+        "sender": campaign.sender_name,
+        "on_behalf_of": campaign.on_behalf_of,
+        "caller_id": campaign.caller_id,
+    }
+
+
 def _memberships_section(session: Session, e164: str) -> list[dict[str, Any]]:
     rows = session.execute(
         select(CampaignContact, Campaign)
@@ -427,12 +440,7 @@ def _memberships_section(session: Session, e164: str) -> list[dict[str, Any]]:
         ).all()
         out.append(
             {
-                "campaign": campaign.name,
-                "purpose": campaign.purpose,
-                "legal_basis": campaign.legal_basis,
-                "sender": campaign.sender_name,
-                "on_behalf_of": campaign.on_behalf_of,
-                "caller_id": campaign.caller_id,
+                **_declaration(campaign),
                 "state": cc.state,
                 "attempts": cc.attempts,
                 "outcome": cc.outcome,
@@ -466,12 +474,7 @@ def _memberships_section(session: Session, e164: str) -> list[dict[str, Any]]:
             continue
         out.append(
             {
-                "campaign": campaign.name,
-                "purpose": campaign.purpose,
-                "legal_basis": campaign.legal_basis,
-                "sender": campaign.sender_name,
-                "on_behalf_of": campaign.on_behalf_of,
-                "caller_id": campaign.caller_id,
+                **_declaration(campaign),
                 "state": f"not queued yet (campaign {campaign.status})",
                 "attempts": 0,
                 "outcome": None,
