@@ -462,12 +462,12 @@ def _memberships_section(session: Session, e164: str) -> list[dict[str, Any]]:
     # campaigns over a list holding the number that have not queued it yet (drafts, or
     # started before the contact was imported): they are a purpose of the data too
     queued = {m["campaign"] for m in out}
+    # IN (subquery), not DISTINCT over the campaign rows: PostgreSQL has no equality for the
+    # json columns (retry_outcomes, amd), so SELECT DISTINCT on them fails there
     pending = session.scalars(
         select(Campaign)
-        .join(Contact, Contact.list_id == Campaign.list_id)
-        .where(Contact.phone_e164 == e164)
+        .where(Campaign.list_id.in_(select(Contact.list_id).where(Contact.phone_e164 == e164)))
         .order_by(Campaign.id)
-        .distinct()
     ).all()
     for campaign in pending:
         if campaign.name in queued:

@@ -222,8 +222,18 @@ def migrations_dir() -> Path:
     return here
 
 
+MIGRATION_LOCK_KEY = 0x766F6963  # "voic"
+"""PostgreSQL advisory lock key held by :func:`migrate` for its transaction."""
+
+
 def migrate(engine: Engine) -> None:
-    """Upgrade the database to the newest alembic revision (idempotent)."""
+    """Upgrade the database to the newest alembic revision (idempotent).
+
+    On PostgreSQL the upgrade holds a transaction-level advisory lock
+    (``pg_advisory_xact_lock``): controllers started together run it one after the other,
+    the later ones finding the schema at head (without it, concurrent ``CREATE TABLE``
+    fail with duplicate-key or lock-timeout errors).
+    """
     from alembic import command
     from alembic.config import Config
 
@@ -232,5 +242,7 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":  # a long migration is not a stuck statement
             conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
+            conn.exec_driver_sql("SET LOCAL lock_timeout = 0")  # wait for the other migrator
+            conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")

@@ -241,11 +241,12 @@ def create_api_token(db: Session, user_id: int, name: str, now: datetime) -> str
     """Create an API token for ``user_id``; return it (shown once: only its hash is kept).
 
     Raises:
-        AccountError: empty name or longer than 100 characters.
+        AccountError: empty name, longer than 100 characters, or holding control
+            characters (PostgreSQL refuses NUL in text).
     """
     name = name.strip()
-    if not name or len(name) > 100:
-        raise AccountError("token name: 1 to 100 characters")
+    if not name or len(name) > 100 or not name.isprintable():
+        raise AccountError("token name: 1 to 100 printable characters")
     token = API_TOKEN_PREFIX + new_secret()
     row = ApiToken(
         user_id=user_id,

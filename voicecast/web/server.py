@@ -7,7 +7,9 @@ Request pipeline (outermost first):
    ``Cache-Control: no-store`` on every dynamic response, redirects and errors included.
 2. :func:`error_middleware`: :class:`HTTPProblem` and :class:`~voicecast.errors.VoicecastError`
    become JSON ``{"error": {"code", "message"}}`` under ``/api/`` and an HTML error page
-   elsewhere; an unexpected exception is logged and answered 500 without its text.
+   elsewhere; an unexpected exception is logged and answered 500 without its text. A NUL
+   character in the address, or a value the database refuses (PostgreSQL: NUL in text,
+   too long for its column, out of range; :func:`refused_value`), is a 400.
 3. :func:`auth_middleware`: ``request[PRINCIPAL]`` from an ``Authorization: Bearer``
    API token or the console session cookie (full logins only); ``request[WEB_SESSION]``
    the session row for a cookie, whatever its stage.
@@ -43,6 +45,7 @@ import jinja2
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDictProxy
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from voicecast.clock import Clock
@@ -273,9 +276,18 @@ def problem_response(request: web.Request, problem: HTTPProblem) -> web.StreamRe
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn errors into :class:`HTTPProblem` answers (see the module docstring)."""
     try:
+        if "\x00" in request.path or "\x00" in request.query_string:
+            # PostgreSQL refuses NUL in text: a lookup by such a name would be a 500 there
+            raise HTTPProblem(400, "invalid", "NUL characters are not allowed in the address")
         return await handler(request)
     except HTTPProblem as problem:
         return problem_response(request, problem)
+    except DataError as exc:
+        if not refused_value(exc):
+            return internal_error(request)
+        log.warning("database refused a value on %s %s: %s", request.method, request.path, exc.orig)
+        message = "a value was refused by the database (NUL character, too long or out of range)"
+        return problem_response(request, HTTPProblem(400, "invalid", message))
     except NotFoundError as exc:
         return problem_response(request, HTTPProblem(404, "not_found", str(exc)))
     except VoicecastError as exc:
@@ -299,10 +311,30 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        return problem_response(
-            request, HTTPProblem(500, "internal", "internal error (see the server log)")
-        )
+        return internal_error(request)
+
+
+def internal_error(request: web.Request) -> web.StreamResponse:
+    """Log the exception being handled and answer 500 without its details."""
+    log.exception("unexpected error on %s %s", request.method, request.path)
+    return problem_response(
+        request, HTTPProblem(500, "internal", "internal error (see the server log)")
+    )
+
+
+# PostgreSQL SQLSTATEs of a value the request brought (documentation, appendix A): too long
+# for its column, number or date out of range, bytes invalid in the encoding
+_REFUSED_VALUE_STATES = frozenset({"22001", "22003", "22008", "22021", "22P05"})
+
+
+def refused_value(exc: DataError) -> bool:
+    """True when the database refused one of the request's values (PostgreSQL's SQLSTATEs
+    above, or psycopg's own refusal of a NUL character in text, which SQLite stores): a
+    400 for the client, not a server bug."""
+    state = getattr(exc.orig, "sqlstate", None)
+    if state is None:
+        return "NUL" in str(exc.orig)
+    return state in _REFUSED_VALUE_STATES
 
 
 def came_over_https(request: web.Request) -> bool:
