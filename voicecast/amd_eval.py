@@ -410,7 +410,7 @@ class _Collector:
         if primary:
             self._settle(attempt_id, "FAILED", f"hung up before a verdict (Q.850 {cause})")
 
-    def on_connection(self, connected: bool) -> None:
+    def on_connection(self, connected: bool, node: str | None = None) -> None:
         if not connected:
             for attempt_id in list(self.pending):
                 self._settle(attempt_id, "FAILED", "AMI connection lost")

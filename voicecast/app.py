@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import posixpath
@@ -21,14 +22,26 @@ from sqlalchemy.orm import Session, sessionmaker
 from voicecast.campaigns.compliance import GateEnv
 from voicecast.clock import Clock, clock_from_env
 from voicecast.compliance.suppression import load_store_key
-from voicecast.config import ExposedPart, Settings, exposure_warnings
+from voicecast.config import (
+    ExposedPart,
+    PbxNodeSettings,
+    Settings,
+    check_private_file,
+    exposure_warnings,
+)
 from voicecast.dialer.controller import Dialer
 from voicecast.dialer.flow import FlowPlan, amd_settings
 from voicecast.dialer.inbound import CallbackLine
 from voicecast.dialer.prompts import Speaker, scenario_prompts
 from voicecast.errors import ConfigError, NotFoundError
 from voicecast.journal.store import SYSTEM, acting_as
-from voicecast.pbx.asterisk import AsteriskBackend, AsteriskEndpoint
+from voicecast.pbx.asterisk import (
+    AsteriskBackend,
+    AsteriskEndpoint,
+    AsteriskPool,
+    InboundHandler,
+)
+from voicecast.pbx.base import DEFAULT_NODE, NodeSpec, PbxBackend, TrunkSpec
 from voicecast.sandbox import Sandbox, SandboxView
 from voicecast.storage.db import make_engine, migrate, session_factory
 from voicecast.storage.models import AudioMessage, Campaign
@@ -156,6 +169,80 @@ def endpoint(runtime: Runtime) -> AsteriskEndpoint:
     )
 
 
+def node_secret(settings: Settings, node: PbxNodeSettings) -> str:
+    """A ``[[pbx.nodes]]`` entry's AMI secret: ``ami_secret``, or the first line of
+    ``ami_secret_file`` (a file only its owner may read, see
+    :func:`voicecast.config.check_private_file`).
+
+    Raises:
+        ConfigError: the file is missing, unreadable, empty or readable by others.
+    """
+    if not node.ami_secret_file:
+        return node.ami_secret
+    path = settings.path(node.ami_secret_file)
+    what = f"[[pbx.nodes]] {node.name} ami_secret_file"
+    check_private_file(path, what)
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{what} {path}: cannot read it ({exc})") from None
+    if not secret:
+        raise ConfigError(f"{what} {path} is empty")
+    return secret
+
+
+def pbx_nodes(runtime: Runtime) -> tuple[PbxBackend, tuple[NodeSpec, ...]]:
+    """The PBX backend to dial through and the nodes it spreads calls over.
+
+    Without ``[[pbx.nodes]]``: one :class:`AsteriskBackend` (the sandbox's, or ``[ami]`` +
+    ``[pbx]``) as one node named ``default`` with ``[pbx] max_channels`` and one trunk
+    paced at ``[pbx] cps``. With nodes: an :class:`AsteriskPool`, one AMI connection per
+    node, each Originate carrying this controller's FastAGI URL as that node reaches it.
+
+    Raises:
+        ConfigError: a node's AMI secret file is unusable (:func:`node_secret`).
+    """
+    s = runtime.settings
+    if not s.pbx.nodes:
+        spec = NodeSpec(
+            DEFAULT_NODE.name,
+            s.pbx.max_channels or None,
+            (TrunkSpec("default", None, s.pbx.cps or None),),
+        )
+        return AsteriskBackend(endpoint(runtime), inbound=callback_line(runtime)), (spec,)
+    base = endpoint(runtime)
+    members: list[tuple[str, AsteriskEndpoint]] = []
+    specs: list[NodeSpec] = []
+    for node in s.pbx.nodes:
+        trunks = tuple(TrunkSpec(t.name, t.dial_string, t.cps) for t in node.trunks) or (
+            TrunkSpec("default", s.pbx.dial_string, s.pbx.cps or None),
+        )
+        members.append(
+            (
+                node.name,
+                dataclasses.replace(
+                    base,
+                    ami_host=node.ami_host,
+                    ami_port=node.ami_port,
+                    username=node.ami_username,
+                    secret=node_secret(s, node),
+                    agi_url=node.agi_url or s.fastagi.agi_url,
+                    dial_string=trunks[0].dial_string or s.pbx.dial_string,
+                ),
+            )
+        )
+        specs.append(NodeSpec(node.name, node.max_channels, trunks))
+    return AsteriskPool(members, inbound=callback_line(runtime)), tuple(specs)
+
+
+def callback_line(runtime: Runtime) -> InboundHandler:
+    """The handler of calls to a campaign's caller ID (the call-back opt-out line)."""
+    line = CallbackLine(
+        runtime.sessions, gate_env(runtime).key, speaker(runtime).speak, make_clock(runtime)
+    )
+    return line.serve
+
+
 def plan_builder(runtime: Runtime) -> Callable[[Campaign], FlowPlan]:
     """Build a campaign's call-flow plan: its scenario (the default one when it has none),
     the sounds it plays (every library audio it uses is published into the PBX's sounds
@@ -280,16 +367,17 @@ def make_dialer(runtime: Runtime) -> Dialer:
     """A dialer on the configured PBX (not started), serving the call-back line too."""
     gate = gate_env(runtime)
     clock = make_clock(runtime)
-    line = CallbackLine(runtime.sessions, gate.key, speaker(runtime).speak, clock)
+    backend, nodes = pbx_nodes(runtime)
     return Dialer(
         runtime.sessions,
-        AsteriskBackend(endpoint(runtime), inbound=line.serve),
+        backend,
         plan_builder(runtime),
         gate=gate,
         max_call_duration=runtime.settings.dialer.max_call_duration,
         clock=clock,
         recordings_max_days=runtime.settings.retention.recordings_days,
         alert_after=runtime.settings.dialer.alert_after_pbx_failures,
+        nodes=nodes,
     )
 
 

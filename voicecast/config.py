@@ -102,6 +102,31 @@ class PbxSettings(_Section):
     replies_dir_on_pbx: str = Field(
         "", description="the same folder as Asterisk sees it; empty = replies_dir"
     )
+    cps: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="the carrier trunk's calls-per-second limit, every campaign together; "
+        "0 = only the campaigns' own cps",
+    )
+    max_channels: int = Field(
+        0,
+        ge=0,
+        le=100000,
+        description="the PBX's channel capacity, every campaign together; 0 = no limit",
+    )
+    nodes: list[PbxNodeSettings] = Field(
+        default_factory=list,
+        description="several Asterisk nodes (scale-out); empty = the one of [ami] and [pbx]",
+    )
+
+    @field_validator("nodes")
+    @classmethod
+    def _unique_nodes(cls, value: list[PbxNodeSettings]) -> list[PbxNodeSettings]:
+        names = [n.name for n in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"node names must be unique: {names}")
+        return value
 
     @field_validator("dial_string")
     @classmethod
@@ -112,6 +137,67 @@ class PbxSettings(_Section):
             build_dial_string(value, "+33199000010")
         except UnsafeValueError as exc:
             raise ValueError(str(exc)) from exc
+        return value
+
+
+PBX_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$"
+"""Names of PBX nodes and trunks: stored with each attempt and used as pacing keys."""
+
+
+class TrunkSettings(_Section):
+    """One carrier trunk of a PBX node: how calls leave it and how fast it may start them.
+
+    ``cps``: the carrier's calls-per-second limit for this trunk, for every campaign and
+    every controller together (enforced through the shared database; unset = only the
+    campaigns' own ``cps``).
+    """
+
+    name: str = Field(pattern=PBX_NAME_PATTERN)
+    dial_string: str = "PJSIP/{number}@trunk"
+    cps: float | None = Field(None, gt=0, le=1000, description="calls started per second")
+
+    @field_validator("dial_string")
+    @classmethod
+    def _valid_template(cls, value: str) -> str:
+        return PbxSettings._valid_template(value)
+
+
+class PbxNodeSettings(_Section):
+    """One Asterisk node of a scale-out deployment (``[[pbx.nodes]]``).
+
+    Every controller connects to every node's AMI and spreads its calls over the nodes it
+    reaches (a node whose AMI is lost is not used until it is back). ``max_channels`` is the
+    node's channel capacity for all controllers together (counted in the shared database).
+    ``agi_url``: how this node's Asterisk reaches *this* controller's FastAGI server (empty:
+    ``[fastagi] url``); each Originate carries it, so each call's flow comes back to the
+    controller that placed it. ``trunks``: the node's carrier trunks; empty = one trunk
+    named ``default`` with ``[pbx] dial_string`` and ``[pbx] cps``. The AMI secret is
+    ``ami_secret`` or the content of ``ami_secret_file`` (a file only its owner may read).
+    """
+
+    name: str = Field(pattern=PBX_NAME_PATTERN)
+    ami_host: str = "127.0.0.1"
+    ami_port: int = Field(5038, ge=1, le=65535)
+    ami_username: str = "voicecast"
+    ami_secret: str = ""
+    ami_secret_file: str = ""
+    agi_url: str = Field("", description="agi://host:port of this controller as the node sees it")
+    max_channels: int = Field(100, ge=1, le=100000, description="channels, all controllers")
+    trunks: list[TrunkSettings] = Field(default_factory=list)
+
+    @field_validator("trunks")
+    @classmethod
+    def _unique_trunks(cls, value: list[TrunkSettings]) -> list[TrunkSettings]:
+        names = [t.name for t in value]
+        if len(set(names)) != len(names):
+            raise ValueError(f"trunk names must be unique within a node: {names}")
+        return value
+
+    @field_validator("agi_url")
+    @classmethod
+    def _valid_agi_url(cls, value: str) -> str:
+        if value and (not value.startswith("agi://") or any(c in value for c in " ,\r\n")):
+            raise ValueError("agi_url must look like agi://host:port")
         return value
 
 
@@ -498,6 +584,7 @@ def load_settings(
 ENV_FOR_SECRET = {
     "[ami] secret": "VOICECAST_AMI__SECRET",
     "[database] url": "VOICECAST_DATABASE__URL",
+    "[[pbx.nodes]] ami_secret": "a private file named by the node's ami_secret_file",
 }
 """The secrets a config file may hold, and the environment variable that can carry each
 instead (a file without secrets need not be private)."""
@@ -515,6 +602,12 @@ def secrets_in(data: dict[str, Any]) -> list[str]:
     ami = data.get("ami")
     if isinstance(ami, dict) and str(ami.get("secret") or ""):
         found.append("[ami] secret")
+    pbx = data.get("pbx")
+    nodes = pbx.get("nodes") if isinstance(pbx, dict) else None
+    if isinstance(nodes, list) and any(
+        isinstance(n, dict) and str(n.get("ami_secret") or "") for n in nodes
+    ):
+        found.append("[[pbx.nodes]] ami_secret")
     database = data.get("database")
     url = database.get("url") if isinstance(database, dict) else None
     if isinstance(url, str) and url:
@@ -746,6 +839,23 @@ sounds_dir_on_pbx = ""
 # retention_days), and the same folder as Asterisk sees it. Asterisk must be able to write it.
 replies_dir = "/var/spool/asterisk/voicecast-replies"
 replies_dir_on_pbx = ""
+# The carrier's limits for every campaign together: calls started per second on the trunk,
+# and channels on the PBX. 0 = only each campaign's own cps and max_channels.
+cps = 0.0
+max_channels = 0
+# Several Asterisk nodes (and several controllers sharing one PostgreSQL database): list
+# them; they replace [ami] and the dial_string above. See docs/deployment.md. Replace
+# `nodes = []` with one [[pbx.nodes]] table per node, at the end of this section:
+nodes = []
+# [[pbx.nodes]]
+# name = "pbx-a"
+# ami_host = "10.0.0.11"
+# ami_port = 5038
+# ami_username = "voicecast"
+# ami_secret_file = "/etc/voicecast/pbx-a.secret"   # or ami_secret = "..." (then chmod 600)
+# agi_url = "agi://10.0.0.2:4573"                   # this controller as pbx-a reaches it
+# max_channels = 60                                  # channels, every controller together
+# trunks = [{ name = "carrier1", dial_string = "PJSIP/{number}@carrier1", cps = 10.0 }]
 
 [audio]
 store_dir = "var/audio"

@@ -35,7 +35,6 @@ from voicecast.dialer.controller import (
     LEASE_TIMEOUT,
     Dialer,
     LeaseHeld,
-    Pacer,
     acquire_lease,
     lease_holder,
 )
@@ -895,14 +894,14 @@ def test_stopping_before_the_originate_goes_out_keeps_the_contact_for_later(
     slots = 0
     blocked = asyncio.Event()
 
-    async def second_dial_waits(self: Pacer) -> None:
+    async def second_dial_waits(self: Dialer, route: object) -> None:
         nonlocal slots
         slots += 1
         if slots > 1:
             blocked.set()
             await asyncio.sleep(3600)
 
-    monkeypatch.setattr(Pacer, "dial_slot", second_dial_waits)
+    monkeypatch.setattr(Dialer, "_wait_slot", second_dial_waits)
     pbx = FakePbx(call_seconds=0.2)
 
     async def main() -> None:

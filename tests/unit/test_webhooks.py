@@ -22,7 +22,7 @@ from voicecast.campaigns.compliance import GateEnv
 from voicecast.clock import ManualClock
 from voicecast.compliance.suppression import add_opt_out
 from voicecast.config import ComplianceSettings
-from voicecast.dialer.controller import CampaignRuntime, Dialer, Pacer, Tracker
+from voicecast.dialer.controller import CampaignRuntime, Dialer, Tracker
 from voicecast.dialer.flow import FlowPlan, FlowReport
 from voicecast.dialer.outcomes import Outcome
 from voicecast.storage.models import (
@@ -463,7 +463,7 @@ def _tracker(dialer: Dialer, cid: int, cc_id: int, aid: str) -> Tracker:
         retry_delay=60,
         retry_outcomes=["busy"],
         plan=FlowPlan(message="/snd/m", voicemail_message="/snd/m"),
-        pacer=Pacer(1.0),
+        cps=1.0,
         rules=None,  # type: ignore[arg-type]
     )
     t = Tracker(aid, rt, cc_id, "+33199000042")

@@ -1,14 +1,18 @@
 """The dialer controller: paces Originates per campaign and follows each attempt to its end.
 
-One asyncio task per running campaign picks due contacts (``next_attempt_at`` <= now, UTC),
-waits for a free channel (``max_channels``) and for its CPS pacer, writes the attempt row
-(committed *before* the Originate is sent), sends the Originate and follows the attempt from
-the PBX's events and the call flow until a final outcome is stored. A retry is a new attempt
-due ``retry_delay`` seconds after the previous one ended.
+One asyncio task per running campaign claims due contacts (``next_attempt_at`` <= now, UTC)
+one at a time (:meth:`Dialer._claim`): a free channel (the campaign's ``max_channels`` and
+the node's, counted over every controller), a PBX node that is up and one of its trunks,
+and the start instant the campaign's and the trunk's CPS allow
+(:mod:`voicecast.dialer.routing`) are taken in the transaction that writes the attempt row
+(committed *before* the Originate is sent); a follower task sends the Originate at that
+instant and follows the attempt from the PBX's events and the call flow until a final
+outcome is stored. A retry is a new attempt due ``retry_delay`` seconds after the previous
+one ended.
 
 Compliance: every dial, first attempt or retry, is decided by the compliance gate
-(:func:`voicecast.compliance.gate.decide`) at the moment of dialling, after the CPS pacer,
-in the same transaction that writes the attempt row. A deferred contact gets
+(:func:`voicecast.compliance.gate.decide`) for the instant the call starts, in the same
+transaction that writes the attempt row. A deferred contact gets
 ``next_attempt_at`` = the next legal instant and a scheduler wake-up; a blocked one is done
 with outcome ``blocked``. Each decision is stored (``gate_decisions``) with its reason and
 source. Campaign-level problems (a stale national opposition list...) pause the campaign.
@@ -31,12 +35,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -67,11 +72,23 @@ from voicecast.dialer.outcomes import (
     outcome_of_unanswered,
     should_retry,
 )
+from voicecast.dialer.routing import (
+    LIVE_STATES,
+    Route,
+    is_postgresql,
+    live_attempts,
+    lock_number,
+    plan_route,
+    reserve,
+)
 from voicecast.dialer.scheduler import WakeScheduler
 from voicecast.errors import UnsafeValueError, VoicecastError
 from voicecast.journal import events as journal
 from voicecast.pbx.base import (
+    DEFAULT_NODE,
     CallFlowSession,
+    ChannelInfo,
+    NodeSpec,
     OriginateRejected,
     OriginateRequest,
     OriginateUnknown,
@@ -113,6 +130,13 @@ PROBLEM_CHECK_INTERVAL = 30.0  # seconds between campaign-level compliance check
 IDLE_POLL = 5.0  # seconds between database polls while every contact waits for later
 PURGE_INTERVAL = 3600.0  # seconds between purges of recordings whose retention ended
 STORAGE_PROBE_INTERVAL = 5.0  # seconds between write tries while the database refuses writes
+# seconds before a call's reserved instant that the next contact is claimed (the gate
+# decides for the instant the call starts; a short lead keeps the reservations few)
+CLAIM_AHEAD = 0.1
+NO_ROOM_POLL = 0.5  # seconds between tries while every channel (all controllers) is taken
+# seconds between looks for attempts of controllers whose lease expired (several
+# controllers on PostgreSQL): they are closed, never re-sent
+ORPHAN_SWEEP_INTERVAL = 10.0
 
 
 class LeaseHeld(VoicecastError):
@@ -123,34 +147,28 @@ class StorageUnavailable(VoicecastError):
     """The database refuses writes at start-up (disk full, read-only, locked): no dialling."""
 
 
-@dataclass
-class Pacer:
-    """Calls-per-second limit: :meth:`wait` returns at most ``cps`` times per second."""
+class _NoRoom:
+    """Type of :data:`NO_ROOM`."""
 
-    cps: float
-    _next: float = 0.0
-    _last_dial: float | None = None
 
-    async def wait(self) -> None:
-        """Sleep until the next call may start (monotonic clock)."""
-        now = time.monotonic()
-        if self._next > now:
-            await asyncio.sleep(self._next - now)
-            now = time.monotonic()
-        self._next = max(now, self._next) + 1.0 / self.cps
+NO_ROOM = _NoRoom()
+"""A claim found no free channel: the campaign's ``max_channels`` (every controller) or
+every node that is up is full, or no node is up."""
 
-    async def dial_slot(self) -> None:
-        """Just before an Originate: keep the dials themselves ``1/cps`` apart (the gate's
-        database work between :meth:`wait` and the dial takes a few variable ms)."""
-        gap = 1.0 / self.cps
-        now = time.monotonic()
-        if self._last_dial is not None and now < self._last_dial + gap:
-            await asyncio.sleep(self._last_dial + gap - now)
-        self._last_dial = time.monotonic()
 
-    def refund(self) -> None:
-        """Give back the slot of the last :meth:`wait` (nothing was dialled with it)."""
-        self._next = max(time.monotonic(), self._next - 1.0 / self.cps)
+@dataclass(frozen=True)
+class _Claimed:
+    """A committed claim: the contact, its number and fields, the legal basis of the
+    allowing decision and the route (node, trunk, reserved instant)."""
+
+    cc_id: int
+    number: str
+    fields: dict[str, Any]
+    basis: dict[str, Any]
+    route: Route
+
+
+_Claim = _Claimed | Decision | _NoRoom | None
 
 
 @dataclass
@@ -166,7 +184,8 @@ class CampaignRuntime:
     retry_delay: float
     retry_outcomes: list[str]
     plan: FlowPlan
-    pacer: Pacer
+    #: calls started per second (the pacing itself is shared: :mod:`voicecast.dialer.routing`)
+    cps: float
     rules: CampaignRules
     inflight: set[str] = field(default_factory=set)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -191,6 +210,8 @@ class Tracker:
     runtime: CampaignRuntime
     cc_id: int
     number: str
+    #: the PBX node it is placed on (:attr:`Dialer.nodes`)
+    node: str = DEFAULT_NODE.name
     originated: asyncio.Event = field(default_factory=asyncio.Event)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
     cause_known: asyncio.Event = field(default_factory=asyncio.Event)
@@ -248,22 +269,47 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def acquire_lease(session: Session, holder: str, *, now: datetime | None = None) -> None:
-    """Take the controller lease (row id 1) or raise :class:`LeaseHeld`.
+def _lease_live(lease: ControllerLease, now: datetime) -> bool:
+    """A lease is live while its heartbeat is recent and, on this host, its process exists."""
+    if now - lease.heartbeat_at >= LEASE_TIMEOUT:
+        return False
+    return lease.host != socket.gethostname() or _pid_alive(lease.pid)
 
-    The lease is free when absent, held by ``holder``, older than :data:`LEASE_TIMEOUT`, or
-    held by a process of this host that no longer exists. Commits.
+
+def acquire_lease(
+    session: Session, holder: str, *, now: datetime | None = None, shared: bool = False
+) -> None:
+    """Take or renew ``holder``'s controller lease. Commits.
+
+    Exclusive (SQLite, ``shared`` False): one lease row (id 1) for one controller; it is
+    free when absent, held by ``holder``, expired (:data:`LEASE_TIMEOUT`), or held by a
+    process of this host that no longer exists; else :class:`LeaseHeld` is raised.
+
+    Shared (PostgreSQL, several controllers): one row per holder, renewed; expired rows of
+    other controllers are deleted (their attempts are closed by :meth:`Dialer.recover`).
+
+    Raises:
+        LeaseHeld: exclusive, and another live controller holds it.
     """
     now = now or utcnow()
-    lease = session.get(ControllerLease, 1, with_for_update=True)
     host = socket.gethostname()
-    if lease is not None and lease.holder != holder:
-        fresh = now - lease.heartbeat_at < LEASE_TIMEOUT
-        alive = lease.host != host or _pid_alive(lease.pid)
-        if fresh and alive:
-            raise LeaseHeld(
-                f"another voicecast controller ({lease.holder}) is dialing for this database"
+    if shared:
+        mine = session.scalars(
+            select(ControllerLease).where(ControllerLease.holder == holder).with_for_update()
+        ).first()
+        if mine is None:
+            session.add(
+                ControllerLease(holder=holder, host=host, pid=os.getpid(), heartbeat_at=now)
             )
+        else:
+            mine.heartbeat_at = now
+        session.commit()
+        return
+    lease = session.get(ControllerLease, 1, with_for_update=True)
+    if lease is not None and lease.holder != holder and _lease_live(lease, now):
+        raise LeaseHeld(
+            f"another voicecast controller ({lease.holder}) is dialing for this database"
+        )
     if lease is None:
         session.add(
             ControllerLease(id=1, holder=holder, host=host, pid=os.getpid(), heartbeat_at=now)
@@ -273,15 +319,17 @@ def acquire_lease(session: Session, holder: str, *, now: datetime | None = None)
     session.commit()
 
 
-def lease_holder(session: Session, *, now: datetime | None = None) -> str | None:
-    """The holder of a live lease, or None when no controller is running."""
+def live_controllers(session: Session, *, now: datetime | None = None) -> list[str]:
+    """The holders of live leases (controllers dialling now), oldest lease first."""
     now = now or utcnow()
-    lease = session.get(ControllerLease, 1)
-    if lease is None or now - lease.heartbeat_at >= LEASE_TIMEOUT:
-        return None
-    if lease.host == socket.gethostname() and not _pid_alive(lease.pid):
-        return None
-    return lease.holder
+    leases = session.scalars(select(ControllerLease).order_by(ControllerLease.id)).all()
+    return [lease.holder for lease in leases if _lease_live(lease, now)]
+
+
+def lease_holder(session: Session, *, now: datetime | None = None) -> str | None:
+    """A live controller's holder name (the first), or None when no controller is running."""
+    live = live_controllers(session, now=now)
+    return live[0] if live else None
 
 
 class Dialer:
@@ -303,6 +351,15 @@ class Dialer:
             and a journal entry, and those contacts are dialled again once it is resumed
             (``[dialer] alert_after_pbx_failures``). A campaign that would end with every
             attempt failed that way gets the same alert instead of ``completed``.
+        nodes: the PBX nodes calls may be placed on, with their channel capacity and
+            trunks (:mod:`voicecast.dialer.routing`); default: the one PBX of ``pbx``,
+            unlimited. ``pbx`` reports each node's connection by name.
+
+    On SQLite one controller dials (an exclusive lease). On PostgreSQL several controllers
+    dial side by side: each claims due contacts with ``SELECT ... FOR UPDATE SKIP LOCKED``
+    under the campaign's row lock, counts channels and paces calls through the database
+    (:mod:`voicecast.dialer.routing`), and closes the attempts of controllers whose lease
+    expired (never re-sent).
     """
 
     def __init__(
@@ -316,8 +373,12 @@ class Dialer:
         clock: Clock | None = None,
         recordings_max_days: int | None = None,
         alert_after: int = 5,
+        nodes: Sequence[NodeSpec] | None = None,
     ) -> None:
         self.sessions = sessions
+        self.nodes: tuple[NodeSpec, ...] = tuple(nodes) if nodes else (DEFAULT_NODE,)
+        #: the nodes whose PBX connection is up now (calls are placed on these only)
+        self.nodes_up: set[str] = set()
         self.alert_after = alert_after
         self.recordings_max_days = recordings_max_days
         self.gate = gate
@@ -348,6 +409,15 @@ class Dialer:
         self._unwritten_optouts: list[tuple[Tracker, datetime]] = []
         #: attempts a dead controller left that recovery could not close yet
         self._unrecovered: set[str] = set()
+        #: pacing key -> ``time.monotonic()`` of this controller's latest Originate under it
+        self._last_send: dict[str, float] = {}
+
+    @functools.cached_property
+    def shared(self) -> bool:
+        """Several controllers may share the database (PostgreSQL): leases are per
+        controller, and the attempts of dead ones are closed by the others."""
+        with self.sessions() as s:
+            return is_postgresql(s)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -371,7 +441,7 @@ class Dialer:
         """
         try:
             with self.sessions() as s:
-                acquire_lease(s, self.controller_id)
+                acquire_lease(s, self.controller_id, shared=self.shared)
         except DBAPIError as exc:
             fault = db_fault(exc)
             if fault is None:
@@ -400,7 +470,7 @@ class Dialer:
                 if self._stopping.is_set():
                     return False
                 with self.sessions() as s:
-                    acquire_lease(s, self.controller_id)
+                    acquire_lease(s, self.controller_id, shared=self.shared)
         self.scheduler.start()
         await self.recover()
         return True
@@ -434,6 +504,9 @@ class Dialer:
         await asyncio.gather(*self._followers, return_exceptions=True)
         for t in leftover:
             if self.trackers.get(t.attempt_id) is not t or t.final is not None:
+                continue
+            if t.not_sent is not None:  # stopped before its Originate: the contact waits
+                self._finish(t, Outcome.FAILED, f"not sent: {t.not_sent}", not_sent=True)
                 continue
             del self.trackers[t.attempt_id]
             try:
@@ -476,6 +549,7 @@ class Dialer:
         """
         names = set(campaign_names) if campaign_names is not None else None
         next_purge = time.monotonic()  # the first purge runs at once
+        next_sweep = time.monotonic() + ORPHAN_SWEEP_INTERVAL
         while not self._stopping.is_set():
             self.heartbeat = time.monotonic()
             if time.monotonic() >= next_purge:
@@ -486,6 +560,9 @@ class Dialer:
                 if purged:
                     log.info("purged %d recording(s) whose retention ended", purged)
             self._check_storage()
+            if self.shared and time.monotonic() >= next_sweep and self.storage_error is None:
+                next_sweep = time.monotonic() + ORPHAN_SWEEP_INTERVAL
+                await self.recover()  # attempts of controllers that died meanwhile
             with self.sessions() as s:
                 self._renew_lease(s)
                 running = s.scalars(select(Campaign).where(Campaign.status == "running")).all()
@@ -540,7 +617,7 @@ class Dialer:
             retry_delay=campaign.retry_delay,
             retry_outcomes=list(campaign.retry_outcomes),
             plan=plan,
-            pacer=Pacer(campaign.cps),
+            cps=campaign.cps,
             rules=campaign_rules(campaign),
             audio=audio,
             purpose=campaign.purpose,
@@ -624,15 +701,26 @@ class Dialer:
                 # all channels busy: _finish() sets rt.wake when one frees
                 await self._sleep(rt, wait)
                 continue
-            for cc_id in due:
-                await rt.pacer.wait()
+            for _ in due:  # as many claims as contacts were due (each claims the next one)
                 if (
                     self._stopping.is_set()
                     or not self._connected.is_set()
                     or self.storage_error is not None
                 ):
                     break
-                await self._place(rt, cc_id)
+                placed = await self._place(rt)
+                if placed is NO_ROOM:  # every channel taken (all controllers) or no node up
+                    await self._sleep(rt, NO_ROOM_POLL)
+                    break
+                if placed is None:  # nothing due any more (another controller took it)
+                    break
+                if isinstance(placed, float):
+                    # claim the next one shortly before its turn: the gate decides for the
+                    # instant the call starts, and reserved slots stay few
+                    ahead = placed + 1.0 / rt.cps - CLAIM_AHEAD
+                    if ahead > 0:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._stopping.wait(), ahead)
         while rt.inflight and not self._stopping.is_set():  # paused/stopped: calls end normally
             await self._sleep(rt, 1.0)
 
@@ -754,12 +842,12 @@ class Dialer:
         return True
 
     def _gate(
-        self, s: Session, rt: CampaignRuntime, cc: CampaignContact
+        self, s: Session, rt: CampaignRuntime, cc: CampaignContact, now: datetime
     ) -> tuple[Decision, ContactFacts]:
-        """The compliance gate's decision for this contact, now, and the facts it read."""
+        """The compliance gate's decision for this contact at ``now`` (UTC: the instant the
+        call would start), and the facts it read."""
         contact = s.get(Contact, cc.contact_id)
         fields = contact.fields if contact is not None else {}
-        now = self.clock.now()
         facts = load_facts(
             s, self.gate.key, self.gate.packs, [(cc.phone_e164, fields)], rt.rules.purpose, now
         )[0]
@@ -773,12 +861,13 @@ class Dialer:
         decision: Decision,
         attempt_id: str | None = None,
         basis: dict[str, Any] | None = None,
+        now: datetime | None = None,
     ) -> None:
         """Store the decision on the contact and, when it changed or allowed a dial, in the
         ``gate_decisions`` table and the proof journal (``gate.decision``, with ``basis``,
         the legal basis of an allowed dial). Defer: the contact waits until ``until``;
-        block: done."""
-        now = self.clock.now()
+        block: done. ``now``: the instant it was decided for (default: now)."""
+        now = now or self.clock.now()
         changed = (cc.gate_verdict, cc.gate_reason) != (
             decision.verdict.value,
             decision.reason.value,
@@ -827,36 +916,70 @@ class Dialer:
                 decision.detail,
             )
 
-    def _claim(
-        self, rt: CampaignRuntime, cc_id: int, attempt_id: str
-    ) -> tuple[str, dict[str, Any], dict[str, Any]] | Decision | None:
-        """The dial's transaction: the gate's decision and, when it allows the dial, the
-        attempt row and the contact's ``dialing`` state, committed before any Originate.
+    def _claim(self, rt: CampaignRuntime, attempt_id: str, up: set[str]) -> _Claim:
+        """The dial's transaction: the next due contact, its route and start instant, the
+        gate's decision and, when it allows the dial, the attempt row and the contact's
+        ``dialing`` state, committed before any Originate.
 
-        Returns ``(number, fields, basis)`` once committed; the gate's decision when it does
-        not allow the dial (stored); None when the contact is no longer pending or the
-        campaign no longer runs (paused, stopped: read in this same transaction, so that a
-        pause stored a moment ago is never followed by an Originate). Touches
-        nothing outside the database, so that :func:`~voicecast.storage.db.retry_busy` may
-        run it again.
+        In order, in one transaction: the campaign's row is locked (``FOR UPDATE``: a
+        pause stored a moment ago is seen, and the campaign's channel count is exact for
+        every controller); its live attempts must be fewer than ``max_channels``; the next
+        due contact is claimed with ``FOR UPDATE SKIP LOCKED`` (a row another transaction
+        holds is passed over, not waited for); a node in ``up`` with a free channel, a
+        trunk and the start instant every CPS limit allows are chosen
+        (:func:`~voicecast.dialer.routing.plan_route`); the number is locked
+        (:func:`~voicecast.dialer.routing.lock_number`) and the compliance gate decides
+        for that instant; an allowed dial reserves the instant and writes the attempt.
+
+        Returns:
+            :class:`_Claimed` once committed; the gate's decision when it does not allow
+            the dial (stored); :data:`NO_ROOM` when every channel is taken or no node is
+            up; None when nothing is due or the campaign no longer runs. Touches nothing
+            outside the database, so that :func:`~voicecast.storage.db.retry_busy` may
+            run it again.
 
         Raises:
             sqlalchemy.exc.DBAPIError: the database refused the transaction (nothing written).
         """
         with self.sessions() as s, s.begin():
-            cc = s.get(CampaignContact, cc_id)
-            if cc is None or cc.state != "pending":
+            campaign = s.execute(
+                select(Campaign.status, Campaign.max_channels, Campaign.cps)
+                .where(Campaign.id == rt.campaign_id)
+                .with_for_update()
+            ).one_or_none()
+            if campaign is None or campaign.status != "running":
                 return None
-            status = s.scalar(select(Campaign.status).where(Campaign.id == rt.campaign_id))
-            if status != "running":
-                return None
-            decision, facts = self._gate(s, rt, cc)
-            if decision.verdict is not Verdict.ALLOW:
-                self._record_gate(s, rt, cc, decision)
-                return decision
-            basis = journal.legal_basis(rt.rules, facts, decision)
-            self._record_gate(s, rt, cc, decision, attempt_id, basis)
+            if sum(live_attempts(s, campaign_id=rt.campaign_id).values()) >= campaign.max_channels:
+                return NO_ROOM
             now = self.clock.now()
+            cc = s.scalars(
+                select(CampaignContact)
+                .where(
+                    CampaignContact.campaign_id == rt.campaign_id,
+                    CampaignContact.state == "pending",
+                    CampaignContact.next_attempt_at <= now,
+                )
+                .order_by(CampaignContact.next_attempt_at, CampaignContact.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if cc is None:
+                return None
+            planned = plan_route(
+                s, campaign_id=rt.campaign_id, campaign_cps=campaign.cps, nodes=self.nodes, up=up
+            )
+            if planned is None:
+                return NO_ROOM
+            route, moves = planned
+            lock_number(s, cc.phone_e164)
+            at = now + timedelta(seconds=route.delay)
+            decision, facts = self._gate(s, rt, cc, at)
+            if decision.verdict is not Verdict.ALLOW:
+                self._record_gate(s, rt, cc, decision, now=at)
+                return decision
+            reserve(route, moves)
+            basis = journal.legal_basis(rt.rules, facts, decision)
+            self._record_gate(s, rt, cc, decision, attempt_id, basis, now=at)
             cc.state = "dialing"
             cc.attempts += 1
             cc.last_attempt_id = attempt_id
@@ -870,88 +993,148 @@ class Dialer:
                     state="originating",
                     controller=self.controller_id,
                     created_at=now,
-                    originate_sent_at=now,
+                    originate_sent_at=at,
+                    pbx_node=route.node,
+                    trunk=route.trunk,
                 )
             )
-            number = cc.phone_e164
             contact = s.get(Contact, cc.contact_id)
             fields = dict(contact.fields) if contact is not None else {}
-        return number, fields, basis
+            return _Claimed(cc.id, cc.phone_e164, fields, basis, route)
 
-    async def _place(self, rt: CampaignRuntime, cc_id: int) -> None:
+    async def _place(self, rt: CampaignRuntime) -> float | Decision | _NoRoom | None:
+        """Claim the campaign's next due contact (:meth:`_claim`) and hand the call to a
+        follower task that sends its Originate at the reserved instant and follows it.
+
+        Returns:
+            seconds until the reserved instant once claimed; what :meth:`_claim` returned
+            otherwise (None also when the database refused the claim: nothing dialled).
+        """
         attempt_id = uuid.uuid4().hex
+        up = set(self.nodes_up)
         try:  # a locked database: a few tries; a full or read-only one: no call at all
-            claimed = await retry_busy(lambda: self._claim(rt, cc_id, attempt_id))
+            claimed = await retry_busy(lambda: self._claim(rt, attempt_id, up))
         except DBAPIError as exc:
-            rt.pacer.refund()
-            self._storage_trouble(exc, f"writing the attempt of contact {cc_id} (not dialled)")
-            return
-        if not isinstance(claimed, tuple):
-            rt.pacer.refund()
+            self._storage_trouble(exc, "writing an attempt (nothing dialled)")
+            return None
+        if not isinstance(claimed, _Claimed):
             if (
-                claimed is not None
+                isinstance(claimed, Decision)
                 and claimed.verdict is Verdict.DEFER
                 and claimed.until is not None
             ):
                 self.scheduler.wake_at(f"campaign-{rt.campaign_id}", claimed.until, rt.wake.set)
-            return
-        number, fields, basis = claimed
-        tracker = Tracker(attempt_id, rt, cc_id, number, fields=fields, basis=basis)
+            return claimed
+        route = claimed.route
+        tracker = Tracker(
+            attempt_id,
+            rt,
+            claimed.cc_id,
+            claimed.number,
+            node=route.node,
+            fields=claimed.fields,
+            basis=claimed.basis,
+        )
         self.trackers[attempt_id] = tracker
         rt.inflight.add(attempt_id)
-        follower = asyncio.create_task(self._follow(tracker), name=f"attempt-{attempt_id}")
-        self._followers.add(follower)
-        follower.add_done_callback(self._followers.discard)
         request = OriginateRequest(
             attempt_id=attempt_id,
-            number=number,
+            number=claimed.number,
             caller_id=rt.caller_id,
             ring_timeout=rt.ring_timeout,
+            node=route.node,
+            dial_string=route.dial_string,
         )
-        plan = rt.plan
+        follower = asyncio.create_task(
+            self._follow(tracker, request, route), name=f"attempt-{attempt_id}"
+        )
+        self._followers.add(follower)
+        follower.add_done_callback(self._followers.discard)
+        await asyncio.sleep(0)  # a call due now goes out before the next claim's database work
+        return route.delay
+
+    async def _wait_slot(self, route: Route) -> None:
+        """Sleep until the instant reserved for the call (``route.send_at``), and until
+        this controller's previous Originate under each of its rate limits is one interval
+        old (a call sent late, after a slow claim, must not bunch up with the next one);
+        returns early when the dialer stops. Notes the send under each limit."""
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            until = max(
+                [route.send_at]
+                + [self._last_send.get(key, -gap) + gap for key, gap in route.limits]
+            )
+            if until <= now:
+                for key, _gap in route.limits:
+                    self._last_send[key] = now
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), until - now)
+
+    async def _send(self, t: Tracker, request: OriginateRequest, route: Route) -> None:
+        """Speak the contact's texts, wait for the reserved instant, send the Originate.
+
+        What went wrong is left on the tracker for :meth:`_follow_inner`: ``not_sent``
+        (nothing left: the contact waits for a later dial) when the dialer stops or the
+        node goes down before the instant, ``send_error`` when the PBX refused it.
+        """
+        plan = t.runtime.plan
         try:
             if plan.prompts is not None and plan.scenario is not None:
                 try:  # speak this contact's texts now: the answered call must never wait
-                    await asyncio.to_thread(plan.prompts.prepare, plan.scenario, fields)
+                    await asyncio.to_thread(plan.prompts.prepare, plan.scenario, t.fields)
                 except VoicecastError as exc:
-                    tracker.send_error = f"not dialled: the message could not be spoken: {exc}"
-                    tracker.never_retry = True
-                    tracker.originated.set()
-                    tracker.ended.set()
-                    rt.pacer.refund()
+                    t.send_error = f"not dialled: the message could not be spoken: {exc}"
+                    t.never_retry = True
+                    t.originated.set()
+                    t.ended.set()
                     return
-            await rt.pacer.dial_slot()
+            await self._wait_slot(route)
         except asyncio.CancelledError:  # stopping (SIGTERM) before the Originate went out:
-            tracker.not_sent = "the dialer stopped before sending it"  # the contact waits
-            tracker.originated.set()
+            t.not_sent = "the dialer stopped before sending it"  # the contact waits
+            t.originated.set()
             raise
+        if self._stopping.is_set():
+            t.not_sent = "the dialer stopped before sending it"
+            t.originated.set()
+            return
+        if t.node not in self.nodes_up:
+            t.not_sent = f"PBX node {t.node} went down before it was sent"
+            t.originated.set()
+            return
         try:
             await self.pbx.originate(request)
         except PbxUnavailable as exc:
-            tracker.not_sent = str(exc)
-            tracker.originated.set()
+            t.not_sent = str(exc)
+            t.originated.set()
         except OriginateRejected as exc:
             if "shutting down" in str(exc).lower():  # nothing placed: dial it later
-                tracker.not_sent = str(exc)
-                tracker.originated.set()
-                self._connected.clear()
+                t.not_sent = str(exc)
+                t.originated.set()
+                self._node_down(t.node)
                 return
-            tracker.send_error = tracker.pbx_failure = str(exc)
-            tracker.originated.set()
-            tracker.ended.set()
+            t.send_error = t.pbx_failure = str(exc)
+            t.originated.set()
+            t.ended.set()
         except UnsafeValueError as exc:
-            tracker.send_error = str(exc)
-            tracker.never_retry = isinstance(exc, UnsafeValueError)
-            tracker.originated.set()
-            tracker.ended.set()
+            t.send_error = str(exc)
+            t.never_retry = True
+            t.originated.set()
+            t.ended.set()
         except OriginateUnknown as exc:
-            log.warning("attempt %s: %s; following it from the PBX's state", attempt_id, exc)
-            tracker.note = str(exc)
+            log.warning("attempt %s: %s; following it from the PBX's state", t.attempt_id, exc)
+            t.note = str(exc)
 
     # --- following an attempt ---------------------------------------------------------------
 
-    async def _follow(self, t: Tracker) -> None:
+    async def _follow(
+        self, t: Tracker, request: OriginateRequest | None = None, route: Route | None = None
+    ) -> None:
+        """The attempt's task: send its Originate (``request``, on ``route``), then follow
+        it to its final outcome."""
         try:
+            if request is not None and route is not None:
+                await self._send(t, request, route)
             await self._follow_inner(t)
         except asyncio.CancelledError:
             if not self._draining:
@@ -1057,9 +1240,10 @@ class Dialer:
 
     async def _channel_up(self, attempt_id: str) -> bool:
         try:
-            return any(c.attempt_id == attempt_id for c in await self.pbx.list_channels())
+            up, _listed = await self._channels()
         except PbxError:
             return False
+        return attempt_id in up
 
     def _finish(
         self, t: Tracker, outcome: Outcome, error: str | None, *, not_sent: bool = False
@@ -1230,7 +1414,7 @@ class Dialer:
             LeaseHeld: another controller took the lease.
         """
         try:
-            acquire_lease(s, self.controller_id)
+            acquire_lease(s, self.controller_id, shared=self.shared)
         except DBAPIError as exc:
             s.rollback()
             self._storage_trouble(exc, "renewing the controller lease")
@@ -1259,7 +1443,7 @@ class Dialer:
                 self._close_interrupted(attempt_id)
                 self._unrecovered.discard(attempt_id)
             with self.sessions() as s:
-                acquire_lease(s, self.controller_id)
+                acquire_lease(s, self.controller_id, shared=self.shared)
         except DBAPIError as exc:
             self._storage_trouble(exc, "trying the database again")
             return
@@ -1351,34 +1535,70 @@ class Dialer:
             if t.reconciled:  # its OriginateResponse may have been lost with the connection
                 t.originated.set()
 
-    def on_connection(self, connected: bool) -> None:
-        """Pause dialing while the PBX is down; reconcile calls in flight when it is back.
+    def on_connection(self, connected: bool, node: str | None = None) -> None:
+        """Place calls only on the nodes that are up; reconcile a node's calls in flight
+        when it comes back. ``node`` None: every node (a single PBX).
 
-        At a loss every attempt in flight is marked :attr:`Tracker.pbx_lost` (its events may
-        be lost); the backend reconnects with back-off and logs in first, then this is
-        called with True and :meth:`_reconcile_inflight` looks those attempts up in the
-        PBX's own channel list. Nothing is re-sent.
+        At a loss every attempt in flight on that node is marked :attr:`Tracker.pbx_lost`
+        (its events may be lost); the backend reconnects with back-off and logs in first,
+        then this is called with True and :meth:`_reconcile_inflight` looks those attempts
+        up in the node's own channel list. Nothing is re-sent. Dialling goes on over the
+        other nodes; it pauses only when no node is up.
         """
+        names = {n.name for n in self.nodes} if node is None else {node}
         if connected:
+            self.nodes_up |= names
             self._connected.set()
-            if any(t.pbx_lost for t in self.trackers.values()):
-                task = asyncio.get_running_loop().create_task(self._reconcile_inflight())
+            if any(t.pbx_lost and t.node in names for t in self.trackers.values()):
+                task = asyncio.get_running_loop().create_task(self._reconcile_inflight(names))
                 self._followers.add(task)
                 task.add_done_callback(self._followers.discard)
         else:
-            self._connected.clear()
+            self._node_down(*names)
+            lost = 0
             for t in self.trackers.values():
-                if t.final is None:
+                if t.final is None and t.node in names:
                     t.pbx_lost = True
+                    lost += 1
             log.warning(
-                "PBX connection lost: dialing paused (%d call(s) in flight)", len(self.trackers)
+                "PBX connection lost%s: %s (%d call(s) in flight there)",
+                f" (node {node})" if node else "",
+                "dialing paused"
+                if not self.nodes_up
+                else "dialing goes on over " + ", ".join(sorted(self.nodes_up)),
+                lost,
             )
         for rt in self.runtimes.values():
             rt.wake.set()
 
-    async def _reconcile_inflight(self) -> None:
-        """After a reconnect: look up the attempts in flight at the loss in the PBX's channel
-        list (``CoreShowChannels``, by the attempt id sent as ``ChannelId``).
+    def _node_down(self, *names: str) -> None:
+        """Stop placing calls on ``names``; dialling pauses when no node is left."""
+        self.nodes_up -= set(names)
+        if not self.nodes_up:
+            self._connected.clear()
+
+    async def _channels(self) -> tuple[set[str], set[str]]:
+        """The attempt ids with a channel up, and the names of the nodes whose channel list
+        was read (``CoreShowChannels``): an attempt's absence proves its call is over only
+        when its node was listed.
+
+        Raises:
+            PbxError: no node could be listed.
+        """
+        by_node = getattr(self.pbx, "channels_by_node", None)
+        if by_node is None:
+            chans = await self.pbx.list_channels()
+            return {c.attempt_id for c in chans if c.attempt_id}, {n.name for n in self.nodes}
+        listing: dict[str, list[ChannelInfo] | None] = await by_node()
+        listed = {name for name, chans in listing.items() if chans is not None}
+        if not listed:
+            raise PbxUnavailable("no PBX node could be listed")
+        up = {c.attempt_id for chans in listing.values() for c in chans or () if c.attempt_id}
+        return up, listed
+
+    async def _reconcile_inflight(self, names: set[str] | None = None) -> None:
+        """After a node reconnects: look up the attempts in flight on it at the loss in the
+        PBX's channel list (``CoreShowChannels``, by the attempt id sent as ``ChannelId``).
 
         A channel still up: followed on (its end comes as a Hangup on the new connection).
         A channel gone: the call ended while we were away; the attempt ends now with a note
@@ -1386,18 +1606,21 @@ class Dialer:
         ``failed``). Attempts placed after the reconnect are not touched. When the listing
         fails (the connection dropped again) the next reconnect does it.
         """
-        lost = [t for t in self.trackers.values() if t.pbx_lost]
+        lost = [
+            t for t in self.trackers.values() if t.pbx_lost and (names is None or t.node in names)
+        ]
         if not lost:
             return
         try:
-            up = {c.attempt_id for c in await self.pbx.list_channels() if c.attempt_id}
+            up, listed = await self._channels()
         except PbxError as exc:
             log.warning("cannot list the PBX's channels after the reconnect: %s", exc)
             return
-        gone = 0
+        gone = seen = 0
         for t in lost:
-            if not t.pbx_lost:
+            if not t.pbx_lost or t.node not in listed:
                 continue
+            seen += 1
             t.pbx_lost = False
             t.reconciled = True
             if t.attempt_id in up or t.ended.is_set():
@@ -1409,8 +1632,8 @@ class Dialer:
             t.ended.set()
         log.warning(
             "PBX reconnected: %d call(s) were in flight at the loss, %d still up, %d ended",
-            len(lost),
-            len(lost) - gone,
+            seen,
+            seen - gone,
             gone,
         )
 
@@ -1498,38 +1721,67 @@ class Dialer:
     # --- recovery ---------------------------------------------------------------------------
 
     async def recover(self) -> int:
-        """Close attempts a previous controller left unfinished. Returns how many.
+        """Close attempts a stopped controller left unfinished. Returns how many.
 
-        A channel of such an attempt still up on the PBX is hung up (its flow is gone). The
-        attempt is never re-sent: its outcome is what was stored (AMD verdict) or ``failed``.
-        When the PBX's channel list was read (so the first call is certainly over: absent,
-        or hung up here), the contact follows the campaign's retry policy for that outcome
-        (a new attempt, after ``retry_delay``); otherwise it is done.
+        Those are the attempts not ended whose controller is not this one and, when several
+        controllers share the database (PostgreSQL), not a live one either (lease expired:
+        see :func:`acquire_lease`). Run at start and, shared, every
+        :data:`ORPHAN_SWEEP_INTERVAL` seconds. A channel of such an attempt still up on the
+        PBX is hung up (its flow is gone). The attempt is never re-sent: its outcome is what
+        was stored (AMD verdict) or ``failed``. When its node's channel list was read (so
+        the first call is certainly over: absent, or hung up here), the contact follows the
+        campaign's retry policy for that outcome (a new attempt, after ``retry_delay``);
+        otherwise it is done. Expired leases left with no live attempt are deleted.
         """
         with self.sessions() as s:
-            stale = s.scalars(
-                select(CallAttempt).where(
-                    CallAttempt.state != "ended", CallAttempt.id.not_in(list(self.trackers))
+            query = select(CallAttempt).where(
+                CallAttempt.state != "ended",
+                CallAttempt.id.not_in(list(self.trackers)),
+                CallAttempt.controller.is_(None) | (CallAttempt.controller != self.controller_id),
+            )
+            if self.shared:
+                live = live_controllers(s)
+                query = query.where(
+                    CallAttempt.controller.is_(None) | CallAttempt.controller.not_in(live)
                 )
-            ).all()
+            stale = s.scalars(query).all()
         if not stale:
+            if self.shared:
+                self._write_or_pause("deleting expired controller leases", self._forget_dead)
             return 0
         try:
-            up = {c.attempt_id for c in await self.pbx.list_channels() if c.attempt_id}
-            listed = True
+            up, listed = await self._channels()
         except PbxError:
-            up, listed = set(), False
+            up, listed = set(), set()
+        every_node = {n.name for n in self.nodes}
         for attempt in stale:
             if attempt.id in up:
                 with contextlib.suppress(PbxError):
                     await self.pbx.hangup(attempt.id)
+            over = attempt.pbx_node in listed if attempt.pbx_node else listed >= every_node
             try:
-                self._close_interrupted(attempt.id, over=listed)
+                self._close_interrupted(attempt.id, over=over)
             except DBAPIError as exc:  # closed by _check_storage once the database takes it
                 self._unrecovered.add(attempt.id)
                 self._storage_trouble(exc, f"closing attempt {attempt.id} (recovery)")
+        if self.shared:
+            self._write_or_pause("deleting expired controller leases", self._forget_dead)
         log.warning("recovered %d attempt(s) left by a stopped controller", len(stale))
         return len(stale)
+
+    @staticmethod
+    def _forget_dead(s: Session) -> None:
+        """Delete the expired leases (several controllers) whose controller has no attempt
+        left unfinished."""
+        live = set(live_controllers(s))
+        busy = set(
+            s.scalars(
+                select(CallAttempt.controller).where(CallAttempt.state.in_(LIVE_STATES)).distinct()
+            ).all()
+        )
+        for lease in s.scalars(select(ControllerLease)).all():
+            if lease.holder not in live and lease.holder not in busy:
+                s.delete(lease)
 
     def _close_interrupted(self, attempt_id: str, *, over: bool = False) -> None:
         """End an attempt whose follower is gone (a stopped controller) as ``interrupted``.

@@ -31,7 +31,7 @@ import hashlib
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -41,6 +41,8 @@ from sqlalchemy.orm import Session
 from voicecast.pbx.base import NodeSpec, TrunkSpec
 from voicecast.storage.models import CallAttempt, PacingSlot, utcnow
 
+NEVER = datetime(2000, 1, 1, tzinfo=UTC)
+"""The latest-call instant of a node that never had a call."""
 LIVE_STATES = ("originating", "answered")
 """Attempt states that hold a channel (or are about to)."""
 
@@ -112,6 +114,12 @@ def campaign_key(campaign_id: int) -> str:
     return f"campaign:{campaign_id}"
 
 
+def node_key(node: str) -> str:
+    """The :class:`PacingSlot` key holding a node's latest call instant (ties between
+    equally loaded nodes go to the one used least recently: calls alternate)."""
+    return f"node:{node}"
+
+
 def trunk_key(node: str, trunk: str) -> str:
     """The :class:`PacingSlot` key of a trunk's ``cps``."""
     return f"trunk:{node}/{trunk}"
@@ -126,7 +134,8 @@ def _lock_slots(session: Session, keys: Iterable[str], now: datetime) -> dict[st
     insert = pg_insert if is_postgresql(session) else sqlite_insert
     session.execute(
         insert(PacingSlot)
-        .values([{"key": k, "next_at": now} for k in wanted])
+        # a rate limit may start now; a node never used is the least recently used
+        .values([{"key": k, "next_at": NEVER if k.startswith("node:") else now} for k in wanted])
         .on_conflict_do_nothing(index_elements=["key"])
     )
     rows = session.scalars(
@@ -157,7 +166,8 @@ def plan_route(
     live attempts are fewer than their ``max_channels``. The chosen one has the earliest
     instant every limit allows (the campaign's slot and the trunk's); ties go to the node
     with the smallest share of its channels in use (then the fewest live attempts, then
-    the order of ``nodes``), so calls spread over the nodes. The pacing rows stay
+    the one whose latest call is oldest, then the order of ``nodes``), so calls spread
+    over the nodes even when each ends before the next starts. The pacing rows stay
     locked until the transaction ends.
 
     Returns:
@@ -181,17 +191,21 @@ def plan_route(
     ckey = campaign_key(campaign_id)
     slots = _lock_slots(
         session,
-        [ckey, *(trunk_key(n.name, t.name) for n, t, _ in candidates if t.cps)],
+        [
+            ckey,
+            *(trunk_key(n.name, t.name) for n, t, _ in candidates if t.cps),
+            *(node_key(n.name) for n, _, _ in candidates),
+        ],
         now,
     )
     start = _later(now, slots[ckey].next_at)
-    best: tuple[datetime, tuple[float, int], int] | None = None
+    best: tuple[datetime, tuple[float, int], datetime, int] | None = None
     chosen: tuple[NodeSpec, TrunkSpec] | None = None
     for index, (node, trunk, load) in enumerate(candidates):
         at = start
         if trunk.cps:
             at = _later(at, slots[trunk_key(node.name, trunk.name)].next_at)
-        rank = (at, load, index)
+        rank = (at, load, slots[node_key(node.name)].next_at, index)
         if best is None or rank < best:
             best, chosen = rank, (node, trunk)
     assert best is not None and chosen is not None
@@ -200,6 +214,7 @@ def plan_route(
     moves = [(slots[ckey], 1.0 / campaign_cps)]
     if trunk.cps:
         moves.append((slots[trunk_key(node.name, trunk.name)], 1.0 / trunk.cps))
+    moves.append((slots[node_key(node.name)], 0.0))  # its latest call: ties go elsewhere
     delay = (at - now).total_seconds()
     route = Route(
         node.name,
@@ -208,7 +223,7 @@ def plan_route(
         at,
         delay,
         send_at=mono + delay,
-        limits=tuple((slot.key, interval) for slot, interval in moves),
+        limits=tuple((slot.key, interval) for slot, interval in moves if interval > 0),
     )
     return route, moves
 

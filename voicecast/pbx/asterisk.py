@@ -291,8 +291,25 @@ class AsteriskBackend:
     the connection state to the listener; an action pending at the loss is never re-sent.
     """
 
-    def __init__(self, endpoint: AsteriskEndpoint, *, inbound: InboundHandler | None = None):
+    def __init__(
+        self,
+        endpoint: AsteriskEndpoint,
+        *,
+        inbound: InboundHandler | None = None,
+        node: str | None = None,
+        serve_agi: bool = True,
+    ):
+        """Args:
+        endpoint: the AMI account and the FastAGI address.
+        inbound: serves calls to our numbers (the call-back line); None: a goodbye.
+        node: this Asterisk's node name, passed to ``on_connection`` and set on each
+            :class:`ChannelInfo` (None: the only PBX).
+        serve_agi: run the FastAGI server (False in an :class:`AsteriskPool`, whose one
+            server serves every node).
+        """
         self.endpoint = endpoint
+        self.node = node
+        self.serve_agi = serve_agi
         self._inbound = inbound
         self._client: AmiClient | None = None
         self._agi: FastAgiServer | None = None
@@ -315,6 +332,9 @@ class AsteriskBackend:
         self._listener, self._flow = listener, flow
         self._stopping = False
         ep = self.endpoint
+        if not self.serve_agi:
+            await self._connect()
+            return
         self._agi = FastAgiServer(
             {"flow": self._serve_flow, "inbound": self._serve_inbound},
             command_timeout=ep.agi_timeout,
@@ -351,11 +371,19 @@ class AsteriskBackend:
             raise PbxUnavailable(str(exc)) from exc
         self._client = client
         if self._listener is not None:
-            self._listener.on_connection(True)
+            self._listener.on_connection(True, self.node)
+
+    def reconnect_later(self, listener: PbxListener) -> None:
+        """A node that could not be reached at start: keep trying in the background with
+        back-off (:data:`RECONNECT_DELAYS`); ``listener`` hears when it comes up."""
+        self._listener = listener
+        self._stopping = False
+        if self._reconnect_task is None:
+            self._reconnect_task = asyncio.create_task(self._reconnect(), name="ami-reconnect")
 
     def _on_disconnect(self, _exc: Exception | None) -> None:
         if self._listener is not None:
-            self._listener.on_connection(False)
+            self._listener.on_connection(False, self.node)
         if not self._stopping and self._reconnect_task is None:
             self._reconnect_task = asyncio.create_task(self._reconnect(), name="ami-reconnect")
 
@@ -398,7 +426,7 @@ class AsteriskBackend:
         extra = [channel_variable(k, v, reserved="VC_") for k, v in request.variables.items()]
         variables = {"VC_ATTEMPT": attempt_id, "VC_AGI": ep.agi_url}
         headers = {
-            "Channel": build_dial_string(ep.dial_string, request.number),
+            "Channel": build_dial_string(request.dial_string or ep.dial_string, request.number),
             "Context": ep.context,
             "Exten": "s",
             "Priority": "1",
@@ -448,6 +476,7 @@ class AsteriskBackend:
                     unique_id=uid,
                     state=ev.get("ChannelStateDesc") or "",
                     attempt_id=ours[0] if ours and ours[1] else None,
+                    node=self.node,
                 )
             )
         return out
@@ -486,24 +515,211 @@ class AsteriskBackend:
     # --- FastAGI routes --------------------------------------------------------------------
 
     async def _serve_flow(self, session: AgiSession) -> None:
-        raw = session.args[0] if session.args else ""
-        try:
-            attempt_id = check_attempt_id(raw)
-        except ValueError:
-            log.warning("FastAGI flow request without a valid attempt id (%r)", raw)
-            with contextlib.suppress(AgiError):
-                await session.command("HANGUP")
-            return
         assert self._flow is not None
-        await self._flow(AsteriskCallFlow(session, attempt_id, self.endpoint.dial_string))
+        await serve_flow(session, self._flow, lambda _attempt: self.endpoint.dial_string)
 
     async def _serve_inbound(self, session: AgiSession) -> None:
-        if self._inbound is not None:
-            called = session.args[0] if session.args else ""
-            caller = session.env.get("callerid") or None
-            call = AsteriskCallFlow(session, "inbound", self.endpoint.dial_string)
-            await self._inbound(call, caller, called)
-            return
+        await serve_inbound(session, self._inbound, self.endpoint.dial_string)
+
+
+async def serve_flow(
+    session: AgiSession, flow: CallFlowHandler, dial_string_of: Callable[[str], str]
+) -> None:
+    """The FastAGI ``flow`` route: the outbound call flow of the attempt named by the first
+    AGI argument (hung up when it is not an attempt id). ``dial_string_of(attempt_id)``:
+    the trunk a transfer to a number goes out through."""
+    raw = session.args[0] if session.args else ""
+    try:
+        attempt_id = check_attempt_id(raw)
+    except ValueError:
+        log.warning("FastAGI flow request without a valid attempt id (%r)", raw)
         with contextlib.suppress(AgiError):
-            await session.command("STREAM FILE", "vm-goodbye", "")
             await session.command("HANGUP")
+        return
+    await flow(AsteriskCallFlow(session, attempt_id, dial_string_of(attempt_id)))
+
+
+async def serve_inbound(
+    session: AgiSession, inbound: InboundHandler | None, dial_string: str
+) -> None:
+    """The FastAGI ``inbound`` route: a call to one of our numbers (the call-back line);
+    without a handler, a goodbye."""
+    if inbound is not None:
+        called = session.args[0] if session.args else ""
+        caller = session.env.get("callerid") or None
+        await inbound(AsteriskCallFlow(session, "inbound", dial_string), caller, called)
+        return
+    with contextlib.suppress(AgiError):
+        await session.command("STREAM FILE", "vm-goodbye", "")
+        await session.command("HANGUP")
+
+
+class AsteriskPool:
+    """:class:`~voicecast.pbx.base.PbxBackend` over several Asterisk nodes (scale-out).
+
+    One AMI connection per node (an :class:`AsteriskBackend` each, reconnecting on its own
+    with back-off) and one FastAGI server for all of them: each Originate carries this
+    controller's ``agi://`` URL as it is seen from its node (``VC_AGI``), so every answered
+    call's flow comes back here, whichever node carries it. ``on_connection`` reports each
+    node by name; the dialer places calls only on nodes that are up (``request.node``).
+
+    Starting succeeds when at least one node answers; the others keep being tried in the
+    background and are used once they answer.
+    """
+
+    def __init__(
+        self,
+        nodes: list[tuple[str, AsteriskEndpoint]],
+        *,
+        inbound: InboundHandler | None = None,
+    ) -> None:
+        if not nodes:
+            raise ValueError("an AsteriskPool needs at least one node")
+        self.backends: dict[str, AsteriskBackend] = {
+            name: AsteriskBackend(ep, inbound=inbound, node=name, serve_agi=False)
+            for name, ep in nodes
+        }
+        self._first = nodes[0][1]
+        self._inbound = inbound
+        self._agi: FastAgiServer | None = None
+        self._flow: CallFlowHandler | None = None
+        #: attempt id -> the dial string it was placed with (a transfer to a number goes
+        #: out through the same trunk); dropped when its primary channel hangs up
+        self._dial_strings: dict[str, str] = {}
+
+    @property
+    def connected(self) -> bool:
+        """True while at least one node's AMI is logged in."""
+        return any(b.connected for b in self.backends.values())
+
+    def nodes_up(self) -> set[str]:
+        """The names of the nodes whose AMI is logged in now."""
+        return {name for name, b in self.backends.items() if b.connected}
+
+    async def start(self, listener: PbxListener, flow: CallFlowHandler) -> None:
+        """Start the FastAGI server and connect every node (those that do not answer are
+        tried again in the background).
+
+        Raises:
+            PbxUnavailable: no node answered (each node's reason), or the FastAGI port is
+                taken.
+        """
+        self._flow = flow
+        ep = self._first
+        self._agi = FastAgiServer(
+            {"flow": self._serve_flow, "inbound": self._serve_inbound},
+            command_timeout=ep.agi_timeout,
+        )
+        try:
+            await self._agi.start(ep.agi_host, ep.agi_port)
+        except OSError as exc:
+            raise PbxUnavailable(
+                f"cannot listen for FastAGI on {ep.agi_host}:{ep.agi_port}: {exc}"
+            ) from exc
+        failures: list[tuple[str, AsteriskBackend, PbxUnavailable]] = []
+        for name, backend in self.backends.items():
+            try:
+                await backend.start(_PoolListener(self, listener), flow)
+            except PbxUnavailable as err:
+                failures.append((name, backend, err))
+        if len(failures) == len(self.backends):
+            await self._agi.close()
+            raise PbxUnavailable(
+                "no PBX node answered: " + "; ".join(f"{n}: {e}" for n, _, e in failures)
+            )
+        for name, backend, why in failures:
+            log.error("PBX node %s cannot be reached (%s): not used until it answers", name, why)
+            backend.reconnect_later(_PoolListener(self, listener))
+
+    async def stop(self, *, grace: float = 0.0) -> None:
+        """Stop serving calls and disconnect every node."""
+        for backend in self.backends.values():
+            await backend.stop()
+        if self._agi is not None:
+            await self._agi.close(grace=grace)
+
+    def _backend(self, node: str | None) -> AsteriskBackend:
+        if node is None:
+            up = [b for b in self.backends.values() if b.connected]
+            if not up:
+                raise PbxUnavailable("no PBX node is connected (AMI)")
+            return up[0]
+        backend = self.backends.get(node)
+        if backend is None:
+            raise PbxUnavailable(f"unknown PBX node {node!r}")
+        return backend
+
+    async def originate(self, request: OriginateRequest) -> None:
+        """Send the Originate to ``request.node`` (see :meth:`AsteriskBackend.originate`).
+
+        Raises:
+            PbxUnavailable: that node is not connected or not configured (nothing sent).
+        """
+        backend = self._backend(request.node)
+        self._dial_strings[request.attempt_id] = request.dial_string or backend.endpoint.dial_string
+        try:
+            await backend.originate(request)
+        except (PbxUnavailable, OriginateRejected, UnsafeValueError):
+            self._dial_strings.pop(request.attempt_id, None)
+            raise
+
+    async def channels_by_node(self) -> dict[str, list[ChannelInfo] | None]:
+        """Each node's channels now (``CoreShowChannels``), None for a node that could not
+        be listed (down, or no answer)."""
+
+        async def one(backend: AsteriskBackend) -> list[ChannelInfo] | None:
+            try:
+                return await backend.list_channels()
+            except PbxUnavailable:
+                return None
+
+        names = list(self.backends)
+        found = await asyncio.gather(*(one(self.backends[n]) for n in names))
+        return dict(zip(names, found, strict=True))
+
+    async def list_channels(self) -> list[ChannelInfo]:
+        """The channels up on every node that answers (each tagged with its node).
+
+        Raises:
+            PbxUnavailable: no node could be listed.
+        """
+        listed = [c for c in (await self.channels_by_node()).values() if c is not None]
+        if not listed:
+            raise PbxUnavailable("no PBX node could be listed (AMI)")
+        return [ch for chans in listed for ch in chans]
+
+    async def hangup(self, attempt_id: str, cause: int = 16) -> None:
+        """Hang up the attempt's primary channel on whichever connected node carries it."""
+        for backend in self.backends.values():
+            if backend.connected:
+                with contextlib.suppress(PbxUnavailable):
+                    await backend.hangup(attempt_id, cause)
+
+    # --- FastAGI routes (one server for every node) ------------------------------------------
+
+    async def _serve_flow(self, session: AgiSession) -> None:
+        assert self._flow is not None
+        default = self._first.dial_string
+        await serve_flow(session, self._flow, lambda a: self._dial_strings.get(a, default))
+
+    async def _serve_inbound(self, session: AgiSession) -> None:
+        await serve_inbound(session, self._inbound, self._first.dial_string)
+
+
+class _PoolListener:
+    """Forwards a node's events to the dialer, forgetting an attempt's dial string once its
+    primary channel hangs up."""
+
+    def __init__(self, pool: AsteriskPool, listener: PbxListener) -> None:
+        self._pool, self._listener = pool, listener
+
+    def on_originate_result(self, attempt_id: str, answered: bool, reason: int) -> None:
+        self._listener.on_originate_result(attempt_id, answered, reason)
+
+    def on_hangup(self, attempt_id: str, cause: int, cause_text: str, primary: bool) -> None:
+        if primary:
+            self._pool._dial_strings.pop(attempt_id, None)
+        self._listener.on_hangup(attempt_id, cause, cause_text, primary)
+
+    def on_connection(self, connected: bool, node: str | None = None) -> None:
+        self._listener.on_connection(connected, node)

@@ -41,6 +41,9 @@ class OriginateRequest:
         caller_id: the number presented (CLI), E.164.
         ring_timeout: seconds to wait for an answer.
         variables: extra channel variables (names and values already validated).
+        node: the PBX node to place it on (:class:`NodeSpec` name; None: the only one).
+        dial_string: the trunk's dial string template (``{number}``); None: the node's
+            default.
     """
 
     attempt_id: str
@@ -49,6 +52,32 @@ class OriginateRequest:
     ring_timeout: float
     caller_name: str = ""
     variables: Mapping[str, str] = field(default_factory=dict)
+    node: str | None = None
+    dial_string: str | None = None
+
+
+@dataclass(frozen=True)
+class TrunkSpec:
+    """A carrier trunk of a node: its dial string template and its calls-per-second limit
+    (``cps``, for every campaign and controller together; None = no trunk limit)."""
+
+    name: str
+    dial_string: str | None = None
+    cps: float | None = None
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """A PBX node calls may be placed on: its name, its channel capacity for every
+    controller together (``max_channels``; None = no node limit) and its trunks."""
+
+    name: str
+    max_channels: int | None = None
+    trunks: tuple[TrunkSpec, ...] = (TrunkSpec("default"),)
+
+
+DEFAULT_NODE = NodeSpec("default")
+"""The node of a single-PBX setup (no ``[[pbx.nodes]]``): unlimited, one trunk."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +88,7 @@ class ChannelInfo:
     unique_id: str
     state: str
     attempt_id: str | None
+    node: str | None = None
 
 
 @dataclass(frozen=True)
@@ -210,8 +240,8 @@ class PbxListener(Protocol):
         (the call is over), otherwise the far leg of a Local channel."""
         ...
 
-    def on_connection(self, connected: bool) -> None:
-        """The PBX connection came up or went down."""
+    def on_connection(self, connected: bool, node: str | None = None) -> None:
+        """The connection to PBX ``node`` (None: the only PBX) came up or went down."""
         ...
 
 
@@ -246,7 +276,11 @@ class PbxBackend(Protocol):
         ...
 
     async def list_channels(self) -> list[ChannelInfo]:
-        """The channels up on the PBX now."""
+        """The channels up on the PBX now (on every node it reaches).
+
+        Raises:
+            PbxUnavailable: no node answered.
+        """
         ...
 
     async def hangup(self, attempt_id: str, cause: int = 16) -> None:

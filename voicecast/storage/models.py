@@ -234,13 +234,20 @@ class CallAttempt(Base):
     # Migration 0004: each scenario node's result, and the scenario's set_result value.
     steps: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")
     result: Mapped[str | None] = mapped_column(String(60))
+    # Migration 0007: the PBX node and trunk it was placed on (scale-out: node capacity and
+    # trunk CPS are counted across controllers; recovery lists the channels of that node).
+    pbx_node: Mapped[str | None] = mapped_column(String(40))
+    trunk: Mapped[str | None] = mapped_column(String(40))
 
 
 class ControllerLease(Base):
-    """Which controller process dials for this database (one row, id 1).
+    """The controller processes that dial for this database: one row each, renewed every
+    second or so (``heartbeat_at``, UTC).
 
-    A lease whose ``heartbeat_at`` (UTC) is older than the timeout, or whose process is gone
-    on this host, may be taken over.
+    On SQLite exactly one controller dials (row id 1, taken over once its ``heartbeat_at``
+    is older than the timeout or its process is gone on this host). On PostgreSQL several
+    controllers dial side by side, one row per ``holder``; the attempts of a controller
+    whose lease expired are closed by the others (never re-sent).
     """
 
     __tablename__ = "controller_lease"
@@ -250,6 +257,20 @@ class ControllerLease(Base):
     host: Mapped[str] = mapped_column(String(255))
     pid: Mapped[int] = mapped_column(Integer)
     heartbeat_at: Mapped[datetime] = mapped_column()
+
+
+class PacingSlot(Base):
+    """The next instant (UTC) a call may start under one rate limit, shared by every
+    controller (migration 0007). ``key``: ``campaign:<id>`` (the campaign's ``cps``) or
+    ``trunk:<node>/<trunk>`` (the carrier trunk's ``cps``). A dial reserves the earliest
+    instant all its limits allow and moves each ``next_at`` one interval (``1/cps``
+    seconds) past it, in the transaction that writes its attempt (rows locked
+    ``FOR UPDATE``)."""
+
+    __tablename__ = "pacing_slots"
+
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    next_at: Mapped[datetime] = mapped_column()
 
 
 # --------------------------------------------------------------------------- compliance stores

@@ -81,6 +81,14 @@ def check_ami(dialer: Dialer | None) -> Check:
     """Whether the dialer's PBX backend (AMI) is connected; null when no dialer runs here."""
     if dialer is None:
         return {"ok": None, "detail": NOT_HERE}
+    nodes = [n.name for n in getattr(dialer, "nodes", ())]
+    if len(nodes) > 1:  # several Asterisk nodes: up while one is; the detail names each
+        up: set[str] = getattr(dialer, "nodes_up", set())
+        down = [n for n in nodes if n not in up]
+        detail = f"nodes up: {', '.join(n for n in nodes if n in up) or 'none'}"
+        if down:
+            detail += f"; down: {', '.join(down)}"
+        return {"ok": dialer.pbx.connected, "detail": detail}
     if dialer.pbx.connected:
         return {"ok": True, "detail": "connected"}
     return {"ok": False, "detail": "not connected to Asterisk (AMI)"}
@@ -151,7 +159,9 @@ class DatabaseCollector(Collector):
     - ``voicecast_webhook_deliveries{status}`` (gauge): webhook deliveries by status;
     - ``voicecast_campaign_alert{campaign}`` (gauge, 1): one per campaign paused with an
       ``alert:`` reason (its calls fail at the PBX), none otherwise: alert on its presence;
-    - ``voicecast_ami_connected`` (gauge, 1/0): only when a dialer runs in this process.
+    - ``voicecast_ami_connected`` (gauge, 1/0): only when a dialer runs in this process
+      (1 while it reaches at least one Asterisk node);
+    - ``voicecast_pbx_node_up{node}`` (gauge, 1/0): each Asterisk node of that dialer.
 
     The counters count stored rows, so they only go down when rows are removed (a campaign
     deleted); Prometheus' ``rate()`` treats that as a counter reset.
@@ -245,6 +255,16 @@ class DatabaseCollector(Collector):
                 "1 when the dialer of this process is connected to Asterisk (AMI)",
                 value=1 if dialer.pbx.connected else 0,
             )
+            nodes = GaugeMetricFamily(
+                "voicecast_pbx_node_up",
+                "1 when this process's dialer reaches that Asterisk node (AMI) and places "
+                "calls on it",
+                labels=["node"],
+            )
+            reached: set[str] = getattr(dialer, "nodes_up", set())
+            for node in getattr(dialer, "nodes", ()):
+                nodes.add_metric([node.name], 1 if node.name in reached else 0)
+            yield nodes
 
 
 REGISTRY: web.AppKey[CollectorRegistry] = web.AppKey("metrics_registry", CollectorRegistry)
