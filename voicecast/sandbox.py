@@ -13,6 +13,16 @@ Two ways to get an Asterisk (see ASTERISK-NOTES):
 At every ``up`` the project's ``asterisk-conf/`` is copied in, with the sandbox overlay
 (``asterisk-conf/sandbox/``: the simulated network) and the sandbox's own AMI secret, so
 config edits apply. Needs root (``chroot``) unless an ``asterisk`` binary is installed.
+
+Several Asterisk processes can run from the one provisioned folder (the scale-out tests: two
+PBX nodes): ``Sandbox(settings, instance="b", ami_port=5039)`` is a second *instance* with
+its own configuration folder (``/etc/asterisk-b``, started with ``-C``), run folder (pid
+file, control socket), spool (the simulated network's recordings and ``calls.log``), log
+and astdb folders, state/log/secret files under the sandbox folder and AMI port. It shares
+the binaries, modules, Asterisk's own sounds, the folder voicecast publishes its audio to
+(:attr:`SandboxView.sounds_dir`) and the callees' replies folder, so one controller's
+publish serves every instance. The default instance ``""`` is the sandbox as it always was.
+The sandbox listens on no port but its AMI port (no SIP transport, no HTTP server).
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -41,6 +52,10 @@ SANDBOX_MANAGER_CONF = "manager_sandbox.conf"  # asterisk-conf/sandbox/: test-on
 SIM_CALLS_LOG = "calls.log"  # in SIM_RECORDINGS, written by [sim-pstn]
 START_TIMEOUT = 60.0
 ASTERISK_IN_CHROOT = "/usr/sbin/asterisk"
+INSTANCE_NAME = re.compile(r"^[a-z0-9]{1,16}$")
+"""An extra instance's name: it becomes a suffix of folder and file names."""
+# asterisk.conf [directories] each instance has to itself (the rest is shared)
+PER_INSTANCE_DIRS = ("astetcdir", "astdbdir", "astspooldir", "astrundir", "astlogdir")
 
 
 class SandboxError(VoicecastError):
@@ -96,15 +111,47 @@ class Sandbox:
     Args:
         settings: the configuration (``[sandbox]``, ``[fastagi]``).
         log: where progress lines go (e.g. ``print``).
+        instance: ``""`` (the default) for the sandbox Asterisk; another name (``[a-z0-9]``,
+            at most 16) for a further Asterisk process run from the same provisioned folder
+            (see the module docstring): its folders and files carry ``-<instance>``.
+        ami_port: the instance's AMI port (TCP, on 127.0.0.1); default ``[sandbox]
+            ami_port``, which only the default instance may use.
+        agi_url: the FastAGI URL the instance's dialplan uses when an Originate carries no
+            ``VC_AGI`` (calls to the call-back line); default ``[fastagi]``'s
+            :attr:`~voicecast.config.FastAgiSettings.agi_url`.
+
+    Raises:
+        SandboxError: a malformed instance name, or an extra instance without an AMI port
+            of its own.
     """
 
-    def __init__(self, settings: Settings, log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log: Callable[[str], None] | None = None,
+        *,
+        instance: str = "",
+        ami_port: int | None = None,
+        agi_url: str | None = None,
+    ) -> None:
+        if instance and not INSTANCE_NAME.match(instance):
+            raise SandboxError(f"sandbox instance {instance!r}: use 1 to 16 of a-z and 0-9")
+        if instance and (ami_port is None or ami_port == settings.sandbox.ami_port):
+            raise SandboxError(
+                f"sandbox instance {instance!r} needs an AMI port other than "
+                f"[sandbox] ami_port ({settings.sandbox.ami_port})"
+            )
         self.settings = settings
+        self.instance = instance
+        self.ami_port = settings.sandbox.ami_port if ami_port is None else ami_port
+        self.agi_url = settings.fastagi.agi_url if agi_url is None else agi_url
         self.dir = settings.path(settings.sandbox.dir)
         self.rootfs = self.dir / "rootfs"
-        self.state_file = self.dir / "state.json"
-        self.log_file = self.dir / "asterisk.log"
-        self.secret_file = self.dir / "ami-secret"
+        suffix = f"-{instance}" if instance else ""
+        self._suffix = suffix
+        self.state_file = self.dir / f"state{suffix}.json"
+        self.log_file = self.dir / f"asterisk{suffix}.log"
+        self.secret_file = self.dir / f"ami-secret{suffix}"
         self._log = log or (lambda _msg: None)
 
     # --- facts ------------------------------------------------------------------------------
@@ -123,7 +170,16 @@ class Sandbox:
         return self.dir / "host"
 
     def _dirs(self) -> dict[str, str]:
-        """asterisk.conf [directories] as Asterisk sees them."""
+        """asterisk.conf [directories] of this instance as Asterisk sees them: those of the
+        default instance, with :data:`PER_INSTANCE_DIRS` suffixed ``-<instance>``."""
+        dirs = self._shared_dirs()
+        if self._suffix:
+            for key in PER_INSTANCE_DIRS:
+                dirs[key] += self._suffix
+        return dirs
+
+    def _shared_dirs(self) -> dict[str, str]:
+        """asterisk.conf [directories] of the default instance as Asterisk sees them."""
         if self.mode == "chroot":
             return {
                 "astetcdir": "/etc/asterisk",
@@ -171,19 +227,30 @@ class Sandbox:
         return self._root / pbx_path.lstrip("/")
 
     def view(self) -> SandboxView:
-        """Connection facts for the controller (creates the AMI secret if needed)."""
+        """Connection facts for the controller (creates the AMI secret if needed).
+
+        The audio and replies folders are the default instance's, whichever the instance
+        (the same path on the host and in Asterisk: one publish serves every instance);
+        the recordings folder (and so ``calls_log``) is this instance's own."""
         dirs = self._dirs()
-        sounds_on_pbx = f"{dirs['astvarlibdir']}/sounds/voicecast"
+        shared = self._shared_dirs()
+        sounds_on_pbx = f"{shared['astvarlibdir']}/sounds/voicecast"
+        replies_on_pbx = f"{shared['astspooldir']}/voicecast-replies"
         return SandboxView(
-            ami_port=self.settings.sandbox.ami_port,
+            ami_port=self.ami_port,
             secret=self.ami_secret(),
             dial_string=self.settings.sandbox.dial_string,
             sounds_dir=self._host_path(sounds_on_pbx),
             sounds_dir_on_pbx=sounds_on_pbx,
             recordings_dir=self._host_path(f"{dirs['astspooldir']}/{SIM_RECORDINGS}"),
-            replies_dir=self._host_path(f"{dirs['astspooldir']}/voicecast-replies"),
-            replies_dir_on_pbx=f"{dirs['astspooldir']}/voicecast-replies",
+            replies_dir=self._host_path(replies_on_pbx),
+            replies_dir_on_pbx=replies_on_pbx,
         )
+
+    @property
+    def conf_file(self) -> str:
+        """This instance's ``asterisk.conf`` as Asterisk sees it."""
+        return f"{self._dirs()['astetcdir']}/asterisk.conf"
 
     def ami_secret(self) -> str:
         """The sandbox's AMI secret (random, made once, stored with mode 0600).
@@ -289,18 +356,31 @@ class Sandbox:
         ext = (etc / "extensions.conf").read_text()
         ext = ext.replace(
             "VOICECAST_AGI = agi://127.0.0.1:4573",
-            f"VOICECAST_AGI = {self.settings.fastagi.agi_url}",
+            f"VOICECAST_AGI = {self.agi_url}",
             1,
         )
         (etc / "extensions.conf").write_text(ext)
+        # call files, the do-it-yourself alternative bench/callfiles.py compares with: the
+        # sandbox only (production modules.conf does not load the outgoing spool)
+        with (etc / "modules.conf").open("a") as fh:
+            fh.write("load = pbx_spool.so                ; sandbox only: call files\n")
+        # "[directories]", not Debian's "[directories](!)": a template is ignored (see
+        # asterisk.conf.sample), and then Asterisk uses its compiled-in folders
         (etc / "asterisk.conf").write_text(
-            "[directories](!)\n"
+            "[directories]\n"
             + "".join(f"{k} => {v}\n" for k, v in dirs.items())
             + "\n[options]\nverbose = 0\ndebug = 0\nmaxfiles = 4096\n"
             + "defaultlanguage = en\ndocumentation_language = en_US\n"
             + "hideconnect = yes\n"
         )
-        for key in ("astvarlibdir", "astspooldir", "astrundir", "astlogdir", "astagidir"):
+        for key in (
+            "astvarlibdir",
+            "astdbdir",
+            "astspooldir",
+            "astrundir",
+            "astlogdir",
+            "astagidir",
+        ):
             self._host_path(dirs[key]).mkdir(parents=True, exist_ok=True)
         self._host_path(f"{dirs['astspooldir']}/{SIM_RECORDINGS}").mkdir(
             parents=True, exist_ok=True
@@ -337,10 +417,12 @@ class Sandbox:
         return pid if b"asterisk" in cmdline else None
 
     def _command(self, *args: str) -> list[str]:
+        """``asterisk`` with this instance's asterisk.conf (the default instance in the
+        chroot uses the binary's default, /etc/asterisk/asterisk.conf)."""
         if self.mode == "chroot":
-            return ["chroot", str(self.rootfs), ASTERISK_IN_CHROOT, *args]
-        conf = self._private() / "etc" / "asterisk.conf"
-        return [_find_host_asterisk() or "asterisk", "-C", str(conf), *args]
+            conf = ["-C", self.conf_file] if self.instance else []
+            return ["chroot", str(self.rootfs), ASTERISK_IN_CHROOT, *conf, *args]
+        return [_find_host_asterisk() or "asterisk", "-C", self.conf_file, *args]
 
     def up(self) -> dict[str, Any]:
         """Provision if needed, write the config, (re)start Asterisk, wait for AMI.
@@ -356,10 +438,10 @@ class Sandbox:
             if self.running_pid() is not None:
                 self._stop()
             self.state_file.unlink(missing_ok=True)
-            if _port_open(self.settings.sandbox.ami_port):
+            if _port_open(self.ami_port):
                 raise SandboxError(
-                    f"port {self.settings.sandbox.ami_port} is already in use: another "
-                    "Asterisk? Stop it or set [sandbox] ami_port"
+                    f"port {self.ami_port} is already in use: another Asterisk? Stop it or "
+                    + ("choose another ami_port" if self.instance else "set [sandbox] ami_port")
                 )
             self.render_config()
             pid_file = self._host_path(f"{self._dirs()['astrundir']}/asterisk.pid")
@@ -384,7 +466,7 @@ class Sandbox:
                     self.state_file.write_text(
                         json.dumps({"pid": pid, "mode": self.mode, "started": time.time()})
                     )
-                if _ami_ready(self.settings.sandbox.ami_port) and self._booted():
+                if _ami_ready(self.ami_port) and self._booted():
                     return self.status()
                 time.sleep(0.3)
             tail = self._messages_tail()
@@ -477,7 +559,8 @@ class Sandbox:
         view = self.view()
         pid = self.running_pid()
         fa = self.settings.fastagi
-        return {
+        status: dict[str, Any] = {"instance": self.instance} if self.instance else {}
+        return status | {
             "running": pid is not None,
             "pid": pid,
             "mode": self.mode,
@@ -486,9 +569,10 @@ class Sandbox:
             "ami": f"127.0.0.1:{view.ami_port}",
             "ami_user": "voicecast",
             "fastagi": f"{fa.host}:{fa.port}",
-            "fastagi_url": fa.agi_url,
+            "fastagi_url": self.agi_url,
             "dial_string": view.dial_string,
             "dir": str(self.dir),
+            "conf": str(self._host_path(self.conf_file)),
             "recordings": str(view.recordings_dir),
             "log": str(self.log_file),
         }
