@@ -17,6 +17,7 @@ from typing import Any, ParamSpec, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from voicecast.campaigns.compliance import GateEnv
@@ -141,9 +142,20 @@ class Runtime:
 
 
 def open_runtime(settings: Settings) -> Runtime:
-    """Open (and migrate) the database; read the sandbox's facts when it is enabled."""
+    """Open (and migrate) the database; read the sandbox's facts when it is enabled.
+
+    Raises:
+        ConfigError: the database cannot be reached or logged into (one line naming it,
+            password hidden, and the driver's reason).
+    """
     engine = make_engine(settings.database_url())
-    migrate(engine)
+    try:
+        migrate(engine)
+    except OperationalError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        url = engine.url.render_as_string(hide_password=True)
+        engine.dispose()
+        raise ConfigError(f"cannot open the database {url}: {reason}") from None
     view = Sandbox(settings).view() if settings.sandbox.enabled else None
     return Runtime(settings, engine, session_factory(engine), view)
 

@@ -373,6 +373,11 @@ class WebSettings(_Section):
         "and X-Forwarded-Proto (HTTPS, for Secure cookies); empty = believe no one",
     )
     max_upload_mb: int = Field(50, ge=1, le=2000, description="largest accepted upload")
+    uploads_dir: str = Field(
+        "var/uploads",
+        description="where console uploads (contact files) wait until imported; "
+        "relative to the config file's folder",
+    )
     tls_cert: str = Field("", description="PEM certificate file: serve HTTPS directly")
     tls_key: str = Field("", description="PEM private key file of tls_cert")
     webhook_timeout: float = Field(10.0, gt=0, le=120, description="seconds per POST")
@@ -754,7 +759,8 @@ def exposure_warnings(
     - ``fastagi``: ``[fastagi] host`` not loopback. FastAGI has no authentication: whoever
       reaches the port can drive the calls handed to it.
     - ``ami``: ``[ami] host`` not loopback (never in sandbox mode, whose AMI is on
-      127.0.0.1). AMI is clear text: the secret and every number called cross the network.
+      127.0.0.1), or a ``[[pbx.nodes]]`` ``ami_host`` not loopback (then ``[ami]`` is not
+      used). AMI is clear text: the secret and every number called cross the network.
     - ``web``: ``[web] host`` not loopback and no ``tls_cert``/``tls_key`` (only when
       ``[web] enabled``).
     """
@@ -767,7 +773,15 @@ def exposure_warnings(
             '[fastagi] host = "127.0.0.1" with Asterisk on this machine, else let only the '
             "Asterisk host reach that port (firewall, WireGuard)"
         )
-    if "ami" in parts and not settings.sandbox.enabled and not is_loopback(ami.host):
+    for node in settings.pbx.nodes if "ami" in parts else ():
+        if not is_loopback(node.ami_host):
+            out.append(
+                f"AMI of PBX node {node.name} is reached at {node.ami_host}:{node.ami_port}, "
+                "not on loopback: AMI is clear text (the secret and every number called "
+                "cross the network); reach it through WireGuard or an SSH tunnel"
+            )
+    direct = not settings.sandbox.enabled and not settings.pbx.nodes  # [ami] is used
+    if "ami" in parts and direct and not is_loopback(ami.host):
         out.append(
             f"AMI is reached at {ami.host}:{ami.port}, not on loopback: AMI is clear text "
             "(the secret and every number called cross the network); reach a remote "
@@ -929,6 +943,7 @@ login_window = 300.0
 # they are believed about X-Forwarded-For / X-Forwarded-Proto. Empty: no one is.
 trusted_proxies = []
 max_upload_mb = 50
+uploads_dir = "var/uploads"   # console uploads wait here until imported (keep it private)
 tls_cert = ""                 # PEM files: serve HTTPS directly
 tls_key = ""
 webhook_timeout = 10.0        # seconds per webhook POST

@@ -136,7 +136,7 @@ class SubjectFiles:
             tts_dirs=(runtime.sounds_dir / "tts", settings.path(settings.audio.tts_cache_dir)),
             replies_dir=runtime.replies_dir,
             # the same folder as voicecast.web.console_lists.upload_root
-            uploads_dir=settings.path("var") / "uploads",
+            uploads_dir=settings.path(settings.web.uploads_dir),
         )
 
 

@@ -11,6 +11,7 @@ from voicecast.config import (
     DEFAULT_CONFIG_TEXT,
     DEFAULT_FILE,
     Settings,
+    exposure_warnings,
     find_config_file,
     load_settings,
 )
@@ -305,3 +306,30 @@ def test_a_dial_string_that_could_fan_out_is_refused_at_load(tmp_path: Path, tem
     path = write(tmp_path / "voicecast.toml", f'[pbx]\ndial_string = "{template}"\n')
     with pytest.raises(ConfigError, match=r"pbx\.dial_string"):
         load_settings(path, environ={})
+
+
+def test_pbx_nodes_are_validated_and_their_secrets_make_the_file_sensitive(
+    tmp_path: Path,
+) -> None:
+    text = (
+        "[[pbx.nodes]]\n"
+        'name = "pbx-a"\nami_host = "10.0.0.11"\nami_secret = "s3cret"\n'
+        'trunks = [{ name = "carrier1", dial_string = "PJSIP/{number}@carrier1", cps = 10.0 }]\n'
+        "[[pbx.nodes]]\n"
+        'name = "pbx-b"\nami_secret_file = "/etc/voicecast/pbx-b.secret"\nmax_channels = 30\n'
+    )
+    path = write(tmp_path / "voicecast.toml", text)
+    settings = load_settings(path, environ={})
+    a, b = settings.pbx.nodes
+    assert (a.trunks[0].cps, b.max_channels, b.trunks) == (10.0, 30, [])
+    assert settings.file_secrets == ["[[pbx.nodes]] ami_secret"]
+    warnings = exposure_warnings(settings, ("ami",))
+    assert len(warnings) == 1 and "PBX node pbx-a" in warnings[0]
+    for bad in (
+        text.replace('name = "pbx-b"', 'name = "pbx-a"'),  # two nodes, one name
+        text.replace("pbx-a", "pbx a"),  # not a name
+        text.replace("@carrier1", "@carrier1&Local/666@x"),  # a dial string that fans out
+        text.replace("cps = 10.0", "cps = 0.0"),
+    ):
+        with pytest.raises(ConfigError, match="pbx"):
+            load_settings(write(tmp_path / "voicecast.toml", bad), environ={})

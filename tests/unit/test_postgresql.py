@@ -429,3 +429,34 @@ def test_subject_access_names_a_campaign_not_queued_yet_on_postgresql(
         "test_subjects",
         "test_export_names_the_purpose_of_a_campaign_that_has_not_queued_the_number_yet",
     )(pg_runtime)
+
+
+def test_an_unreachable_database_is_one_line_naming_it(tmp_path: Path) -> None:
+    """`voicecast serve` (here `campaign list`) with PostgreSQL down: exit 1 and one error
+    line naming the database, password hidden, not a traceback (systemd restarts it)."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens there once closed
+    cfg = tmp_path / "voicecast.toml"
+    cfg.write_text(
+        f'[database]\nurl = "postgresql+psycopg://vc:s3cret@127.0.0.1:{port}/vc"\n'
+        "[sandbox]\nenabled = false\n"
+    )
+    cfg.chmod(0o600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "voicecast", "-c", str(cfg), "campaign", "list"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert f"cannot open the database postgresql+psycopg://vc:***@127.0.0.1:{port}/vc" in (
+        proc.stderr.replace("\n", " ")
+    )
+    assert "s3cret" not in proc.stderr

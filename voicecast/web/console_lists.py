@@ -208,9 +208,9 @@ class Upload:
 
 
 def upload_root(request: web.Request) -> Path:
-    """Where uploads wait: ``uploads/`` in the folder of the database's ``var/``
-    (``<config dir>/var/uploads``)."""
-    return context(request).runtime.settings.path("var") / "uploads"
+    """Where uploads wait: ``[web] uploads_dir`` (default ``<config dir>/var/uploads``)."""
+    settings = context(request).runtime.settings
+    return settings.path(settings.web.uploads_dir)
 
 
 def _write_private(path: Path, data: bytes) -> None:
