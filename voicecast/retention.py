@@ -116,6 +116,9 @@ WAITING_CONTACT_STATES: tuple[str, ...] = ("pending", "dialing")
 
 CATCH_UP_AFTER = timedelta(days=1)
 """``voicecast serve`` runs the job at start when the last run is older than this."""
+ALREADY_RAN_WITHIN = timedelta(hours=12)
+"""The daily job does nothing when a run was journaled this recently: another controller
+sharing the database ran it (each ``voicecast serve`` schedules it)."""
 
 _CHUNK = 500  # ids per IN (...) list
 
@@ -695,6 +698,23 @@ def last_run(session: Session) -> datetime | None:
         return _aware(entry.at)
 
 
+def run_daily(
+    sessions: sessionmaker[Session], settings: Settings, now: datetime
+) -> RetentionReport | None:
+    """The daily job's run: :func:`run_in_session`, unless a run was journaled within
+    :data:`ALREADY_RAN_WITHIN` (then None). Read under the purge's lock, in the run's
+    transaction: several controllers sharing one database each schedule the daily run, and
+    only the first of them does it."""
+    with sessions() as s, s.begin():
+        _lock(s)
+        previous = last_run(s)
+        if previous is not None and previous > now - ALREADY_RAN_WITHIN:
+            return None
+        return run_retention(
+            s, settings.retention, now, webhook_keep_days=settings.web.webhook_keep_days
+        )
+
+
 def run_in_session(
     sessions: sessionmaker[Session], settings: Settings, now: datetime, *, dry_run: bool = False
 ) -> RetentionReport:
@@ -774,8 +794,8 @@ class RetentionJob:
         job = self._scheduler.get_job(self.JOB_ID)
         return None if job is None else job.next_run_time
 
-    def _run(self) -> RetentionReport:
-        return run_in_session(self.sessions, self.settings, self.clock.now())
+    def _run(self) -> RetentionReport | None:
+        return run_daily(self.sessions, self.settings, self.clock.now())
 
     async def run_now(self) -> RetentionReport | None:
         """Run the purge now (one at a time); None when it failed (logged)."""
@@ -787,6 +807,9 @@ class RetentionJob:
             except Exception:
                 log.exception("retention: the purge failed; it runs again at the next run_at")
                 return None
+        if report is None:
+            log.info("retention: another controller ran the purge already")
+            return None
         self.last_report = report
         done = ", ".join(f"{k} {n}" for k, n in report.counts().items() if n)
         log.info("retention: purged/anonymised %s", done or "nothing (nothing expired)")

@@ -480,7 +480,7 @@ def test_a_failed_run_is_logged_and_the_job_goes_on(
     def broken(*_a: Any, **_k: Any) -> Any:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(retention_module, "run_in_session", broken)
+    monkeypatch.setattr(retention_module, "run_daily", broken)
     job = RetentionJob(sessions, _settings(), ManualClock(T0), zone=UTC)
     with caplog.at_level(logging.ERROR, logger="voicecast.retention"):
         assert asyncio.run(job.run_now()) is None
@@ -631,3 +631,20 @@ def test_purge_recordings_caps_the_age_of_a_recording(
         assert purge_recordings(s, now, timedelta(days=30)) == 2
     with sessions() as s, pytest.raises(ValueError, match="positive"):
         purge_recordings(s, now, timedelta(0))
+
+
+def test_the_daily_run_is_done_once_when_controllers_share_the_database(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Two `voicecast serve` on one database both schedule the daily purge: the first to
+    run does it, the other finds it journaled less than 12 h ago and does nothing."""
+    clock = ManualClock(T0)
+    first = RetentionJob(sessions, _settings(), clock, zone=UTC)
+    second = RetentionJob(sessions, _settings(), clock, zone=UTC)
+    assert asyncio.run(first.run_now()) is not None
+    clock.advance(60)
+    assert asyncio.run(second.run_now()) is None
+    clock.advance(13 * 3600)
+    assert asyncio.run(second.run_now()) is not None  # the next day's run
+    with sessions() as s:
+        assert len(list(iter_entries(s, kinds=(kinds.RETENTION_PURGED,)))) == 2
