@@ -5,6 +5,7 @@ PostgreSQL these tests fail and say how to install it)."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +13,12 @@ from sqlalchemy.engine import make_url
 
 from tests import pgserver
 from tests.pgserver import PgServer, PgServerError
+
+# pytest-xdist's workers get COLUMNS=80 in their environment: the CLI's rich consoles,
+# created at import, would then keep 80 columns for good and ignore a test's own COLUMNS
+# (as in a plain pytest run, where the variable is unset)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
 
 
 @pytest.fixture(scope="session")

@@ -153,7 +153,10 @@ def wav_shape(path: Path) -> tuple[int, int, int, int]:
 # the person path
 
 
-def test_text_campaign_with_optout_announcement(config: Path, runtime: Runtime) -> None:
+def test_text_campaign_with_optout_announcement(
+    config: Path, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "300")  # the long temporary path on one line
     create(config, "rappel", "--text", TEXT, "--optout-key", "9")
     create(config, "rappel-seul", "--text", TEXT)
     out = config.parent / "out" / "rappel.wav"

@@ -74,7 +74,8 @@ async def test_audio_url_never_reads_a_path(
         "/audio/nope.wav",
     ):
         resp = await client.get(path)
-        assert resp.status == 404, path
+        # a NUL is refused before routing (400), the rest are simply not found
+        assert resp.status == (400 if "%00" in path else 404), path
         assert resp.headers["Content-Type"].startswith("text/html"), path
 
 
