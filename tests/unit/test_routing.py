@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from voicecast.dialer.routing import live_attempts, plan_route, reserve
+from voicecast.dialer.routing import SEND_LEAD, live_attempts, plan_route, reserve
 from voicecast.pbx.base import NodeSpec, TrunkSpec
 from voicecast.storage.db import make_engine, migrate, session_factory
 from voicecast.storage.models import (
@@ -147,7 +147,7 @@ def test_each_limit_gets_its_own_interval(sessions: sessionmaker[Session]) -> No
         assert gaps == pytest.approx([0.5, 0.5, 0.5])
         trunk = s.get(PacingSlot, "trunk:a/t1")
         assert trunk is not None and trunk.next_at == instants[-1] + timedelta(seconds=0.1)
-        assert route.limits == (("campaign:1", 0.5), ("trunk:a/t1", 0.1))
+        assert route.delay == pytest.approx(SEND_LEAD + 1.5, abs=0.05)
 
 
 def test_the_trunk_interval_rules_when_it_is_the_slower(sessions: sessionmaker[Session]) -> None:
@@ -162,7 +162,7 @@ def test_the_trunk_interval_rules_when_it_is_the_slower(sessions: sessionmaker[S
             instants.append(planned[0].at)
         gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(instants)]
         assert gaps == pytest.approx([0.25, 0.25])
-        assert planned[0].delay == pytest.approx(0.5, abs=0.05)
+        assert planned[0].delay == pytest.approx(SEND_LEAD + 0.5, abs=0.05)
 
 
 def test_the_faster_free_trunk_wins(sessions: sessionmaker[Session]) -> None:

@@ -130,9 +130,10 @@ PROBLEM_CHECK_INTERVAL = 30.0  # seconds between campaign-level compliance check
 IDLE_POLL = 5.0  # seconds between database polls while every contact waits for later
 PURGE_INTERVAL = 3600.0  # seconds between purges of recordings whose retention ended
 STORAGE_PROBE_INTERVAL = 5.0  # seconds between write tries while the database refuses writes
-# seconds before a call's reserved instant that the next contact is claimed (the gate
-# decides for the instant the call starts; a short lead keeps the reservations few)
-CLAIM_AHEAD = 0.1
+# seconds before a call's reserved instant that the next contact is claimed: more than
+# routing.SEND_LEAD (else each claim would push its slot back by its own duration); the
+# gate decides for the instant the call starts, and a short lead keeps reservations few
+CLAIM_AHEAD = 0.25
 NO_ROOM_POLL = 0.5  # seconds between tries while every channel (all controllers) is taken
 # seconds between looks for attempts of controllers whose lease expired (several
 # controllers on PostgreSQL): they are closed, never re-sent
@@ -409,8 +410,6 @@ class Dialer:
         self._unwritten_optouts: list[tuple[Tracker, datetime]] = []
         #: attempts a dead controller left that recovery could not close yet
         self._unrecovered: set[str] = set()
-        #: pacing key -> ``time.monotonic()`` of this controller's latest Originate under it
-        self._last_send: dict[str, float] = {}
 
     @functools.cached_property
     def shared(self) -> bool:
@@ -1054,22 +1053,12 @@ class Dialer:
         return route.delay
 
     async def _wait_slot(self, route: Route) -> None:
-        """Sleep until the instant reserved for the call (``route.send_at``), and until
-        this controller's previous Originate under each of its rate limits is one interval
-        old (a call sent late, after a slow claim, must not bunch up with the next one);
-        returns early when the dialer stops. Notes the send under each limit."""
-        while not self._stopping.is_set():
-            now = time.monotonic()
-            until = max(
-                [route.send_at]
-                + [self._last_send.get(key, -gap) + gap for key, gap in route.limits]
-            )
-            if until <= now:
-                for key, _gap in route.limits:
-                    self._last_send[key] = now
-                return
+        """Sleep until the instant reserved for the call (``route.send_at``, monotonic
+        clock); returns early when the dialer stops."""
+        delay = route.send_at - time.monotonic()
+        if delay > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), until - now)
+                await asyncio.wait_for(self._stopping.wait(), delay)
 
     async def _send(self, t: Tracker, request: OriginateRequest, route: Route) -> None:
         """Speak the contact's texts, wait for the reserved instant, send the Originate.

@@ -44,6 +44,9 @@ from voicecast.storage.models import CallAttempt, PacingSlot, utcnow
 NEVER = datetime(2000, 1, 1, tzinfo=UTC)
 """The latest-call instant of a node that never had a call."""
 LIVE_STATES = ("originating", "answered")
+SEND_LEAD = 0.1
+"""Seconds between choosing a route and the earliest instant its call may start: the
+claim's transaction (gate, journal, attempt row) commits in between."""
 """Attempt states that hold a channel (or are about to)."""
 
 
@@ -58,9 +61,6 @@ class Route:
         at: the reserved start instant (UTC, the database's clock on PostgreSQL).
         delay: seconds from the reservation until ``at`` (0 when it may start now).
         send_at: ``at`` on this process's ``time.monotonic()`` clock.
-        limits: (pacing key, interval in seconds) of each rate limit it was paced by; the
-            controller also keeps its own consecutive sends that far apart (a call sent
-            late must not bunch up with the next one).
     """
 
     node: str
@@ -69,7 +69,6 @@ class Route:
     at: datetime
     delay: float
     send_at: float = 0.0
-    limits: tuple[tuple[str, float], ...] = ()
 
 
 def is_postgresql(session: Session) -> bool:
@@ -198,7 +197,9 @@ def plan_route(
         ],
         now,
     )
-    start = _later(now, slots[ckey].next_at)
+    # never before the claim can have committed: a call sent later than its instant would
+    # leave less than one interval before the next one
+    start = _later(now + timedelta(seconds=SEND_LEAD), slots[ckey].next_at)
     best: tuple[datetime, tuple[float, int], datetime, int] | None = None
     chosen: tuple[NodeSpec, TrunkSpec] | None = None
     for index, (node, trunk, load) in enumerate(candidates):
@@ -223,7 +224,6 @@ def plan_route(
         at,
         delay,
         send_at=mono + delay,
-        limits=tuple((slot.key, interval) for slot, interval in moves if interval > 0),
     )
     return route, moves
 
