@@ -331,20 +331,10 @@ class AsteriskBackend:
         """
         self._listener, self._flow = listener, flow
         self._stopping = False
-        ep = self.endpoint
         if not self.serve_agi:
             await self._connect()
             return
-        self._agi = FastAgiServer(
-            {"flow": self._serve_flow, "inbound": self._serve_inbound},
-            command_timeout=ep.agi_timeout,
-        )
-        try:
-            await self._agi.start(ep.agi_host, ep.agi_port)
-        except OSError as exc:
-            raise PbxUnavailable(
-                f"cannot listen for FastAGI on {ep.agi_host}:{ep.agi_port}: {exc}"
-            ) from exc
+        self._agi = await start_agi(self.endpoint, self._serve_flow, self._serve_inbound)
         try:
             await self._connect()
         except PbxUnavailable:
@@ -522,6 +512,27 @@ class AsteriskBackend:
         await serve_inbound(session, self._inbound, self.endpoint.dial_string)
 
 
+async def start_agi(
+    ep: AsteriskEndpoint,
+    flow: Callable[[AgiSession], Awaitable[None]],
+    inbound: Callable[[AgiSession], Awaitable[None]],
+) -> FastAgiServer:
+    """Start the FastAGI server on ``ep.agi_host:agi_port`` with its ``flow`` and
+    ``inbound`` routes.
+
+    Raises:
+        PbxUnavailable: the port cannot be listened on (taken, no such address).
+    """
+    server = FastAgiServer({"flow": flow, "inbound": inbound}, command_timeout=ep.agi_timeout)
+    try:
+        await server.start(ep.agi_host, ep.agi_port)
+    except OSError as exc:
+        raise PbxUnavailable(
+            f"cannot listen for FastAGI on {ep.agi_host}:{ep.agi_port}: {exc}"
+        ) from exc
+    return server
+
+
 async def serve_flow(
     session: AgiSession, flow: CallFlowHandler, dial_string_of: Callable[[str], str]
 ) -> None:
@@ -605,17 +616,7 @@ class AsteriskPool:
                 taken.
         """
         self._flow = flow
-        ep = self._first
-        self._agi = FastAgiServer(
-            {"flow": self._serve_flow, "inbound": self._serve_inbound},
-            command_timeout=ep.agi_timeout,
-        )
-        try:
-            await self._agi.start(ep.agi_host, ep.agi_port)
-        except OSError as exc:
-            raise PbxUnavailable(
-                f"cannot listen for FastAGI on {ep.agi_host}:{ep.agi_port}: {exc}"
-            ) from exc
+        self._agi = await start_agi(self._first, self._serve_flow, self._serve_inbound)
         failures: list[tuple[str, AsteriskBackend, PbxUnavailable]] = []
         for name, backend in self.backends.items():
             try:
