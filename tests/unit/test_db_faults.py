@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from test_dialer_controller import GATE, FakePbx, _attempts, _campaign, _plan
 
 from voicecast.dialer.controller import Dialer, StorageUnavailable
-from voicecast.pbx.base import OriginateRequest
 from voicecast.storage.db import db_fault, make_engine, migrate, retry_busy, session_factory
 from voicecast.storage.models import CampaignContact
 
@@ -92,6 +91,7 @@ def test_a_database_that_refuses_writes_pauses_dialling_and_loses_nothing(
     db_file: Path,
     fault: str,
     caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     numbers = [f"+3319900{i:03d}0" for i in range(4)]  # each answered by a person
     _campaign(sessions, numbers, max_channels=2)
@@ -99,16 +99,20 @@ def test_a_database_that_refuses_writes_pauses_dialling_and_loses_nothing(
         FullDisk(sessions.kw["bind"]) if fault == "full" else ReadOnly(sessions, db_file)
     )
 
-    class BreakingPbx(FakePbx):
-        """The database breaks as the first call leaves: that call is up (its outcome
-        must be kept), the second contact's attempt row cannot be written."""
+    claim = Dialer._claim
+    claims: list[Any] = []
 
-        async def originate(self, request: OriginateRequest) -> None:
-            await super().originate(request)
-            if len(self.originates) == 1:
-                breaker.on = True
+    def claim_then_break(self: Dialer, *args: Any, **kwargs: Any) -> Any:
+        """The database breaks once the first attempt row is committed: that call goes out
+        and is up (its outcome must be kept); the second contact's row cannot be written."""
+        claimed = claim(self, *args, **kwargs)
+        if not claims:
+            breaker.on = True
+        claims.append(claimed)
+        return claimed
 
-    pbx = BreakingPbx(call_seconds=0.3)
+    monkeypatch.setattr(Dialer, "_claim", claim_then_break)
+    pbx = FakePbx(call_seconds=0.3)
     caplog.set_level(logging.INFO)
 
     async def main() -> Dialer:
@@ -118,8 +122,10 @@ def test_a_database_that_refuses_writes_pauses_dialling_and_loses_nothing(
         runner = asyncio.create_task(dialer.run(["c"]))
         try:
             await _until(lambda: dialer.storage_error is not None, "dialling paused")
+            # the recorded call still goes out at its instant, then on to its end; its
+            # outcome waits in memory
+            await _until(lambda: bool(pbx.originates), "the first call sent")
             first = pbx.originates[0][1].attempt_id
-            # the call up goes on to its end; its outcome waits in memory
             await _until(lambda: first not in pbx.up, "the first call ended")
             await _until(lambda: first in dialer._unwritten, "outcome kept in memory")
             for _ in range(10):  # several probes while still refused: still paused
