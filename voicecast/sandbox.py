@@ -51,6 +51,7 @@ SIM_RECORDINGS = "voicecast-sim"
 SANDBOX_MANAGER_CONF = "manager_sandbox.conf"  # asterisk-conf/sandbox/: test-only AMI users
 SIM_CALLS_LOG = "calls.log"  # in SIM_RECORDINGS, written by [sim-pstn]
 START_TIMEOUT = 60.0
+PORT_FREE_TIMEOUT = 10.0  # seconds a stopped Asterisk's AMI port may take to be free again
 ASTERISK_IN_CHROOT = "/usr/sbin/asterisk"
 INSTANCE_NAME = re.compile(r"^[a-z0-9]{1,16}$")
 """An extra instance's name: it becomes a suffix of folder and file names."""
@@ -438,9 +439,10 @@ class Sandbox:
             if self.running_pid() is not None:
                 self._stop()
             self.state_file.unlink(missing_ok=True)
-            if _port_open(self.ami_port):
+            if not _port_closes(self.ami_port, PORT_FREE_TIMEOUT):
                 raise SandboxError(
-                    f"port {self.ami_port} is already in use: another Asterisk? Stop it or "
+                    f"port {self.ami_port} is already in use{_port_holder(self.ami_port)}: "
+                    "another Asterisk? Stop it or "
                     + ("choose another ami_port" if self.instance else "set [sandbox] ami_port")
                 )
             self.render_config()
@@ -515,6 +517,8 @@ class Sandbox:
                     os.waitpid(pid, os.WNOHANG)
                 if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
                     self.state_file.unlink(missing_ok=True)
+                    # its AMI socket may outlive it a moment (a child still holding it)
+                    _port_closes(self.ami_port, PORT_FREE_TIMEOUT)
                     return True
                 time.sleep(0.1)
         raise SandboxError(f"could not stop the sandbox Asterisk (pid {pid})")
@@ -591,6 +595,34 @@ def _port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _port_holder(port: int) -> str:
+    """`` (by PROCESS)`` listening on loopback ``port``, as ``ss -ltnp`` shows it (iproute2),
+    or "" when it cannot tell."""
+    try:
+        out = subprocess.run(
+            ["ss", "-Hltnp", f"sport = :{port}"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    users = [line.split("users:", 1)[1].strip() for line in out.splitlines() if "users:" in line]
+    return f" (by {'; '.join(users)})" if users else ""
+
+
+def _port_closes(port: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for nothing to accept connections on loopback
+    ``port``; True once it is free."""
+    deadline = time.monotonic() + timeout
+    while _port_open(port):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def _ami_ready(port: int) -> bool:
