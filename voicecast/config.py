@@ -23,7 +23,14 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from voicecast.errors import ConfigError, UnsafeValueError
 from voicecast.pbx.validation import build_dial_string
@@ -495,6 +502,17 @@ class Settings(_Section):
     # Not read from the file: which secrets the file itself holds (see check_config_file).
     file_secrets: list[str] = Field(default_factory=list, exclude=True)
 
+    @model_validator(mode="after")
+    def _nodes_without_sandbox(self) -> Settings:
+        """``[[pbx.nodes]]`` are real Asterisk nodes: the sandbox (one local Asterisk, its
+        audio folder, its test clock) must be off, else both would half apply."""
+        if self.pbx.nodes and self.sandbox.enabled:
+            raise ValueError(
+                "[[pbx.nodes]] lists real Asterisk nodes: set [sandbox] enabled = false "
+                "(the sandbox is one local Asterisk with its own audio folder)"
+            )
+        return self
+
     def path(self, value: str) -> Path:
         """Resolve a configured path: absolute as is, relative against :attr:`base_dir`."""
         p = Path(value).expanduser()
@@ -575,7 +593,10 @@ def load_settings(
     except ValidationError as exc:
         where = str(file) if file else "environment"
         details = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+            if err["loc"]
+            else err["msg"].removeprefix("Value error, ")
+            for err in exc.errors()
         )
         raise ConfigError(f"{where}: invalid configuration: {details}") from exc
     settings.base_dir = file.parent if file else Path.cwd()

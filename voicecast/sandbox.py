@@ -634,11 +634,17 @@ def _ami_ready(port: int) -> bool:
 
 
 def _is_zombie(pid: int) -> bool:
+    """True when ``pid`` is gone or a zombie whose threads have all ended too (a zombie
+    thread-group leader may still have live threads holding Asterisk's sockets)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
+        status = Path(f"/proc/{pid}/status").read_text()
     except OSError:
         return True
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+    if stat.rsplit(")", 1)[-1].split()[0] != "Z":
+        return False
+    threads = next((ln.split()[1] for ln in status.splitlines() if ln.startswith("Threads:")), "1")
+    return threads.isdigit() and int(threads) <= 1
 
 
 @dataclass(frozen=True)

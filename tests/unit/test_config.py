@@ -312,6 +312,7 @@ def test_pbx_nodes_are_validated_and_their_secrets_make_the_file_sensitive(
     tmp_path: Path,
 ) -> None:
     text = (
+        "[sandbox]\nenabled = false\n"
         "[[pbx.nodes]]\n"
         'name = "pbx-a"\nami_host = "10.0.0.11"\nami_secret = "s3cret"\n'
         'trunks = [{ name = "carrier1", dial_string = "PJSIP/{number}@carrier1", cps = 10.0 }]\n'
@@ -330,6 +331,7 @@ def test_pbx_nodes_are_validated_and_their_secrets_make_the_file_sensitive(
         text.replace("pbx-a", "pbx a"),  # not a name
         text.replace("@carrier1", "@carrier1&Local/666@x"),  # a dial string that fans out
         text.replace("cps = 10.0", "cps = 0.0"),
+        text.replace("enabled = false", "enabled = true"),  # nodes and the sandbox at once
     ):
         with pytest.raises(ConfigError, match="pbx"):
             load_settings(write(tmp_path / "voicecast.toml", bad), environ={})

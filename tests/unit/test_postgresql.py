@@ -460,3 +460,27 @@ def test_an_unreachable_database_is_one_line_naming_it(tmp_path: Path) -> None:
         proc.stderr.replace("\n", " ")
     )
     assert "s3cret" not in proc.stderr
+
+
+def test_a_server_that_cannot_be_reached_is_a_storage_fault() -> None:
+    """Connection refused (PostgreSQL down, restarting, failing over) is classified, so
+    the dialer pauses and probes instead of crashing (tests/unit/test_scale_out.py runs a
+    real outage)."""
+    import socket
+
+    from sqlalchemy.exc import OperationalError
+
+    from voicecast.storage.db import db_fault, make_engine
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    engine = make_engine(f"postgresql+psycopg://vc@127.0.0.1:{port}/vc")
+    try:
+        with pytest.raises(OperationalError) as caught:
+            engine.connect()
+        fault = db_fault(caught.value)
+        assert fault is not None and fault.kind == "unreachable"
+        assert fault.reason.startswith("the database server cannot be reached")
+    finally:
+        engine.dispose()

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -25,8 +26,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests import pgserver
 from tests.unit.test_dialer_controller import EPOCH, GATE, FakePbx, _plan
 from voicecast.clock import Clock, ManualClock
 from voicecast.dialer import controller as controller_module
@@ -348,3 +351,64 @@ def test_controllers_on_sqlite_stay_exclusive(tmp_path: Any) -> None:
         await first.stop()
 
     asyncio.run(main())
+
+
+def _pg_ctl(server: pgserver.PgServer, *args: str) -> None:
+    """``pg_ctl`` on ``server``'s cluster, as the server's own user, on its own port."""
+    assert server.data_dir is not None
+    port = make_url(server.url).port
+    options = (
+        f"-c port={port} -c listen_addresses=127.0.0.1 "
+        f"-c unix_socket_directories={server.data_dir.parent} -c fsync=off"
+    )
+    cmd = [*pgserver._as_server_user(), str(pgserver.find_bindir() / "pg_ctl"), *args]
+    cmd += ["-D", str(server.data_dir), "-w", "-o", options]
+    if args[0] == "start":
+        cmd += ["-l", str(server.data_dir.parent / "server.log")]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120, cwd=server.data_dir.parent)
+
+
+def test_a_postgresql_outage_pauses_dialling_and_loses_nothing() -> None:
+    """The PostgreSQL server stops while calls are up (a restart, a failover): the
+    controller does not crash; it pauses dialling, keeps the outcomes of the calls up in
+    memory, and once the server is back writes them and dials the rest, no one twice."""
+    numbers = [f"+331990{i:04d}0" for i in range(12)]  # each answered by a person
+    with pgserver.start_server() as server:
+        engine = make_engine(server.create_database())
+        try:
+            migrate(engine)
+            sessions = session_factory(engine)
+            _campaign(sessions, "c", numbers, max_channels=3, cps=20.0)
+            pbx = FakePbx(call_seconds=0.5)
+
+            async def main() -> Dialer:
+                dialer = Dialer(sessions, pbx, _plan, gate=GATE)  # type: ignore[arg-type]
+                dialer.storage_probe_interval = 0.2
+                await dialer.start()
+                runner = asyncio.create_task(dialer.run(["c"]))
+                try:
+                    while len(pbx.originates) < 3:
+                        await asyncio.sleep(0.02)
+                    await asyncio.to_thread(_pg_ctl, server, "stop", "-m", "fast")
+                    while dialer.storage_error is None:
+                        assert not runner.done(), runner.exception()
+                        await asyncio.sleep(0.05)
+                    assert "cannot be reached" in dialer.storage_error
+                    dialled = len(pbx.originates)
+                    await asyncio.sleep(1.5)  # calls up end meanwhile; nothing new goes out
+                    assert len(pbx.originates) == dialled and not runner.done()
+                    await asyncio.to_thread(_pg_ctl, server, "start")
+                    await asyncio.wait_for(runner, 60)
+                finally:
+                    await dialer.stop()
+                return dialer
+
+            dialer = asyncio.run(main())
+            assert dialer.storage_error is None
+            assert sorted(r.number for _, r in pbx.originates) == numbers  # once each
+            attempts = _attempts(sessions)
+            assert sorted(a.number for a in attempts) == numbers
+            assert {a.state for a in attempts} == {"ended"}
+            assert all(a.outcome == "human" for a in attempts), [a.error for a in attempts]
+        finally:
+            engine.dispose()

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -559,23 +559,26 @@ class Dialer:
                 if purged:
                     log.info("purged %d recording(s) whose retention ended", purged)
             self._check_storage()
-            if self.shared and time.monotonic() >= next_sweep and self.storage_error is None:
-                next_sweep = time.monotonic() + ORPHAN_SWEEP_INTERVAL
-                await self.recover()  # attempts of controllers that died meanwhile
-            with self.sessions() as s:
-                self._renew_lease(s)
-                running = s.scalars(select(Campaign).where(Campaign.status == "running")).all()
-                if names is not None:
-                    watched = s.scalars(select(Campaign).where(Campaign.name.in_(names))).all()
-                    if all(c.status != "running" for c in watched) and not any(
-                        self._tasks.get(c.id) for c in watched
-                    ):
-                        return
-            for campaign in running:
-                if names is not None and campaign.name not in names:
-                    continue
-                if campaign.id not in self._tasks:
-                    self._start_campaign(campaign)
+            try:  # a database that cannot be reached (PostgreSQL down) pauses, not crashes
+                if self.shared and time.monotonic() >= next_sweep and self.storage_error is None:
+                    next_sweep = time.monotonic() + ORPHAN_SWEEP_INTERVAL
+                    await self.recover()  # attempts of controllers that died meanwhile
+                with self.sessions() as s:
+                    self._renew_lease(s)
+                    running = s.scalars(select(Campaign).where(Campaign.status == "running")).all()
+                    if names is not None:
+                        watched = s.scalars(select(Campaign).where(Campaign.name.in_(names))).all()
+                        if all(c.status != "running" for c in watched) and not any(
+                            self._tasks.get(c.id) for c in watched
+                        ):
+                            return
+                for campaign in running:
+                    if names is not None and campaign.name not in names:
+                        continue
+                    if campaign.id not in self._tasks:
+                        self._start_campaign(campaign)
+            except DBAPIError as exc:
+                self._storage_trouble(exc, "reading the campaigns to dial")
             for cid, task in list(self._tasks.items()):
                 if task.done():
                     del self._tasks[cid]
@@ -1768,9 +1771,13 @@ class Dialer:
                 select(CallAttempt.controller).where(CallAttempt.state.in_(LIVE_STATES)).distinct()
             ).all()
         )
-        for lease in s.scalars(select(ControllerLease)).all():
-            if lease.holder not in live and lease.holder not in busy:
-                s.delete(lease)
+        dead = [
+            holder
+            for holder in s.scalars(select(ControllerLease.holder)).all()
+            if holder not in live and holder not in busy
+        ]
+        if dead:  # a statement, not ORM deletes: another controller may sweep them too
+            s.execute(delete(ControllerLease).where(ControllerLease.holder.in_(dead)))
 
     def _close_interrupted(self, attempt_id: str, *, over: bool = False) -> None:
         """End an attempt whose follower is gone (a stopped controller) as ``interrupted``.

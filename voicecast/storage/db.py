@@ -42,7 +42,7 @@ PG_LOCK_TIMEOUT_MS = 10_000
 PG_STATEMENT_TIMEOUT_MS = 60_000
 """PostgreSQL ``statement_timeout`` (ms) of voicecast's connections (migrations lift it)."""
 
-FaultKind = Literal["busy", "full", "readonly", "io"]
+FaultKind = Literal["busy", "full", "readonly", "io", "unreachable"]
 
 # SQLite's messages (sqlite3 result codes SQLITE_BUSY, SQLITE_LOCKED, SQLITE_FULL,
 # SQLITE_READONLY, SQLITE_IOERR, SQLITE_CANTOPEN: https://www.sqlite.org/rescode.html)
@@ -66,12 +66,16 @@ _PG_STATES: dict[str, FaultKind] = {
     "53200": "full",  # out_of_memory
     "25006": "readonly",  # read_only_sql_transaction (hot standby, default_transaction_read_only)
     "58030": "io",  # io_error
+    "57P01": "unreachable",  # admin_shutdown (the server is stopping)
+    "57P02": "unreachable",  # crash_shutdown
+    "57P03": "unreachable",  # cannot_connect_now (starting up, recovering)
 }
 _FAULT_TEXT: dict[FaultKind, str] = {
     "busy": "the database is locked by another writer",
     "full": "the disk holding the database is full",
     "readonly": "the database is read-only",
     "io": "the database cannot be written (I/O error)",
+    "unreachable": "the database server cannot be reached",
 }
 
 
@@ -81,8 +85,9 @@ class DbFault:
 
     Attributes:
         kind: ``busy`` (locked by another writer: try again later), ``full`` (no space
-            left), ``readonly`` (file, folder or server read-only) or ``io`` (I/O error,
-            file cannot be opened).
+            left), ``readonly`` (file, folder or server read-only), ``io`` (I/O error,
+            file cannot be opened) or ``unreachable`` (the PostgreSQL server is down,
+            restarting, or the connection to it was lost).
         detail: the driver's own message (one line).
     """
 
@@ -104,6 +109,16 @@ def db_fault(exc: BaseException) -> DbFault | None:
     detail = " ".join(str(orig).split())[:300]
     if isinstance(state, str) and state in _PG_STATES:
         return DbFault(_PG_STATES[state], detail)
+    if isinstance(state, str) and state.startswith("08"):  # connection_exception class
+        return DbFault("unreachable", detail)
+    lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
+    # psycopg raises OperationalError without a SQLSTATE when it cannot connect at all
+    # (refused, unknown host, server closed the connection)
+    refused = type(orig).__name__ == "OperationalError" and type(orig).__module__.startswith(
+        "psycopg"
+    )
+    if lost or (refused and not state):
+        return DbFault("unreachable", detail)
     if isinstance(orig, sqlite3.DatabaseError):
         low = detail.lower()
         for text, kind in _SQLITE_MESSAGES:
@@ -199,7 +214,13 @@ def make_engine(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> E
         connect_args["options"] = (
             f"-c lock_timeout={PG_LOCK_TIMEOUT_MS} -c statement_timeout={PG_STATEMENT_TIMEOUT_MS}"
         )
-    engine = create_engine(url, connect_args=connect_args)
+    # PostgreSQL: a pooled connection is checked before use, so that after a server restart
+    # the pool replaces its dead connections instead of failing once each
+    engine = create_engine(
+        url,
+        connect_args=connect_args,
+        pool_pre_ping=parsed.get_backend_name() == "postgresql",
+    )
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", functools.partial(_sqlite_pragmas, busy_timeout_ms))
     return engine
