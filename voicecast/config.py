@@ -200,6 +200,12 @@ class PbxNodeSettings(_Section):
             raise ValueError(f"trunk names must be unique within a node: {names}")
         return value
 
+    @model_validator(mode="after")
+    def _one_secret(self) -> PbxNodeSettings:
+        if self.ami_secret and self.ami_secret_file:
+            raise ValueError(f"node {self.name}: set ami_secret or ami_secret_file, not both")
+        return self
+
     @field_validator("agi_url")
     @classmethod
     def _valid_agi_url(cls, value: str) -> str:

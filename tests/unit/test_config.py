@@ -332,6 +332,7 @@ def test_pbx_nodes_are_validated_and_their_secrets_make_the_file_sensitive(
         text.replace("@carrier1", "@carrier1&Local/666@x"),  # a dial string that fans out
         text.replace("cps = 10.0", "cps = 0.0"),
         text.replace("enabled = false", "enabled = true"),  # nodes and the sandbox at once
+        text.replace('ami_secret_file = "/etc', 'ami_secret = "x"\nami_secret_file = "/etc'),
     ):
         with pytest.raises(ConfigError, match="pbx"):
             load_settings(write(tmp_path / "voicecast.toml", bad), environ={})

@@ -383,14 +383,16 @@ class AsteriskBackend:
             while not self._stopping:
                 delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
                 await asyncio.sleep(delay)
+                where = f" (node {self.node})" if self.node else ""
                 try:
                     await self._connect()
-                    log.warning("AMI reconnected after %d tries", attempt + 1)
+                    log.warning("AMI%s reconnected after %d tries", where, attempt + 1)
                     return
                 except PbxUnavailable as exc:
                     attempt += 1
                     log.warning(
-                        "AMI reconnect failed (%s); next try in %.1fs",
+                        "AMI%s reconnect failed (%s); next try in %.1fs",
+                        where,
                         exc,
                         RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)],
                     )
