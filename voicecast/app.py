@@ -203,8 +203,9 @@ def node_secret(settings: Settings, node: PbxNodeSettings) -> str:
     return secret
 
 
-def pbx_nodes(runtime: Runtime) -> tuple[PbxBackend, tuple[NodeSpec, ...]]:
-    """The PBX backend to dial through and the nodes it spreads calls over.
+def pbx_nodes(runtime: Runtime, inbound: InboundHandler) -> tuple[PbxBackend, tuple[NodeSpec, ...]]:
+    """The PBX backend to dial through and the nodes it spreads calls over; ``inbound``
+    serves calls to a campaign's caller ID (the call-back line).
 
     Without ``[[pbx.nodes]]``: one :class:`AsteriskBackend` (the sandbox's, or ``[ami]`` +
     ``[pbx]``) as one node named ``default`` with ``[pbx] max_channels`` and one trunk
@@ -221,7 +222,7 @@ def pbx_nodes(runtime: Runtime) -> tuple[PbxBackend, tuple[NodeSpec, ...]]:
             s.pbx.max_channels or None,
             (TrunkSpec("default", None, s.pbx.cps or None),),
         )
-        return AsteriskBackend(endpoint(runtime), inbound=callback_line(runtime)), (spec,)
+        return AsteriskBackend(endpoint(runtime), inbound=inbound), (spec,)
     base = endpoint(runtime)
     members: list[tuple[str, AsteriskEndpoint]] = []
     specs: list[NodeSpec] = []
@@ -244,15 +245,7 @@ def pbx_nodes(runtime: Runtime) -> tuple[PbxBackend, tuple[NodeSpec, ...]]:
             )
         )
         specs.append(NodeSpec(node.name, node.max_channels, trunks))
-    return AsteriskPool(members, inbound=callback_line(runtime)), tuple(specs)
-
-
-def callback_line(runtime: Runtime) -> InboundHandler:
-    """The handler of calls to a campaign's caller ID (the call-back opt-out line)."""
-    line = CallbackLine(
-        runtime.sessions, gate_env(runtime).key, speaker(runtime).speak, make_clock(runtime)
-    )
-    return line.serve
+    return AsteriskPool(members, inbound=inbound), tuple(specs)
 
 
 def plan_builder(runtime: Runtime) -> Callable[[Campaign], FlowPlan]:
@@ -379,7 +372,8 @@ def make_dialer(runtime: Runtime) -> Dialer:
     """A dialer on the configured PBX (not started), serving the call-back line too."""
     gate = gate_env(runtime)
     clock = make_clock(runtime)
-    backend, nodes = pbx_nodes(runtime)
+    line = CallbackLine(runtime.sessions, gate.key, speaker(runtime).speak, clock)
+    backend, nodes = pbx_nodes(runtime, line.serve)
     return Dialer(
         runtime.sessions,
         backend,

@@ -286,8 +286,9 @@ def acquire_lease(
     free when absent, held by ``holder``, expired (:data:`LEASE_TIMEOUT`), or held by a
     process of this host that no longer exists; else :class:`LeaseHeld` is raised.
 
-    Shared (PostgreSQL, several controllers): one row per holder, renewed; expired rows of
-    other controllers are deleted (their attempts are closed by :meth:`Dialer.recover`).
+    Shared (PostgreSQL, several controllers): one row per holder, renewed; other
+    controllers' rows are not looked at (:meth:`Dialer.recover` closes the attempts of the
+    expired ones, then deletes their rows).
 
     Raises:
         LeaseHeld: exclusive, and another live controller holds it.

@@ -368,13 +368,16 @@ class AsteriskBackend:
         back-off (:data:`RECONNECT_DELAYS`); ``listener`` hears when it comes up."""
         self._listener = listener
         self._stopping = False
-        if self._reconnect_task is None:
-            self._reconnect_task = asyncio.create_task(self._reconnect(), name="ami-reconnect")
+        self._schedule_reconnect()
 
     def _on_disconnect(self, _exc: Exception | None) -> None:
         if self._listener is not None:
             self._listener.on_connection(False, self.node)
-        if not self._stopping and self._reconnect_task is None:
+        if not self._stopping:
+            self._schedule_reconnect()
+
+    def _schedule_reconnect(self) -> None:
+        if self._reconnect_task is None:
             self._reconnect_task = asyncio.create_task(self._reconnect(), name="ami-reconnect")
 
     async def _reconnect(self) -> None:
