@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import hashlib
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import case, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -108,6 +110,18 @@ def live_attempts(session: Session, *, campaign_id: int | None = None) -> dict[s
     return {node: int(n) for node, n in rows}
 
 
+def live_counts(session: Session, campaign_id: int) -> tuple[dict[str | None, int], int]:
+    """:func:`live_attempts` of every campaign by node, and ``campaign_id``'s total, in one
+    query (the claim needs both: a campaign's ``max_channels`` and each node's)."""
+    mine = func.sum(case((CallAttempt.campaign_id == campaign_id, 1), else_=0))
+    rows = session.execute(
+        select(CallAttempt.pbx_node, func.count(), mine)
+        .where(CallAttempt.state.in_(LIVE_STATES))
+        .group_by(CallAttempt.pbx_node)
+    ).all()
+    return {node: int(n) for node, n, _ in rows}, sum(int(m or 0) for _, _, m in rows)
+
+
 def campaign_key(campaign_id: int) -> str:
     """The :class:`PacingSlot` key of a campaign's ``cps``."""
     return f"campaign:{campaign_id}"
@@ -124,26 +138,42 @@ def trunk_key(node: str, trunk: str) -> str:
     return f"trunk:{node}/{trunk}"
 
 
+_known_slots: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+"""Per engine: the pacing keys known to have a row."""
+
+
 def _lock_slots(session: Session, keys: Iterable[str], now: datetime) -> dict[str, PacingSlot]:
     """The pacing rows of ``keys``, created when missing (``ON CONFLICT DO NOTHING``: two
     controllers may create the same row at once) and locked ``FOR UPDATE`` in key order."""
     wanted = sorted(set(keys))
     if not wanted:
         return {}
-    insert = pg_insert if is_postgresql(session) else sqlite_insert
-    session.execute(
-        insert(PacingSlot)
-        # a rate limit may start now; a node never used is the least recently used
-        .values([{"key": k, "next_at": NEVER if k.startswith("node:") else now} for k in wanted])
-        .on_conflict_do_nothing(index_elements=["key"])
-    )
+    bind = session.get_bind()
+    known = _known_slots.setdefault(bind, set())
+    if not known.issuperset(wanted):
+        insert = pg_insert if is_postgresql(session) else sqlite_insert
+        session.execute(
+            insert(PacingSlot)
+            # a rate limit may start now; a node never used is the least recently used
+            .values(
+                [{"key": k, "next_at": NEVER if k.startswith("node:") else now} for k in wanted]
+            )
+            .on_conflict_do_nothing(index_elements=["key"])
+        )
     rows = session.scalars(
         select(PacingSlot)
         .where(PacingSlot.key.in_(wanted))
         .order_by(PacingSlot.key)
         .with_for_update()
     ).all()
-    return {row.key: row for row in rows}
+    found = {row.key: row for row in rows}
+    if len(found) < len(wanted):  # the cache was wrong (a rolled-back insert): create them
+        known.difference_update(wanted)
+        return _lock_slots(session, wanted, now)
+    # the rows exist from now on (rows are never deleted): later claims skip the insert
+    # (on every call's path); a rollback of this transaction is caught above
+    known.update(wanted)
+    return found
 
 
 def _later(a: datetime, b: datetime) -> datetime:
@@ -157,6 +187,7 @@ def plan_route(
     campaign_cps: float,
     nodes: Sequence[NodeSpec],
     up: set[str],
+    live: dict[str | None, int] | None = None,
 ) -> tuple[Route, list[tuple[PacingSlot, float]]] | None:
     """Choose the node and trunk of a campaign's next call and the instant it may start,
     without reserving it yet (:func:`reserve` does, once the gate allows the call).
@@ -171,9 +202,11 @@ def plan_route(
 
     Returns:
         The route and the (row, interval in seconds) pairs :func:`reserve` moves on; None
-        when no node in ``up`` has a free channel.
+        when no node in ``up`` has a free channel. ``live``: :func:`live_attempts` when
+        the caller has just read it (read here otherwise).
     """
-    live = live_attempts(session)
+    if live is None:
+        live = live_attempts(session)
     candidates: list[tuple[NodeSpec, TrunkSpec, tuple[float, int]]] = []
     for node in nodes:
         if node.name not in up:

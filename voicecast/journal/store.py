@@ -21,9 +21,9 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import Table, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from voicecast.compliance.keys import number_hash
@@ -181,7 +181,8 @@ def append(
         at: when (aware); default now (UTC).
 
     Returns:
-        The new :class:`~voicecast.storage.models.JournalEntry` (flushed).
+        The new :class:`~voicecast.storage.models.JournalEntry`: written in the
+        transaction, not attached to the session.
 
     Raises:
         JournalError: bad kind, subject, actor or data (nothing is written).
@@ -193,20 +194,20 @@ def append(
     digest = entry_hash(
         seq=seq, at=when, kind=kind, actor=who, subject=subject, data=payload, prev_hash=prev
     )
-    entry = JournalEntry(
-        seq=seq,
-        at=when,
-        kind=kind,
-        actor=who,
-        subject=subject,
-        data=payload,
-        prev_hash=prev,
-        hash=digest,
-    )
-    session.add(entry)
+    values = {
+        "seq": seq,
+        "at": when,
+        "kind": kind,
+        "actor": who,
+        "subject": subject,
+        "data": payload,
+        "prev_hash": prev,
+        "hash": digest,
+    }
+    # Core statements, not the ORM's unit of work: appends are on every call's path
+    session.execute(insert(cast(Table, JournalEntry.__table__)), [values])
     session.execute(update(JournalHead).where(JournalHead.id == 1).values(hash=digest))
-    session.flush([entry])
-    return entry
+    return JournalEntry(**values)
 
 
 def append_many(
