@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from voicecast.dialer.routing import SEND_LEAD, live_attempts, plan_route, reserve
+from voicecast.dialer.routing import SEND_LEAD, live_attempts, live_counts, plan_route, reserve
 from voicecast.pbx.base import NodeSpec, TrunkSpec
 from voicecast.storage.db import make_engine, migrate, session_factory
 from voicecast.storage.models import (
@@ -129,6 +129,42 @@ def test_ended_attempts_free_their_channel(sessions: sessionmaker[Session]) -> N
         _attempt(s, cid, "a", 2, state="answered")
         assert live_attempts(s) == {"a": 1}
         assert live_attempts(s, campaign_id=cid + 1) == {}
+
+
+def test_live_counts_gives_the_nodes_and_the_campaign_in_one_query(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions() as s, s.begin():
+        cid = _campaign(s)
+        _attempt(s, cid, "a", 1)
+        _attempt(s, cid, "b", 2, state="answered")
+        _attempt(s, cid, "b", 3, state="ended")
+        s.flush()
+        assert live_counts(s, cid) == ({"a": 1, "b": 1}, 2)
+        assert live_counts(s, cid + 1) == ({"a": 1, "b": 1}, 0)
+
+
+def test_pacing_rows_lost_with_a_rolled_back_claim_are_created_again(
+    sessions: sessionmaker[Session],
+) -> None:
+    """The rows are inserted once per engine, then only locked: when the transaction that
+    created them rolls back, the next plan notices they are missing and creates them."""
+    with sessions() as s:
+        s.begin()
+        cid = _campaign(s)
+        s.commit()
+        s.begin()
+        assert plan_route(s, campaign_id=cid, campaign_cps=5.0, nodes=NODES, up={"a"})
+        assert s.query(PacingSlot).count() == 3  # campaign, trunk t1, node a
+        s.rollback()
+        assert s.query(PacingSlot).count() == 0
+    with sessions() as s, s.begin():
+        planned = plan_route(s, campaign_id=cid, campaign_cps=5.0, nodes=NODES, up={"a"})
+        assert planned is not None
+        reserve(*planned)
+    with sessions() as s:
+        keys = sorted(row.key for row in s.query(PacingSlot))
+    assert keys == [f"campaign:{cid}", "node:a", "trunk:a/t1"]
 
 
 def test_each_limit_gets_its_own_interval(sessions: sessionmaker[Session]) -> None:
