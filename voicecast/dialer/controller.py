@@ -41,7 +41,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
@@ -84,6 +84,7 @@ from voicecast.dialer.routing import (
 from voicecast.dialer.scheduler import WakeScheduler
 from voicecast.errors import UnsafeValueError, VoicecastError
 from voicecast.journal import events as journal
+from voicecast.journal.store import PendingEntry, append_all
 from voicecast.pbx.base import (
     DEFAULT_NODE,
     CallFlowSession,
@@ -106,6 +107,7 @@ from voicecast.storage.models import (
     Contact,
     ControllerLease,
     GateDecision,
+    PacingSlot,
     Recording,
     utcnow,
 )
@@ -134,6 +136,11 @@ STORAGE_PROBE_INTERVAL = 5.0  # seconds between write tries while the database r
 # routing.SEND_LEAD (else each claim would push its slot back by its own duration); the
 # gate decides for the instant the call starts, and a short lead keeps reservations few
 CLAIM_AHEAD = 0.25
+# a claim takes the due contacts whose calls start within this many seconds (at most
+# CLAIM_BATCH of them) in one transaction: its fixed costs (the campaign and pacing rows,
+# the channel count, the commit) are shared; each gate decision is for its own instant
+CLAIM_SPAN = 1.0
+CLAIM_BATCH = 50
 NO_ROOM_POLL = 0.5  # seconds between tries while every channel (all controllers) is taken
 # seconds between looks for attempts of controllers whose lease expired (several
 # controllers on PostgreSQL): they are closed, never re-sent
@@ -159,9 +166,10 @@ every node that is up is full, or no node is up."""
 
 @dataclass(frozen=True)
 class _Claimed:
-    """A committed claim: the contact, its number and fields, the legal basis of the
-    allowing decision and the route (node, trunk, reserved instant)."""
+    """A committed claim: the attempt, the contact, its number and fields, the legal basis
+    of the allowing decision and the route (node, trunk, reserved instant)."""
 
+    attempt_id: str
     cc_id: int
     number: str
     fields: dict[str, Any]
@@ -169,7 +177,18 @@ class _Claimed:
     route: Route
 
 
-_Claim = _Claimed | Decision | _NoRoom | None
+_Claim = list[_Claimed | Decision] | _NoRoom | None
+
+
+@dataclass
+class _Writes:
+    """Rows and journal entries a claim writes at its end, several at a time
+    (:meth:`Dialer._write_batch`): attempt rows, ``gate_decisions`` rows (dicts of
+    column values) and ``gate.decision`` entries."""
+
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[PendingEntry] = field(default_factory=list)
 
 
 @dataclass
@@ -636,6 +655,10 @@ class Dialer:
     # --- the campaign loop ------------------------------------------------------------------
 
     async def _campaign_loop(self, rt: CampaignRuntime) -> None:
+        """Dial the campaign: claim its due contacts (:meth:`_place`, a batch at a time,
+        each shortly before its call's instant) while it runs and channels are free; when
+        nothing is due, wait for the next due contact (or a freed channel), and complete
+        the campaign once every contact is done."""
         next_check = 0.0
         while not self._stopping.is_set():
             rt.wake.clear()
@@ -647,6 +670,24 @@ class Dialer:
                     break
                 next_check = time.monotonic() + PROBLEM_CHECK_INTERVAL
             free = rt.max_channels - len(rt.inflight)
+            if free > 0:
+                placed = await self._place(rt)
+                if placed is NO_ROOM:  # every channel taken (all controllers) or no node up
+                    await self._sleep(rt, NO_ROOM_POLL)
+                    continue
+                if isinstance(placed, float):
+                    # claim the next ones shortly before the next call's turn: the gate
+                    # decides for the instant each call starts, and reserved slots stay few
+                    ahead = placed + 1.0 / rt.cps - CLAIM_AHEAD
+                    if ahead > 0:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._stopping.wait(), ahead)
+                    continue
+                if isinstance(placed, Decision):  # none allowed in this batch: next ones
+                    continue
+                # None: nothing due, the campaign no longer runs, or the claim was refused
+                if self.storage_error is not None:
+                    continue
             now = self.clock.now()
             with self.sessions() as s:
                 status = s.scalar(select(Campaign.status).where(Campaign.id == rt.campaign_id))
@@ -658,72 +699,35 @@ class Dialer:
                         len(rt.inflight),
                     )
                     break
-                due = (
-                    s.scalars(
-                        select(CampaignContact.id)
-                        .where(
-                            CampaignContact.campaign_id == rt.campaign_id,
-                            CampaignContact.state == "pending",
-                            CampaignContact.next_attempt_at <= now,
-                        )
-                        .order_by(CampaignContact.next_attempt_at, CampaignContact.id)
-                        .limit(max(free, 0))
-                    ).all()
-                    if free > 0
-                    else []
+                left = s.scalar(
+                    select(func.count()).where(
+                        CampaignContact.campaign_id == rt.campaign_id,
+                        CampaignContact.state != "done",
+                    )
                 )
-                if not due:
-                    left = s.scalar(
-                        select(func.count()).where(
-                            CampaignContact.campaign_id == rt.campaign_id,
-                            CampaignContact.state != "done",
-                        )
-                    )
-                    if not left and not rt.inflight:
-                        if rt.pbx_failures and not self._reached_network(s, rt):
-                            self._raise_alert(rt, None)
-                        else:
-                            self._complete(s, rt)
-                        break
-                    next_due = s.scalar(
-                        select(func.min(CampaignContact.next_attempt_at)).where(
-                            CampaignContact.campaign_id == rt.campaign_id,
-                            CampaignContact.state == "pending",
-                        )
-                    )
-            if not due:
-                wait = 1.0
-                if free > 0 and next_due is not None:
-                    delay = (next_due - self.clock.now()).total_seconds()
-                    if delay > IDLE_POLL:
-                        # deferred contacts: the scheduler wakes the loop at the instant
-                        self.scheduler.wake_at(f"campaign-{rt.campaign_id}", next_due, rt.wake.set)
-                        wait = IDLE_POLL
+                if not left and not rt.inflight:
+                    if rt.pbx_failures and not self._reached_network(s, rt):
+                        self._raise_alert(rt, None)
                     else:
-                        wait = min(wait, max(0.0, delay))
-                # all channels busy: _finish() sets rt.wake when one frees
-                await self._sleep(rt, wait)
-                continue
-            for _ in due:  # as many claims as contacts were due (each claims the next one)
-                if (
-                    self._stopping.is_set()
-                    or not self._connected.is_set()
-                    or self.storage_error is not None
-                ):
+                        self._complete(s, rt)
                     break
-                placed = await self._place(rt)
-                if placed is NO_ROOM:  # every channel taken (all controllers) or no node up
-                    await self._sleep(rt, NO_ROOM_POLL)
-                    break
-                if placed is None:  # nothing due any more (another controller took it)
-                    break
-                if isinstance(placed, float):
-                    # claim the next one shortly before its turn: the gate decides for the
-                    # instant the call starts, and reserved slots stay few
-                    ahead = placed + 1.0 / rt.cps - CLAIM_AHEAD
-                    if ahead > 0:
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._stopping.wait(), ahead)
+                next_due = s.scalar(
+                    select(func.min(CampaignContact.next_attempt_at)).where(
+                        CampaignContact.campaign_id == rt.campaign_id,
+                        CampaignContact.state == "pending",
+                    )
+                )
+            wait = 1.0
+            if free > 0 and next_due is not None:
+                delay = (next_due - now).total_seconds()
+                if delay > IDLE_POLL:
+                    # deferred contacts: the scheduler wakes the loop at the instant
+                    self.scheduler.wake_at(f"campaign-{rt.campaign_id}", next_due, rt.wake.set)
+                    wait = IDLE_POLL
+                else:
+                    wait = min(wait, max(0.0, delay))
+            # all channels busy: _finish() sets rt.wake when one frees
+            await self._sleep(rt, wait)
         while rt.inflight and not self._stopping.is_set():  # paused/stopped: calls end normally
             await self._sleep(rt, 1.0)
 
@@ -845,12 +849,15 @@ class Dialer:
         return True
 
     def _gate(
-        self, s: Session, rt: CampaignRuntime, cc: CampaignContact, now: datetime
+        self,
+        s: Session,
+        rt: CampaignRuntime,
+        cc: CampaignContact,
+        fields: Mapping[str, Any],
+        now: datetime,
     ) -> tuple[Decision, ContactFacts]:
-        """The compliance gate's decision for this contact at ``now`` (UTC: the instant the
-        call would start), and the facts it read."""
-        contact = s.get(Contact, cc.contact_id)
-        fields = contact.fields if contact is not None else {}
+        """The compliance gate's decision for this contact (its ``fields``) at ``now``
+        (UTC: the instant the call would start), and the facts it read."""
         facts = load_facts(
             s, self.gate.key, self.gate.packs, [(cc.phone_e164, fields)], rt.rules.purpose, now
         )[0]
@@ -865,11 +872,19 @@ class Dialer:
         attempt_id: str | None = None,
         basis: dict[str, Any] | None = None,
         now: datetime | None = None,
+        writes: _Writes | None = None,
     ) -> None:
         """Store the decision on the contact and, when it changed or allowed a dial, in the
         ``gate_decisions`` table and the proof journal (``gate.decision``, with ``basis``,
         the legal basis of an allowed dial). Defer: the contact waits until ``until``;
-        block: done. ``now``: the instant it was decided for (default: now)."""
+        block: done. ``now``: the instant it was decided for (default: now). ``writes``:
+        collect the row and the entry there (written by :meth:`_write_batch`, in the same
+        transaction) instead of writing them now."""
+        if writes is None:
+            writes = _Writes()
+            self._record_gate(s, rt, cc, decision, attempt_id, basis, now, writes)
+            self._write_batch(s, writes)
+            return
         now = now or self.clock.now()
         changed = (cc.gate_verdict, cc.gate_reason) != (
             decision.verdict.value,
@@ -886,32 +901,30 @@ class Dialer:
             cc.state = "done"
             cc.outcome = "blocked"
         if changed or attempt_id is not None:
-            s.execute(  # a Core insert: on every call's path, the ORM's flush costs more
-                insert(cast(Table, GateDecision.__table__)),
-                [
-                    {
-                        "campaign_id": rt.campaign_id,
-                        "campaign_contact_id": cc.id,
-                        "decided_at": now,
-                        "verdict": decision.verdict.value,
-                        "reason": decision.reason.value,
-                        "rule_source": decision.source,
-                        "detail": decision.detail,
-                        "until": decision.until,
-                        "attempt_id": attempt_id,
-                    }
-                ],
+            writes.decisions.append(
+                {
+                    "campaign_id": rt.campaign_id,
+                    "campaign_contact_id": cc.id,
+                    "decided_at": now,
+                    "verdict": decision.verdict.value,
+                    "reason": decision.reason.value,
+                    "rule_source": decision.source,
+                    "detail": decision.detail,
+                    "until": decision.until,
+                    "attempt_id": attempt_id,
+                }
             )
-            journal.gate_decision(
-                s,
-                self.gate.key,
-                campaign=rt.name,
-                campaign_id=rt.campaign_id,
-                number=cc.phone_e164,
-                decision=decision,
-                attempt_id=attempt_id,
-                at=now,
-                basis=basis,
+            writes.entries.append(
+                journal.gate_decision_entry(
+                    self.gate.key,
+                    campaign=rt.name,
+                    campaign_id=rt.campaign_id,
+                    number=cc.phone_e164,
+                    decision=decision,
+                    attempt_id=attempt_id,
+                    at=now,
+                    basis=basis,
+                )
             )
         if decision.verdict is not Verdict.ALLOW:
             log.info(
@@ -922,27 +935,47 @@ class Dialer:
                 decision.detail,
             )
 
-    def _claim(self, rt: CampaignRuntime, attempt_id: str, up: set[str]) -> _Claim:
-        """The dial's transaction: the next due contact, its route and start instant, the
-        gate's decision and, when it allows the dial, the attempt row and the contact's
-        ``dialing`` state, committed before any Originate.
+    @staticmethod
+    def _write_batch(s: Session, writes: _Writes) -> None:
+        """Write what :meth:`_record_gate` and :meth:`_claim` collected, in ``s``'s
+        transaction: Core inserts with several rows each (the ORM's unit of work cost more
+        than the database on every call's path) and the journal entries in one append."""
+        if writes.attempts:
+            s.execute(insert(cast(Table, CallAttempt.__table__)), writes.attempts)
+        if writes.decisions:
+            s.execute(insert(cast(Table, GateDecision.__table__)), writes.decisions)
+        append_all(s, writes.entries)
+        writes.attempts.clear()
+        writes.decisions.clear()
+        writes.entries.clear()
+
+    def _claim(self, rt: CampaignRuntime, up: set[str]) -> _Claim:
+        """The dial's transaction: the next due contacts, their routes and start instants,
+        the gate's decisions and, for each dial it allows, the attempt row and the
+        contact's ``dialing`` state, committed before any Originate.
 
         In order, in one transaction: the campaign's row is locked (``FOR UPDATE``: a
         pause stored a moment ago is seen, and the campaign's channel count is exact for
         every controller); its live attempts must be fewer than ``max_channels``; the next
-        due contact is claimed with ``FOR UPDATE SKIP LOCKED`` (a row another transaction
-        holds is passed over, not waited for); a node in ``up`` with a free channel, a
-        trunk and the start instant every CPS limit allows are chosen
-        (:func:`~voicecast.dialer.routing.plan_route`); the number is locked
-        (:func:`~voicecast.dialer.routing.lock_number`) and the compliance gate decides
-        for that instant; an allowed dial reserves the instant and writes the attempt.
+        due contacts (at most the free channels, half of them when several controllers
+        share the database, and :data:`CLAIM_BATCH`) are claimed with
+        ``FOR UPDATE SKIP LOCKED`` (a row another transaction holds is passed over, not
+        waited for) and their numbers locked (:func:`~voicecast.dialer.routing.lock_number`,
+        in number order); then for each, in due order: a node in ``up`` with a free
+        channel, a trunk and the start instant every CPS limit allows are chosen
+        (:func:`~voicecast.dialer.routing.plan_route`), the compliance gate decides for
+        that instant, and an allowed dial reserves the instant and writes the attempt.
+        The batch ends at the first contact whose instant is more than
+        :data:`CLAIM_SPAN` seconds away (it stays due for the next claim): one
+        transaction's fixed costs are shared by the calls of the next moment, and each
+        decision is still taken for its own call's instant.
 
         Returns:
-            :class:`_Claimed` once committed; the gate's decision when it does not allow
-            the dial (stored); :data:`NO_ROOM` when every channel is taken or no node is
-            up; None when nothing is due or the campaign no longer runs. Touches nothing
-            outside the database, so that :func:`~voicecast.storage.db.retry_busy` may
-            run it again.
+            the :class:`_Claimed` calls (committed) and the gate's decisions that did not
+            allow a dial (stored), in due order; :data:`NO_ROOM` when every channel is
+            taken or no node is up; None when nothing is due or the campaign no longer
+            runs. Touches nothing outside the database, so that
+            :func:`~voicecast.storage.db.retry_busy` may run it again.
 
         Raises:
             sqlalchemy.exc.DBAPIError: the database refused the transaction (nothing written).
@@ -956,10 +989,16 @@ class Dialer:
             if campaign is None or campaign.status != "running":
                 return None
             live, mine = live_counts(s, rt.campaign_id)
-            if mine >= campaign.max_channels:
+            room = campaign.max_channels - mine
+            if room <= 0:
                 return NO_ROOM
             now = self.clock.now()
-            cc = s.scalars(
+            # several controllers share the channels: a claim takes at most half of the
+            # free ones, so that one controller's batch never leaves the others nothing
+            limit = (
+                min(room, CLAIM_BATCH) if not self.shared else max(1, min(room // 2, CLAIM_BATCH))
+            )
+            due = s.scalars(
                 select(CampaignContact)
                 .where(
                     CampaignContact.campaign_id == rt.campaign_id,
@@ -967,80 +1006,116 @@ class Dialer:
                     CampaignContact.next_attempt_at <= now,
                 )
                 .order_by(CampaignContact.next_attempt_at, CampaignContact.id)
-                .limit(1)
+                .limit(limit)
                 .with_for_update(skip_locked=True)
-            ).first()
-            if cc is None:
+            ).all()
+            if not due:
                 return None
-            planned = plan_route(
-                s,
-                campaign_id=rt.campaign_id,
-                campaign_cps=campaign.cps,
-                nodes=self.nodes,
-                up=up,
-                live=live,
-            )
-            if planned is None:
+            for number in sorted({cc.phone_e164 for cc in due}):
+                lock_number(s, number)
+            contacts = {
+                c.id: c
+                for c in s.scalars(
+                    select(Contact).where(Contact.id.in_({cc.contact_id for cc in due}))
+                )
+            }
+            slots: dict[str, PacingSlot] = {}
+            results: list[_Claimed | Decision] = []
+            writes = _Writes()
+            numbers: set[str] = set()
+            with s.no_autoflush:  # the contacts' rows are written once, at the end
+                for cc in due:
+                    if cc.phone_e164 in numbers:
+                        # the gate must see this batch's attempt to the number: next claim
+                        break
+                    planned = plan_route(
+                        s,
+                        campaign_id=rt.campaign_id,
+                        campaign_cps=campaign.cps,
+                        nodes=self.nodes,
+                        up=up,
+                        live=live,
+                        slots=slots,
+                    )
+                    if planned is None:
+                        break
+                    route, moves = planned
+                    if results and route.delay > CLAIM_SPAN:
+                        break
+                    numbers.add(cc.phone_e164)
+                    at = now + timedelta(seconds=route.delay)
+                    contact = contacts.get(cc.contact_id)
+                    fields = dict(contact.fields) if contact is not None else {}
+                    decision, facts = self._gate(s, rt, cc, fields, at)
+                    if decision.verdict is not Verdict.ALLOW:
+                        self._record_gate(s, rt, cc, decision, now=at, writes=writes)
+                        results.append(decision)
+                        continue
+                    reserve(route, moves)
+                    attempt_id = uuid.uuid4().hex
+                    basis = journal.legal_basis(rt.rules, facts, decision)
+                    cc.state = "dialing"
+                    cc.attempts += 1
+                    cc.last_attempt_id = attempt_id
+                    writes.attempts.append(
+                        {
+                            "id": attempt_id,
+                            "campaign_id": rt.campaign_id,
+                            "campaign_contact_id": cc.id,
+                            "number": cc.phone_e164,
+                            "attempt_no": cc.attempts,
+                            "state": "originating",
+                            "controller": self.controller_id,
+                            "created_at": now,
+                            "originate_sent_at": at,
+                            "pbx_node": route.node,
+                            "trunk": route.trunk,
+                        }
+                    )
+                    self._record_gate(s, rt, cc, decision, attempt_id, basis, at, writes)
+                    live[route.node] = live.get(route.node, 0) + 1
+                    results.append(_Claimed(attempt_id, cc.id, cc.phone_e164, fields, basis, route))
+            self._write_batch(s, writes)
+            if not results:
                 return NO_ROOM
-            route, moves = planned
-            lock_number(s, cc.phone_e164)
-            at = now + timedelta(seconds=route.delay)
-            decision, facts = self._gate(s, rt, cc, at)
-            if decision.verdict is not Verdict.ALLOW:
-                self._record_gate(s, rt, cc, decision, now=at)
-                return decision
-            reserve(route, moves)
-            basis = journal.legal_basis(rt.rules, facts, decision)
-            self._record_gate(s, rt, cc, decision, attempt_id, basis, now=at)
-            cc.state = "dialing"
-            cc.attempts += 1
-            cc.last_attempt_id = attempt_id
-            s.execute(
-                insert(cast(Table, CallAttempt.__table__)),
-                [
-                    {
-                        "id": attempt_id,
-                        "campaign_id": rt.campaign_id,
-                        "campaign_contact_id": cc.id,
-                        "number": cc.phone_e164,
-                        "attempt_no": cc.attempts,
-                        "state": "originating",
-                        "controller": self.controller_id,
-                        "created_at": now,
-                        "originate_sent_at": at,
-                        "pbx_node": route.node,
-                        "trunk": route.trunk,
-                    }
-                ],
-            )
-            contact = s.get(Contact, cc.contact_id)
-            fields = dict(contact.fields) if contact is not None else {}
-            return _Claimed(cc.id, cc.phone_e164, fields, basis, route)
+            return results
 
     async def _place(self, rt: CampaignRuntime) -> float | Decision | _NoRoom | None:
-        """Claim the campaign's next due contact (:meth:`_claim`) and hand the call to a
+        """Claim the campaign's next due contacts (:meth:`_claim`) and hand each call to a
         follower task that sends its Originate at the reserved instant and follows it.
 
         Returns:
-            seconds until the reserved instant once claimed; what :meth:`_claim` returned
-            otherwise (None also when the database refused the claim: nothing dialled).
+            seconds until the last claimed call's reserved instant once any was claimed;
+            else the last decision of the gate, or what :meth:`_claim` returned (None also
+            when the database refused the claim: nothing dialled).
         """
-        attempt_id = uuid.uuid4().hex
         up = set(self.nodes_up)
         try:  # a locked database: a few tries; a full or read-only one: no call at all
-            claimed = await retry_busy(lambda: self._claim(rt, attempt_id, up))
+            claimed = await retry_busy(lambda: self._claim(rt, up))
         except DBAPIError as exc:
             self._storage_trouble(exc, "writing an attempt (nothing dialled)")
             return None
-        if not isinstance(claimed, _Claimed):
-            if (
-                isinstance(claimed, Decision)
-                and claimed.verdict is Verdict.DEFER
-                and claimed.until is not None
-            ):
-                self.scheduler.wake_at(f"campaign-{rt.campaign_id}", claimed.until, rt.wake.set)
+        if not isinstance(claimed, list):
             return claimed
+        delay: float | None = None
+        last: Decision | None = None
+        for item in claimed:
+            if isinstance(item, Decision):
+                last = item
+                if item.verdict is Verdict.DEFER and item.until is not None:
+                    self.scheduler.wake_at(f"campaign-{rt.campaign_id}", item.until, rt.wake.set)
+                continue
+            self._start_follower(rt, item)
+            delay = item.route.delay
+        await asyncio.sleep(0)  # a call due now goes out before the next claim's database work
+        if delay is not None:
+            return delay
+        return last
+
+    def _start_follower(self, rt: CampaignRuntime, claimed: _Claimed) -> None:
+        """Track a claimed call and start its follower task (:meth:`_follow`)."""
         route = claimed.route
+        attempt_id = claimed.attempt_id
         tracker = Tracker(
             attempt_id,
             rt,
@@ -1065,8 +1140,6 @@ class Dialer:
         )
         self._followers.add(follower)
         follower.add_done_callback(self._followers.discard)
-        await asyncio.sleep(0)  # a call due now goes out before the next claim's database work
-        return route.delay
 
     async def _wait_slot(self, route: Route) -> None:
         """Sleep until the instant reserved for the call (``route.send_at``, monotonic
@@ -1472,14 +1545,26 @@ class Dialer:
         """The attempt's ``call.attempt`` entry and, when a person or a machine heard a
         message, its ``message.dropped`` entry (same transaction as the outcome)."""
         rt = t.runtime
-        journal.call_attempt(s, self.gate.key, attempt, campaign=rt.name, caller_id=rt.caller_id)
-        if report is None or report.answerer not in (Answerer.HUMAN, Answerer.MACHINE):
-            return
-        prompts = journal.played_prompts(report.played, t.play_starts, rt.audio)
-        if not prompts:
-            return
-        journal.message_dropped(
-            s,
+        entries = [
+            journal.call_attempt_entry(
+                self.gate.key, attempt, campaign=rt.name, caller_id=rt.caller_id
+            )
+        ]
+        prompts = (
+            journal.played_prompts(report.played, t.play_starts, rt.audio)
+            if report is not None and report.answerer in (Answerer.HUMAN, Answerer.MACHINE)
+            else []
+        )
+        if report is not None and prompts:
+            entries.append(self._dropped_entry(t, report, prompts))
+        append_all(s, entries)  # both in one append
+
+    def _dropped_entry(
+        self, t: Tracker, report: FlowReport, prompts: list[dict[str, Any]]
+    ) -> PendingEntry:
+        """The attempt's ``message.dropped`` entry."""
+        rt = t.runtime
+        return journal.message_dropped_entry(
             self.gate.key,
             number=t.number,
             campaign=rt.name,

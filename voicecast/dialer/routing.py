@@ -188,6 +188,7 @@ def plan_route(
     nodes: Sequence[NodeSpec],
     up: set[str],
     live: dict[str | None, int] | None = None,
+    slots: dict[str, PacingSlot] | None = None,
 ) -> tuple[Route, list[tuple[PacingSlot, float]]] | None:
     """Choose the node and trunk of a campaign's next call and the instant it may start,
     without reserving it yet (:func:`reserve` does, once the gate allows the call).
@@ -203,7 +204,9 @@ def plan_route(
     Returns:
         The route and the (row, interval in seconds) pairs :func:`reserve` moves on; None
         when no node in ``up`` has a free channel. ``live``: :func:`live_attempts` when
-        the caller has just read it (read here otherwise).
+        the caller has just read it (read here otherwise). ``slots``: the pacing rows this
+        transaction already locked, by key (several plans in one transaction lock each row
+        once; the rows locked here are added).
     """
     if live is None:
         live = live_attempts(session)
@@ -221,15 +224,16 @@ def plan_route(
     now = db_now(session)
     mono = time.monotonic()
     ckey = campaign_key(campaign_id)
-    slots = _lock_slots(
-        session,
-        [
-            ckey,
-            *(trunk_key(n.name, t.name) for n, t, _ in candidates if t.cps),
-            *(node_key(n.name) for n, _, _ in candidates),
-        ],
-        now,
-    )
+    keys = [
+        ckey,
+        *(trunk_key(n.name, t.name) for n, t, _ in candidates if t.cps),
+        *(node_key(n.name) for n, _, _ in candidates),
+    ]
+    if slots is None:
+        slots = {}
+    missing = [k for k in keys if k not in slots]
+    if missing:
+        slots.update(_lock_slots(session, missing, now))
     # never before the claim can have committed: a call sent later than its instant would
     # leave less than one interval before the next one
     start = _later(now + timedelta(seconds=SEND_LEAD), slots[ckey].next_at)

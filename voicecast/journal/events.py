@@ -33,7 +33,7 @@ from voicecast.compliance.gate import CampaignRules, ContactFacts
 from voicecast.compliance.types import Decision, Purpose, Verdict
 from voicecast.journal import kinds
 from voicecast.journal.kinds import proof_digest
-from voicecast.journal.store import append, subject_of
+from voicecast.journal.store import PendingEntry, append, subject_of
 from voicecast.storage.models import AudioMessage, CallAttempt, Campaign, JournalEntry
 
 if TYPE_CHECKING:
@@ -155,12 +155,40 @@ def gate_decision(
     at: datetime,
     basis: Mapping[str, Any] | None = None,
 ) -> JournalEntry:
-    """Journal one gate decision (``gate.decision``) for ``number`` in ``campaign``.
+    """Journal one gate decision (``gate.decision``) for ``number`` in ``campaign``: the
+    entry of :func:`gate_decision_entry`, appended now."""
+    entry = gate_decision_entry(
+        key,
+        campaign=campaign,
+        campaign_id=campaign_id,
+        number=number,
+        decision=decision,
+        attempt_id=attempt_id,
+        at=at,
+        basis=basis,
+    )
+    return append(session, entry.kind, entry.data, subject=entry.subject, actor=entry.actor)
+
+
+def gate_decision_entry(
+    key: bytes,
+    *,
+    campaign: str,
+    campaign_id: int,
+    number: str,
+    decision: Decision,
+    attempt_id: str | None,
+    at: datetime,
+    basis: Mapping[str, Any] | None = None,
+) -> PendingEntry:
+    """The ``gate.decision`` entry of a decision for ``number`` in ``campaign``, to append
+    (:func:`gate_decision`, or several at once with
+    :func:`~voicecast.journal.store.append_all`).
 
     Data: ``campaign``, ``campaign_id``, ``verdict``, ``reason``, ``rule_source``,
     ``detail`` (scrubbed), ``decided_at`` (``at``: the dialer's clock, UTC), ``until``
     (UTC, defer), ``attempt_id`` (allow) and, for an allow, ``legal_basis``
-    (:func:`legal_basis`). The entry's own ``at`` is when it was written.
+    (:func:`legal_basis`). The entry's own ``at`` is when it is written.
     """
     data: dict[str, Any] = {
         "campaign": campaign,
@@ -175,7 +203,7 @@ def gate_decision(
     }
     if decision.verdict is Verdict.ALLOW:
         data["legal_basis"] = dict(basis) if basis is not None else None
-    return append(session, kinds.GATE_DECISION, data, subject=subject_or_none(key, number))
+    return PendingEntry(kinds.GATE_DECISION, data, subject_or_none(key, number))
 
 
 def attempt_data(attempt: CallAttempt, *, campaign: str, caller_id: str) -> dict[str, Any]:
@@ -204,16 +232,29 @@ def call_attempt(
     session: Session, key: bytes, attempt: CallAttempt, *, campaign: str, caller_id: str
 ) -> JournalEntry:
     """Journal one finished attempt (``call.attempt``; data: :func:`attempt_data`)."""
-    return append(
-        session,
+    entry = call_attempt_entry(key, attempt, campaign=campaign, caller_id=caller_id)
+    return append(session, entry.kind, entry.data, subject=entry.subject, actor=entry.actor)
+
+
+def call_attempt_entry(
+    key: bytes, attempt: CallAttempt, *, campaign: str, caller_id: str
+) -> PendingEntry:
+    """The ``call.attempt`` entry of a finished attempt (data: :func:`attempt_data`)."""
+    return PendingEntry(
         kinds.CALL_ATTEMPT,
         attempt_data(attempt, campaign=campaign, caller_id=caller_id),
-        subject=subject_or_none(key, attempt.number),
+        subject_or_none(key, attempt.number),
     )
 
 
-def message_dropped(
-    session: Session,
+def message_dropped(session: Session, key: bytes, **what: Any) -> JournalEntry:
+    """Journal a message played to a person or left on a machine (``message.dropped``):
+    the entry of :func:`message_dropped_entry` (same keyword arguments), appended now."""
+    entry = message_dropped_entry(key, **what)
+    return append(session, entry.kind, entry.data, subject=entry.subject, actor=entry.actor)
+
+
+def message_dropped_entry(
     key: bytes,
     *,
     number: str,
@@ -227,8 +268,8 @@ def message_dropped(
     purpose: str | None,
     sender: str | None,
     on_behalf_of: str | None,
-) -> JournalEntry:
-    """Journal a message played to a person or left on a machine (``message.dropped``).
+) -> PendingEntry:
+    """The ``message.dropped`` entry of a message played to a person or left on a machine.
 
     Args:
         prompts: what was played, in order (:func:`played_prompts`); the first one is the
@@ -254,7 +295,7 @@ def message_dropped(
         "sender": sender,
         "on_behalf_of": on_behalf_of,
     }
-    return append(session, kinds.MESSAGE_DROPPED, data, subject=subject_or_none(key, number))
+    return PendingEntry(kinds.MESSAGE_DROPPED, data, subject_or_none(key, number))
 
 
 CAMPAIGN_ACTIONS = ("created", "declared", "started", "paused", "resumed", "stopped", "completed")
