@@ -140,6 +140,12 @@ def _payload(kind: str, subject: str | None, data: Mapping[str, Any]) -> str:
         raise JournalError(f"journal data of {kind} is not JSON: {exc}") from None
 
 
+# Core tables, not the ORM's bulk paths (which synchronise the session): appends are on
+# every call's path. A JournalHead loaded in a session is re-read by head().
+_HEAD = cast(Table, JournalHead.__table__)
+_ENTRIES = cast(Table, JournalEntry.__table__)
+
+
 def _reserve(session: Session, count: int) -> tuple[int, str]:
     """Move the chain head ``count`` entries on; return the first reserved ``seq`` and the
     hash the first new entry chains onto (the current last entry's).
@@ -151,10 +157,10 @@ def _reserve(session: Session, count: int) -> tuple[int, str]:
         LookupError: the head row is missing (database not migrated).
     """
     row = session.execute(
-        update(JournalHead)
-        .where(JournalHead.id == 1)
-        .values(seq=JournalHead.seq + count)
-        .returning(JournalHead.seq, JournalHead.hash)
+        update(_HEAD)
+        .where(_HEAD.c.id == 1)
+        .values(seq=_HEAD.c.seq + count)
+        .returning(_HEAD.c.seq, _HEAD.c.hash)
     ).first()
     if row is None:
         raise LookupError("journal_head row missing: run the database migrations")
@@ -206,8 +212,8 @@ def append(
         "hash": digest,
     }
     # Core statements, not the ORM's unit of work: appends are on every call's path
-    session.execute(insert(cast(Table, JournalEntry.__table__)), [values])
-    session.execute(update(JournalHead).where(JournalHead.id == 1).values(hash=digest))
+    session.execute(insert(_ENTRIES), [values])
+    session.execute(update(_HEAD).where(_HEAD.c.id == 1).values(hash=digest))
     return JournalEntry(**values)
 
 
@@ -261,8 +267,8 @@ def append_many(
             }
         )
         prev = digest
-    session.execute(insert(JournalEntry), rows)
-    session.execute(update(JournalHead).where(JournalHead.id == 1).values(hash=prev))
+    session.execute(insert(_ENTRIES), rows)
+    session.execute(update(_HEAD).where(_HEAD.c.id == 1).values(hash=prev))
     return len(rows)
 
 
@@ -318,8 +324,8 @@ def append_all(session: Session, entries: Sequence[PendingEntry]) -> int:
             }
         )
         prev = digest
-    session.execute(insert(cast(Table, JournalEntry.__table__)), rows)
-    session.execute(update(JournalHead).where(JournalHead.id == 1).values(hash=prev))
+    session.execute(insert(_ENTRIES), rows)
+    session.execute(update(_HEAD).where(_HEAD.c.id == 1).values(hash=prev))
     return len(rows)
 
 
