@@ -119,6 +119,7 @@ _T = TypeVar("_T")
 # paths cost more than the database itself there
 _ATTEMPTS = cast(Table, CallAttempt.__table__)
 _GATE_DECISIONS = cast(Table, GateDecision.__table__)
+_CONTACTS = cast(Table, CampaignContact.__table__)
 
 PlanBuilder = Callable[[Campaign], FlowPlan]
 FlowDecisionHook = Callable[[FlowReport], None]
@@ -1364,44 +1365,53 @@ class Dialer:
         report = t.report
         cause = next((c for c in t.causes if c), t.causes[0] if t.causes else None)
         with self.sessions() as s, s.begin():
-            attempt = s.get(CallAttempt, t.attempt_id)
-            cc = s.get(CampaignContact, t.cc_id)
-            if attempt is None or cc is None:
+            # Core statements, not the ORM's unit of work: this runs once per call
+            row = s.execute(select(_ATTEMPTS).where(_ATTEMPTS.c.id == t.attempt_id)).first()
+            cc = s.execute(
+                select(_CONTACTS.c.state, _CONTACTS.c.attempts).where(_CONTACTS.c.id == t.cc_id)
+            ).first()
+            if row is None or cc is None:
                 return
-            attempt.state = "ended"
-            if attempt.answered_at is None:  # its own write may have been refused
-                attempt.answered_at = t.answered_at
-            attempt.ended_at = ended_at
-            attempt.outcome = outcome.value
-            attempt.originate_reason = t.reason
-            attempt.hangup_cause = cause
-            attempt.hangup_cause_text = t.cause_text or None
-            attempt.error = error
+            changes: dict[str, Any] = {
+                "state": "ended",
+                "ended_at": ended_at,
+                "outcome": outcome.value,
+                "originate_reason": t.reason,
+                "hangup_cause": cause,
+                "hangup_cause_text": t.cause_text or None,
+                "error": error,
+            }
+            if row.answered_at is None:  # its own write may have been refused
+                changes["answered_at"] = t.answered_at
             if not_sent:
-                attempt.originate_sent_at = None
+                changes["originate_sent_at"] = None
             if report is not None:
-                attempt.amd_status = report.amd_status or None
-                attempt.amd_cause = report.amd_cause or None
-                attempt.played = list(report.played)
-                attempt.steps = [*report.steps, *report.scenario.steps]
-                attempt.result = report.scenario.result
+                changes["amd_status"] = report.amd_status or None
+                changes["amd_cause"] = report.amd_cause or None
+                changes["played"] = list(report.played)
+                changes["steps"] = [*report.steps, *report.scenario.steps]
+                changes["result"] = report.scenario.result
                 self._store_recordings(s, t, report, ended_at)
+            s.execute(update(_ATTEMPTS).where(_ATTEMPTS.c.id == t.attempt_id).values(changes))
+            # the attempt as now stored (not attached to the session), for the webhook
+            # event and the journal entry
+            attempt = CallAttempt(**{**row._asdict(), **changes})
+            moved: dict[str, Any]
             if not_sent:
-                cc.state = "pending"
-                cc.attempts -= 1
+                moved = {"state": "pending", "attempts": cc.attempts - 1}
             elif t.pbx_failure is not None and rt.alerted:  # see _raise_alert
-                cc.state = "pending"
-                cc.outcome = outcome.value
-                cc.next_attempt_at = ended_at
+                moved = {"state": "pending", "outcome": outcome.value, "next_attempt_at": ended_at}
             elif not t.never_retry and should_retry(
                 outcome, cc.attempts, rt.retries, rt.retry_outcomes
             ):
-                cc.state = "pending"
-                cc.outcome = outcome.value
-                cc.next_attempt_at = next_attempt_time(ended_at, rt.retry_delay)
+                moved = {
+                    "state": "pending",
+                    "outcome": outcome.value,
+                    "next_attempt_at": next_attempt_time(ended_at, rt.retry_delay),
+                }
             else:
-                cc.state = "done"
-                cc.outcome = outcome.value
+                moved = {"state": "done", "outcome": outcome.value}
+            s.execute(update(_CONTACTS).where(_CONTACTS.c.id == t.cc_id).values(moved))
             if not not_sent:  # webhook event, in the outcome's transaction
                 enqueue_attempt_completed(s, attempt, utcnow())
             self._journal_attempt(s, t, attempt, report)
