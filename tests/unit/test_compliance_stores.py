@@ -17,6 +17,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -53,7 +54,7 @@ from voicecast.compliance.suppression import (
     opted_out,
 )
 from voicecast.contacts import import_contacts, parse_contacts_file
-from voicecast.storage.db import migrations_dir, session_factory
+from voicecast.storage.db import HEAD_REVISION, at_head, migrate, migrations_dir, session_factory
 from voicecast.storage.models import (
     Base,
     Consent,
@@ -90,6 +91,23 @@ def _alembic(engine: Engine, action: str, target: str) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         getattr(command, action)(cfg, target)
+
+
+def test_head_revision_is_alembics_head_and_a_database_behind_it_is_upgraded(
+    engine: Engine,
+) -> None:
+    """migrate() skips alembic for a database at HEAD_REVISION: the constant must follow
+    the newest migration, and a database behind it must still be upgraded."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == HEAD_REVISION
+    assert at_head(engine)
+    _alembic(engine, "downgrade", "0006")
+    assert not at_head(engine)
+    migrate(engine)
+    assert at_head(engine)
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 
 
 def test_models_and_migrations_agree(engine: Engine) -> None:

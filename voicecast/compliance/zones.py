@@ -21,7 +21,6 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from phonenumbers import geocoder
 from phonenumbers import timezone as pn_timezone
 
 _PLUS_DIGITS_RE = re.compile(r"\+[0-9]{1,15}\Z")
@@ -189,6 +188,9 @@ def us_state(e164: str) -> str | None:
     num = _parse(e164)
     if num is None or phonenumbers.region_code_for_number(num) not in _US_REGIONS:
         return None
+    # imported here: its data take a third of a second to load, and only US numbers need it
+    from phonenumbers import geocoder
+
     desc = geocoder.description_for_number(num, "en").strip()
     if not desc:
         return None

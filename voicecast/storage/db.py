@@ -247,14 +247,33 @@ MIGRATION_LOCK_KEY = 0x766F6963  # "voic"
 """PostgreSQL advisory lock key held by :func:`migrate` for its transaction."""
 
 
+HEAD_REVISION = "0007"
+"""The newest revision in ``migrations/versions`` (a test checks it is alembic's head)."""
+
+
+def at_head(engine: Engine) -> bool:
+    """Whether the database's ``alembic_version`` is :data:`HEAD_REVISION`; False when it
+    is not, or cannot be read (no table yet)."""
+    try:
+        with engine.connect() as conn:
+            versions = conn.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    except DBAPIError:
+        return False
+    return [v for (v,) in versions] == [HEAD_REVISION]
+
+
 def migrate(engine: Engine) -> None:
-    """Upgrade the database to the newest alembic revision (idempotent).
+    """Upgrade the database to the newest alembic revision (idempotent). A database
+    already at :data:`HEAD_REVISION` is left alone without loading alembic's scripts (a
+    fifth of a second of CPU at every start of a controller or command).
 
     On PostgreSQL the upgrade holds a transaction-level advisory lock
     (``pg_advisory_xact_lock``): controllers started together run it one after the other,
     the later ones finding the schema at head (without it, concurrent ``CREATE TABLE``
     fail with duplicate-key or lock-timeout errors).
     """
+    if at_head(engine):
+        return
     from alembic import command
     from alembic.config import Config
 
