@@ -225,6 +225,9 @@ class CampaignRuntime:
     #: the campaign was paused with an alert: calls still in flight that fail at the PBX
     #: put their contact back in the queue too (dialled again on resume)
     alerted: bool = False
+    #: every text the scenario speaks is already rendered and is the same for every
+    #: contact (no merge field): calls skip :meth:`PromptSet.prepare`
+    prompts_ready: bool = False
 
 
 @dataclass
@@ -1171,9 +1174,13 @@ class Dialer:
         """
         plan = t.runtime.plan
         try:
-            if plan.prompts is not None and plan.scenario is not None:
+            rt = t.runtime
+            if plan.prompts is not None and plan.scenario is not None and not rt.prompts_ready:
                 try:  # speak this contact's texts now: the answered call must never wait
                     await asyncio.to_thread(plan.prompts.prepare, plan.scenario, t.fields)
+                    # texts without merge fields sound the same for every contact: spoken
+                    # once (a call still renders a sound whose file went missing)
+                    rt.prompts_ready = not plan.prompts.personal(plan.scenario)
                 except VoicecastError as exc:
                     t.send_error = f"not dialled: the message could not be spoken: {exc}"
                     t.never_retry = True

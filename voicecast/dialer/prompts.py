@@ -141,6 +141,14 @@ class PromptSet:
         merged |= fields
         return self.speaker.render(render_text(template, merged), voice)
 
+    def personal(self, scenario: Scenario) -> bool:
+        """Whether a text ``scenario`` speaks (or the voicemail drop's text) has a merge
+        field other than ``{optout_key}``, so that it sounds different per contact."""
+        texts = [self._text_of(prompt) for _node, prompt in scenario_prompts(scenario)]
+        if self.message_text is not None:
+            texts.append(self._text_of(Prompt(audio=VOICEMAIL_AUDIO)))
+        return any(set(template_fields(spoken[0])) - {"optout_key"} for spoken in texts if spoken)
+
     def prepare(self, scenario: Scenario, fields: Mapping[str, str | None]) -> None:
         """Render every text of ``scenario`` for one contact (blocking; call it in a thread
         before dialling, so the call never waits for speech)."""
