@@ -143,30 +143,10 @@ def basis_text(basis: Mapping[str, Any] | None) -> str:
 # --------------------------------------------------------------------------- entries
 
 
-def gate_decision(
-    session: Session,
-    key: bytes,
-    *,
-    campaign: str,
-    campaign_id: int,
-    number: str,
-    decision: Decision,
-    attempt_id: str | None,
-    at: datetime,
-    basis: Mapping[str, Any] | None = None,
-) -> JournalEntry:
-    """Journal one gate decision (``gate.decision``) for ``number`` in ``campaign``: the
-    entry of :func:`gate_decision_entry`, appended now."""
-    entry = gate_decision_entry(
-        key,
-        campaign=campaign,
-        campaign_id=campaign_id,
-        number=number,
-        decision=decision,
-        attempt_id=attempt_id,
-        at=at,
-        basis=basis,
-    )
+def gate_decision(session: Session, key: bytes, **what: Any) -> JournalEntry:
+    """Journal one gate decision (``gate.decision``): the entry of
+    :func:`gate_decision_entry` (same keyword arguments), appended now."""
+    entry = gate_decision_entry(key, **what)
     return append(session, entry.kind, entry.data, subject=entry.subject, actor=entry.actor)
 
 

@@ -196,25 +196,45 @@ def append(
         LookupError: the journal head row is missing (database not migrated).
     """
     who, when = _checked_meta(kind, actor, at)
-    payload = _payload(kind, subject, data or {})
-    seq, prev = _reserve(session, 1)
-    digest = entry_hash(
-        seq=seq, at=when, kind=kind, actor=who, subject=subject, data=payload, prev_hash=prev
+    (values,) = _write_chain(
+        session, when, [(kind, who, subject, _payload(kind, subject, data or {}))]
     )
-    values = {
-        "seq": seq,
-        "at": when,
-        "kind": kind,
-        "actor": who,
-        "subject": subject,
-        "data": payload,
-        "prev_hash": prev,
-        "hash": digest,
-    }
-    # Core statements, not the ORM's unit of work: appends are on every call's path
-    session.execute(insert(_ENTRIES), [values])
-    session.execute(update(_HEAD).where(_HEAD.c.id == 1).values(hash=digest))
     return JournalEntry(**values)
+
+
+def _write_chain(
+    session: Session, when: datetime, checked: Sequence[tuple[str, str, str | None, str]]
+) -> list[dict[str, Any]]:
+    """Write ``checked`` entries ((kind, actor, subject, canonical JSON data), already
+    checked) at instant ``when``, chained in order after the head, with three statements
+    whatever their number (Core statements, not the ORM's unit of work: appends are on
+    every call's path); their column values.
+
+    Raises:
+        LookupError: the journal head row is missing.
+    """
+    first, prev = _reserve(session, len(checked))
+    rows: list[dict[str, Any]] = []
+    for seq, (kind, who, subject, payload) in enumerate(checked, start=first):
+        digest = entry_hash(
+            seq=seq, at=when, kind=kind, actor=who, subject=subject, data=payload, prev_hash=prev
+        )
+        rows.append(
+            {
+                "seq": seq,
+                "at": when,
+                "kind": kind,
+                "actor": who,
+                "subject": subject,
+                "data": payload,
+                "prev_hash": prev,
+                "hash": digest,
+            }
+        )
+        prev = digest
+    session.execute(insert(_ENTRIES), rows)
+    session.execute(update(_HEAD).where(_HEAD.c.id == 1).values(hash=prev))
+    return rows
 
 
 def append_many(
@@ -241,35 +261,8 @@ def append_many(
     if not items:
         return 0
     who, when = _checked_meta(kind, actor, at)
-    payloads = [(subject, _payload(kind, subject, data)) for subject, data in items]
-    first, prev = _reserve(session, len(payloads))
-    rows: list[dict[str, Any]] = []
-    for seq, (subject, payload) in enumerate(payloads, start=first):
-        digest = entry_hash(
-            seq=seq,
-            at=when,
-            kind=kind,
-            actor=who,
-            subject=subject,
-            data=payload,
-            prev_hash=prev,
-        )
-        rows.append(
-            {
-                "seq": seq,
-                "at": when,
-                "kind": kind,
-                "actor": who,
-                "subject": subject,
-                "data": payload,
-                "prev_hash": prev,
-                "hash": digest,
-            }
-        )
-        prev = digest
-    session.execute(insert(_ENTRIES), rows)
-    session.execute(update(_HEAD).where(_HEAD.c.id == 1).values(hash=prev))
-    return len(rows)
+    checked = [(kind, who, subject, _payload(kind, subject, data)) for subject, data in items]
+    return len(_write_chain(session, when, checked))
 
 
 @dataclass(frozen=True)
@@ -300,33 +293,12 @@ def append_all(session: Session, entries: Sequence[PendingEntry]) -> int:
     """
     if not entries:
         return 0
-    checked = []
     when = utcnow()
+    checked = []
     for e in entries:
         who, _ = _checked_meta(e.kind, e.actor, when)
         checked.append((e.kind, who, e.subject, _payload(e.kind, e.subject, e.data)))
-    first, prev = _reserve(session, len(checked))
-    rows: list[dict[str, Any]] = []
-    for seq, (kind, who, subject, payload) in enumerate(checked, start=first):
-        digest = entry_hash(
-            seq=seq, at=when, kind=kind, actor=who, subject=subject, data=payload, prev_hash=prev
-        )
-        rows.append(
-            {
-                "seq": seq,
-                "at": when,
-                "kind": kind,
-                "actor": who,
-                "subject": subject,
-                "data": payload,
-                "prev_hash": prev,
-                "hash": digest,
-            }
-        )
-        prev = digest
-    session.execute(insert(_ENTRIES), rows)
-    session.execute(update(_HEAD).where(_HEAD.c.id == 1).values(hash=prev))
-    return len(rows)
+    return len(_write_chain(session, when, checked))
 
 
 def head(session: Session) -> JournalHead:
