@@ -465,6 +465,48 @@ def test_an_unanswered_call_without_a_callee_state_fails_with_asterisks_reason(
     assert _status(sessions) == ("completed", None)
 
 
+@dataclass
+class StoppingPbx(FakePbx):
+    """A PBX being stopped (`core stop now`): the calls it is placing fail with Reason 0
+    and no cause, as a dead trunk's would, then its AMI connection closes (and comes back
+    a second later)."""
+
+    stopped: bool = False
+
+    async def _simulate(self, req: OriginateRequest) -> None:
+        assert self.listener is not None
+        await asyncio.sleep(0.02)
+        self.up.discard(req.attempt_id)
+        self.listener.on_originate_result(req.attempt_id, False, 0)
+        self.listener.on_hangup(req.attempt_id, 0, "", True)
+        if not self.stopped:
+            self.stopped = True
+            await asyncio.sleep(0.3)
+            self.connected = False
+            self.listener.on_connection(False)
+            await asyncio.sleep(1.0)
+            self.connected = True
+            self.listener.on_connection(True)
+
+
+def test_calls_failed_by_a_pbx_stopping_are_not_a_trunk_alert_and_are_not_redialled(
+    sessions: sessionmaker[Session],
+) -> None:
+    """The helper's trial: `voicecast sandbox down` during ringing calls failed them as
+    "could not place", paused the campaign with the trunk alert, and its resume dialled
+    people whose phones had rung a second time."""
+    numbers = [f"+3319900001{i}" for i in range(6)]
+    _campaign(sessions, numbers, max_channels=6, retries=2)
+    _run(sessions, StoppingPbx(), alert_after=5)
+    assert _status(sessions) == ("completed", None)  # no alert
+    attempts = _attempts(sessions)
+    assert sorted(a.number for a in attempts) == numbers  # each once: not re-dialled
+    assert {a.outcome for a in attempts} == {"failed"}
+    assert all(a.error and a.error.startswith("the PBX stopped while") for a in attempts)
+    with sessions() as s:
+        assert {c.state for c in s.scalars(select(CampaignContact))} == {"done"}
+
+
 def test_a_campaign_whose_every_call_failed_at_the_pbx_ends_with_an_alert_not_completed(
     sessions: sessionmaker[Session],
 ) -> None:

@@ -126,6 +126,10 @@ FlowDecisionHook = Callable[[FlowReport], None]
 
 LEASE_TIMEOUT = timedelta(seconds=20)
 UNANSWERED_HANGUP_GRACE = 2.0  # seconds to wait for the Hangup after a failed Originate
+# seconds a call that failed at the PBX without a callee state waits for the PBX's AMI
+# connection to close: a PBX stopping fails the calls it is placing the same way, and they
+# are then neither a trunk failure (no alert) nor re-dialled
+PBX_STOP_GRACE = 2.0
 # seconds to wait, once the call has ended without a known Q.850 cause, for another leg's
 # Hangup to bring one: a Local channel's ``;1`` half ends with cause 0 while its ``;2`` half
 # carries the callee's cause (34 for congestion), and AMI may deliver either one first.
@@ -265,6 +269,8 @@ class Tracker:
     #: the PBX connection was lost while this attempt was in flight and its channel has
     #: not been looked up since (:meth:`Dialer._reconcile_inflight`): its events may be lost
     pbx_lost: bool = False
+    #: set with :attr:`pbx_lost` (awaitable)
+    lost: asyncio.Event = field(default_factory=asyncio.Event)
     #: it was in flight at a PBX connection loss and its channel was still up afterwards
     reconciled: bool = False
     #: when the flow started (kept here too: the database may refuse its write)
@@ -1268,8 +1274,20 @@ class Dialer:
             error = None
             if outcome is Outcome.FAILED and t.reconciled:  # ended while the PBX was away
                 error = t.note
-            elif outcome is Outcome.FAILED:  # no callee state: the call never left the PBX
-                error = t.pbx_failure = originate_failure_text(t.reason, t.causes, t.cause_text)
+            elif outcome is Outcome.FAILED:  # no callee state: the call never left the PBX,
+                # unless the PBX is stopping: a stop (`core stop now`) hangs up the calls it
+                # is placing (Reason 0, no cause: they may have rung) just before its AMI
+                # connection closes, and its Shutdown event comes after them
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(t.lost.wait(), PBX_STOP_GRACE)
+                if t.lost.is_set():  # lost in the meantime (perhaps back already)
+                    t.never_retry = True
+                    error = (
+                        "the PBX stopped while this call was being placed (it may have rung: "
+                        "not re-dialled)"
+                    )
+                else:
+                    error = t.pbx_failure = originate_failure_text(t.reason, t.causes, t.cause_text)
             self._finish(t, outcome, error)
             return
         try:
@@ -1678,6 +1696,7 @@ class Dialer:
             for t in self.trackers.values():
                 if t.final is None and t.node in names:
                     t.pbx_lost = True
+                    t.lost.set()
                     lost += 1
             log.warning(
                 "PBX connection lost%s: %s (%d call(s) in flight there)",
