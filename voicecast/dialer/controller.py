@@ -885,22 +885,17 @@ class Dialer:
         rt: CampaignRuntime,
         cc: CampaignContact,
         decision: Decision,
+        writes: _Writes,
         attempt_id: str | None = None,
         basis: dict[str, Any] | None = None,
         now: datetime | None = None,
-        writes: _Writes | None = None,
     ) -> None:
         """Store the decision on the contact and, when it changed or allowed a dial, in the
         ``gate_decisions`` table and the proof journal (``gate.decision``, with ``basis``,
-        the legal basis of an allowed dial). Defer: the contact waits until ``until``;
-        block: done. ``now``: the instant it was decided for (default: now). ``writes``:
-        collect the row and the entry there (written by :meth:`_write_batch`, in the same
-        transaction) instead of writing them now."""
-        if writes is None:
-            writes = _Writes()
-            self._record_gate(s, rt, cc, decision, attempt_id, basis, now, writes)
-            self._write_batch(s, writes)
-            return
+        the legal basis of an allowed dial): their row and entry are collected in
+        ``writes`` (written by :meth:`_write_batch`, in the same transaction). Defer: the
+        contact waits until ``until``; block: done. ``now``: the instant it was decided for
+        (default: now)."""
         now = now or self.clock.now()
         changed = (cc.gate_verdict, cc.gate_reason) != (
             decision.verdict.value,
@@ -961,9 +956,6 @@ class Dialer:
         if writes.decisions:
             s.execute(insert(_GATE_DECISIONS), writes.decisions)
         append_all(s, writes.entries)
-        writes.attempts.clear()
-        writes.decisions.clear()
-        writes.entries.clear()
 
     def _claim(self, rt: CampaignRuntime, up: set[str]) -> _Claim:
         """The dial's transaction: the next due contacts, their routes and start instants,
@@ -1029,16 +1021,15 @@ class Dialer:
                 return None
             for number in sorted({cc.phone_e164 for cc in due}):
                 lock_number(s, number)
-            contacts = {
-                c.id: c
-                for c in s.scalars(
-                    select(Contact).where(Contact.id.in_({cc.contact_id for cc in due}))
+            fields_by_contact: dict[int, dict[str, Any]] = {
+                contact_id: contact_fields
+                for contact_id, contact_fields in s.execute(
+                    select(Contact.id, Contact.fields).where(
+                        Contact.id.in_({cc.contact_id for cc in due})
+                    )
                 )
             }
-            fields = {
-                cc.id: dict(contacts[cc.contact_id].fields) if cc.contact_id in contacts else {}
-                for cc in due
-            }
+            fields = {cc.id: dict(fields_by_contact.get(cc.contact_id) or {}) for cc in due}
             facts_of = self._facts(s, rt, due, fields, now)
             slots: dict[str, PacingSlot] = {}
             results: list[_Claimed | Decision] = []
@@ -1068,7 +1059,7 @@ class Dialer:
                     facts = facts_of[cc.id]
                     decision = decide(facts, rt.rules, self.gate.packs, at)
                     if decision.verdict is not Verdict.ALLOW:
-                        self._record_gate(s, rt, cc, decision, now=at, writes=writes)
+                        self._record_gate(s, rt, cc, decision, writes, now=at)
                         results.append(decision)
                         continue
                     reserve(route, moves)
@@ -1092,7 +1083,7 @@ class Dialer:
                             "trunk": route.trunk,
                         }
                     )
-                    self._record_gate(s, rt, cc, decision, attempt_id, basis, at, writes)
+                    self._record_gate(s, rt, cc, decision, writes, attempt_id, basis, at)
                     live[route.node] = live.get(route.node, 0) + 1
                     results.append(
                         _Claimed(attempt_id, cc.id, cc.phone_e164, fields[cc.id], basis, route)
@@ -1597,13 +1588,10 @@ class Dialer:
                 self.gate.key, attempt, campaign=rt.name, caller_id=rt.caller_id
             )
         ]
-        prompts = (
-            journal.played_prompts(report.played, t.play_starts, rt.audio)
-            if report is not None and report.answerer in (Answerer.HUMAN, Answerer.MACHINE)
-            else []
-        )
-        if report is not None and prompts:
-            entries.append(self._dropped_entry(t, report, prompts))
+        if report is not None and report.answerer in (Answerer.HUMAN, Answerer.MACHINE):
+            prompts = journal.played_prompts(report.played, t.play_starts, rt.audio)
+            if prompts:
+                entries.append(self._dropped_entry(t, report, prompts))
         append_all(s, entries)  # both in one append
 
     def _dropped_entry(

@@ -143,13 +143,6 @@ def basis_text(basis: Mapping[str, Any] | None) -> str:
 # --------------------------------------------------------------------------- entries
 
 
-def gate_decision(session: Session, key: bytes, **what: Any) -> JournalEntry:
-    """Journal one gate decision (``gate.decision``): the entry of
-    :func:`gate_decision_entry` (same keyword arguments), appended now."""
-    entry = gate_decision_entry(key, **what)
-    return append(session, entry.kind, entry.data, subject=entry.subject, actor=entry.actor)
-
-
 def gate_decision_entry(
     key: bytes,
     *,
@@ -162,8 +155,7 @@ def gate_decision_entry(
     basis: Mapping[str, Any] | None = None,
 ) -> PendingEntry:
     """The ``gate.decision`` entry of a decision for ``number`` in ``campaign``, to append
-    (:func:`gate_decision`, or several at once with
-    :func:`~voicecast.journal.store.append_all`).
+    with :func:`~voicecast.journal.store.append_all` (several at once).
 
     Data: ``campaign``, ``campaign_id``, ``verdict``, ``reason``, ``rule_source``,
     ``detail`` (scrubbed), ``decided_at`` (``at``: the dialer's clock, UTC), ``until``
